@@ -1,0 +1,107 @@
+//! Engine configuration: the deployed defaults, each one adjustable.
+
+use crate::skip::SkipUnit;
+use std::time::Duration;
+
+/// How an [`Engine`](crate::Engine) names its keys and how long it waits.
+///
+/// The defaults are those of the deployed TypeScript library, so that a Rust service
+/// with the default configuration is indistinguishable on the wire from a Node one.
+///
+/// ```
+/// use resumable_stream::{Config, SkipUnit};
+/// use std::time::Duration;
+///
+/// let config = Config::default()
+///     .with_key_prefix("chat")
+///     .with_ack_timeout(Duration::from_millis(500))
+///     .with_skip_unit(SkipUnit::CodePoint);
+/// assert_eq!(config.key_prefix(), "chat");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    key_prefix: String,
+    sentinel_ttl: Duration,
+    ack_timeout: Duration,
+    skip_unit: SkipUnit,
+    seed: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            key_prefix: "resumable-stream".to_owned(),
+            sentinel_ttl: Duration::from_secs(24 * 60 * 60),
+            ack_timeout: Duration::from_millis(1000),
+            skip_unit: SkipUnit::Utf16,
+            seed: 0x5eed_0f_5eed,
+        }
+    }
+}
+
+impl Config {
+    /// The prefix of every key and channel (`{prefix}:rs:...`). Default `resumable-stream`.
+    pub fn with_key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.key_prefix = prefix.into();
+        self
+    }
+
+    /// How long the sentinel key lives after each `SET` (`EX`). Default 24 h; values
+    /// under one second are rounded up to one second.
+    pub fn with_sentinel_ttl(mut self, ttl: Duration) -> Self {
+        self.sentinel_ttl = ttl;
+        self
+    }
+
+    /// How long a resumer waits for the producer's first message. Default 1 s.
+    pub fn with_ack_timeout(mut self, timeout: Duration) -> Self {
+        self.ack_timeout = timeout;
+        self
+    }
+
+    /// The unit this engine's producers count `skipCharacters` in when a request does
+    /// not name one, and the unit this engine's resumers ask for. Default
+    /// [`SkipUnit::Utf16`], as the TypeScript library and browsers count.
+    pub fn with_skip_unit(mut self, unit: SkipUnit) -> Self {
+        self.skip_unit = unit;
+        self
+    }
+
+    /// Seeds the generator of listener ids. Drivers pass real entropy; tests and fuzz
+    /// targets pass a constant to replay a run exactly.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// The key prefix.
+    pub fn key_prefix(&self) -> &str {
+        &self.key_prefix
+    }
+
+    /// The sentinel's time to live.
+    pub fn sentinel_ttl(&self) -> Duration {
+        self.sentinel_ttl
+    }
+
+    /// The sentinel's time to live in whole seconds, as sent with `EX` (at least 1).
+    pub fn sentinel_ttl_seconds(&self) -> u64 {
+        let secs = self.sentinel_ttl.as_secs() + u64::from(self.sentinel_ttl.subsec_nanos() > 0);
+        secs.max(1)
+    }
+
+    /// The resumer's acknowledgement timeout.
+    pub fn ack_timeout(&self) -> Duration {
+        self.ack_timeout
+    }
+
+    /// The default skip unit.
+    pub fn skip_unit(&self) -> SkipUnit {
+        self.skip_unit
+    }
+
+    /// The listener-id seed.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+}

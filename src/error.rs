@@ -1,0 +1,78 @@
+//! The typed errors a stream can end with.
+
+use crate::io::ReplyError;
+use std::fmt;
+use std::time::Duration;
+
+/// Why a request or a stream failed.
+///
+/// Every failure that reaches an application is one of these; none of them is a panic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// A Redis command failed (an error reply, or a lost connection).
+    Redis {
+        /// The command that failed (`INCR`, `GET`, ...).
+        command: &'static str,
+        /// What went wrong.
+        error: ReplyError,
+    },
+    /// Redis answered with a reply of a shape the protocol never produces.
+    UnexpectedReply {
+        /// The command that was answered.
+        command: &'static str,
+        /// The reply, described.
+        reply: String,
+    },
+    /// The sentinel key holds something no resumable-stream library writes.
+    UnexpectedSentinel {
+        /// The value found, lossily decoded.
+        value: String,
+    },
+    /// No producer answered a resume request within the acknowledgement timeout, and
+    /// the stream is not marked done.
+    AckTimeout {
+        /// The stream that was asked for.
+        stream_id: String,
+        /// How long the resumer waited.
+        waited: Duration,
+    },
+    /// The producer's source failed; the text is the source's own error.
+    Source(String),
+    /// This engine is already producing that stream.
+    AlreadyProducing {
+        /// The stream id.
+        stream_id: String,
+    },
+    /// The handle does not name a stream this engine is producing.
+    NotProducing,
+    /// The driver stopped (its context was dropped, or its connections closed for good).
+    Closed,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Redis { command, error } => write!(f, "{command} failed: {error}"),
+            Error::UnexpectedReply { command, reply } => {
+                write!(f, "unexpected reply to {command}: {reply}")
+            }
+            Error::UnexpectedSentinel { value } => {
+                write!(f, "the stream's sentinel key holds an unexpected value: {value:?}")
+            }
+            Error::AckTimeout { stream_id, waited } => write!(
+                f,
+                "Timeout waiting for ack: no producer answered the resume request for stream {stream_id:?} within {} ms",
+                waited.as_millis()
+            ),
+            Error::Source(message) => write!(f, "the stream's source failed: {message}"),
+            Error::AlreadyProducing { stream_id } => {
+                write!(f, "stream {stream_id:?} is already being produced by this engine")
+            }
+            Error::NotProducing => f.write_str("this handle does not produce a stream"),
+            Error::Closed => f.write_str("the resumable-stream driver has stopped"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}

@@ -1,0 +1,150 @@
+//! What crosses the boundary between the engine and a driver: commands going out to
+//! Redis, replies and pub/sub messages coming back.
+//!
+//! A driver never interprets these. It sends each [`Command`] on the connection that
+//! [`Op::connection`] names, in the order the engine emitted them, and hands every reply
+//! back with the command's [`CommandId`].
+
+use bytes::Bytes;
+use std::fmt;
+
+/// Identifies one command so that its reply finds its way back to the engine.
+///
+/// Ids grow monotonically within one engine; they are never reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CommandId(pub u64);
+
+/// The connection a command must travel on.
+///
+/// Order matters only within one connection: a driver keeps the engine's order per
+/// connection, and may pipeline freely.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Connection {
+    /// The ordinary request/response connection (INCR, SET, GET, PUBLISH).
+    Commands,
+    /// The connection in subscriber mode (SUBSCRIBE, UNSUBSCRIBE), which also receives
+    /// the pub/sub messages.
+    PubSub,
+}
+
+/// One Redis command, as the engine wants it sent.
+///
+/// Keys, channels and payloads are [`Bytes`] shared with the engine's own state: cloning
+/// a command never copies a chunk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// `INCR key`
+    Incr {
+        /// The key to increment.
+        key: Bytes,
+    },
+    /// `SET key value EX seconds`
+    Set {
+        /// The key to set.
+        key: Bytes,
+        /// Its new value.
+        value: Bytes,
+        /// The expiry in whole seconds (`EX`), always at least 1.
+        expire_seconds: u64,
+    },
+    /// `GET key`
+    Get {
+        /// The key to read.
+        key: Bytes,
+    },
+    /// `PUBLISH channel message`
+    Publish {
+        /// The channel to publish on.
+        channel: Bytes,
+        /// The message, byte for byte.
+        message: Bytes,
+    },
+    /// `SUBSCRIBE channel`. The reply is the subscription's confirmation.
+    Subscribe {
+        /// The channel to subscribe to.
+        channel: Bytes,
+    },
+    /// `UNSUBSCRIBE channel`. The reply is the confirmation.
+    Unsubscribe {
+        /// The channel to leave.
+        channel: Bytes,
+    },
+}
+
+impl Op {
+    /// The connection this command travels on.
+    pub fn connection(&self) -> Connection {
+        match self {
+            Op::Subscribe { .. } | Op::Unsubscribe { .. } => Connection::PubSub,
+            _ => Connection::Commands,
+        }
+    }
+
+    /// The Redis command name, for logs and error messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Incr { .. } => "INCR",
+            Op::Set { .. } => "SET",
+            Op::Get { .. } => "GET",
+            Op::Publish { .. } => "PUBLISH",
+            Op::Subscribe { .. } => "SUBSCRIBE",
+            Op::Unsubscribe { .. } => "UNSUBSCRIBE",
+        }
+    }
+}
+
+/// A command with the id its reply must carry back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command {
+    /// Pass this id to [`Engine::handle_reply`](crate::Engine::handle_reply).
+    pub id: CommandId,
+    /// What to send.
+    pub op: Op,
+}
+
+/// A successful reply, in the shape of RESP without interpretation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// Nil (a missing key).
+    Nil,
+    /// An integer reply.
+    Integer(i64),
+    /// A bulk string.
+    Data(Bytes),
+    /// The status `OK`, or a confirmed SUBSCRIBE / UNSUBSCRIBE.
+    Ok,
+    /// Any other shape (status text, array, map, ...), described for error messages.
+    Other(String),
+}
+
+impl fmt::Display for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reply::Nil => f.write_str("nil"),
+            Reply::Integer(n) => write!(f, "integer {n}"),
+            Reply::Data(d) => write!(f, "data {:?}", String::from_utf8_lossy(d)),
+            Reply::Ok => f.write_str("OK"),
+            Reply::Other(s) => write!(f, "{s}"),
+        }
+    }
+}
+
+/// A command that did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplyError {
+    /// Redis answered with an error reply; the text as Redis sent it
+    /// (for example `ERR value is not an integer or out of range`).
+    Server(String),
+    /// The command may not have reached Redis, or its reply was lost: the connection
+    /// failed or was closed.
+    Connection(String),
+}
+
+impl fmt::Display for ReplyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReplyError::Server(s) => write!(f, "Redis error: {s}"),
+            ReplyError::Connection(s) => write!(f, "connection error: {s}"),
+        }
+    }
+}

@@ -1,0 +1,335 @@
+//! A deterministic simulation: several engines ("instances") and one [`MemoryRedis`],
+//! joined by FIFO links with a fixed latency, on a virtual clock.
+//!
+//! Nothing here touches a socket or the real clock: a test drives requests into the
+//! engines, lets the simulated network deliver commands, replies and messages in
+//! virtual time, and reads what each reader received. Timeouts fire when the clock
+//! reaches them, so a one-second acknowledgement timeout costs no real time.
+//!
+//! ```
+//! use resumable_stream::sim::Sim;
+//! use resumable_stream::{Config, Role};
+//! use std::time::Duration;
+//!
+//! let mut sim = Sim::new(2, Duration::from_millis(1), Config::default());
+//! let producer = sim.engine(0).resumable_stream("s", None);
+//! sim.settle();
+//! sim.engine(0).push_chunk(producer, "hello ".into()).unwrap();
+//! let resumer = sim.engine(1).resumable_stream("s", Some(2));
+//! sim.settle();
+//! sim.engine(0).push_chunk(producer, "world".into()).unwrap();
+//! sim.engine(0).finish(producer).unwrap();
+//! sim.settle();
+//! assert_eq!(sim.log(1, resumer).role, Some(Role::Resumer));
+//! assert_eq!(sim.log(1, resumer).data, b"llo world");
+//! assert!(sim.log(1, resumer).ended);
+//! ```
+
+use crate::engine::Engine;
+use crate::error::Error;
+use crate::event::{Event, Handle, Role, StreamState};
+use crate::io::{Command, CommandId, Reply, ReplyError};
+use crate::memory::{ClientId, MemoryRedis};
+use crate::Config;
+use bytes::Bytes;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::time::{Duration, Instant};
+
+/// Everything one handle received, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReaderLog {
+    /// The role, once `Started` arrived.
+    pub role: Option<Role>,
+    /// Every byte of every `Data` event, joined.
+    pub data: Vec<u8>,
+    /// Each `Data` event's bytes, separately.
+    pub chunks: Vec<Bytes>,
+    /// `End` arrived.
+    pub ended: bool,
+    /// `Done` arrived.
+    pub done: bool,
+    /// `NotFound` arrived.
+    pub not_found: bool,
+    /// The answer to a state query.
+    pub state: Option<StreamState>,
+    /// `Failed` arrived with this error.
+    pub error: Option<Error>,
+    /// How many final events arrived (exactly one for a finished handle).
+    pub finals: usize,
+    /// Events that arrived after a final event: always a bug.
+    pub after_final: usize,
+}
+
+enum Transit {
+    ToRedis {
+        node: usize,
+        command: Command,
+    },
+    Reply {
+        node: usize,
+        id: CommandId,
+        reply: Result<Reply, ReplyError>,
+    },
+    Message {
+        node: usize,
+        channel: Bytes,
+        message: Bytes,
+    },
+}
+
+struct Node {
+    engine: Engine,
+    client: ClientId,
+    logs: HashMap<Handle, ReaderLog>,
+    /// While set, commands of this node are lost and its pub/sub receives nothing.
+    partitioned: bool,
+}
+
+/// The simulated network of engines around one in-memory Redis.
+pub struct Sim {
+    /// The simulated Redis. Tests may inspect or modify keys directly.
+    pub redis: MemoryRedis,
+    nodes: Vec<Node>,
+    start: Instant,
+    now: Instant,
+    latency: Duration,
+    queue: BinaryHeap<Reverse<(Instant, u64)>>,
+    transits: HashMap<u64, Transit>,
+    seq: u64,
+    /// Every command sent by any node, by name, for counting.
+    pub commands_sent: HashMap<&'static str, u64>,
+}
+
+/// The most steps [`Sim::settle`] takes before it declares a livelock.
+const MAX_STEPS: usize = 10_000_000;
+
+impl Sim {
+    /// `nodes` engines with `config` (each with its own seed), links of `latency` each
+    /// way.
+    pub fn new(nodes: usize, latency: Duration, config: Config) -> Sim {
+        let mut redis = MemoryRedis::new();
+        let nodes = (0..nodes)
+            .map(|i| Node {
+                engine: Engine::new(
+                    config
+                        .clone()
+                        .with_seed(config.seed().wrapping_add(i as u64 * 7919)),
+                ),
+                client: redis.connect(),
+                logs: HashMap::new(),
+                partitioned: false,
+            })
+            .collect();
+        let start = Instant::now();
+        Sim {
+            redis,
+            nodes,
+            start,
+            now: start,
+            latency,
+            queue: BinaryHeap::new(),
+            transits: HashMap::new(),
+            seq: 0,
+            commands_sent: HashMap::new(),
+        }
+    }
+
+    /// The engine of node `node`, to make requests.
+    pub fn engine(&mut self, node: usize) -> &mut Engine {
+        &mut self.nodes[node].engine
+    }
+
+    /// What handle `handle` of node `node` received so far.
+    pub fn log(&self, node: usize, handle: Handle) -> ReaderLog {
+        self.nodes[node]
+            .logs
+            .get(&handle)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The virtual time elapsed since the simulation began.
+    pub fn elapsed(&self) -> Duration {
+        self.now - self.start
+    }
+
+    /// The current virtual instant.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Cuts node `node` off (its commands are lost, nothing reaches it) or heals it. A
+    /// cut also drops its subscriptions, as a closed connection does.
+    pub fn partition(&mut self, node: usize, cut: bool) {
+        self.nodes[node].partitioned = cut;
+        if cut {
+            let client = self.nodes[node].client;
+            self.redis.disconnect(client);
+        }
+    }
+
+    fn schedule(&mut self, at: Instant, transit: Transit) {
+        self.seq += 1;
+        self.queue.push(Reverse((at, self.seq)));
+        self.transits.insert(self.seq, transit);
+    }
+
+    /// Moves every pending output of every engine: commands onto the network, events
+    /// into the logs.
+    fn flush(&mut self) {
+        for index in 0..self.nodes.len() {
+            while let Some(command) = self.nodes[index].engine.poll_command() {
+                *self.commands_sent.entry(command.op.name()).or_default() += 1;
+                let at = self.now + self.latency;
+                self.schedule(
+                    at,
+                    Transit::ToRedis {
+                        node: index,
+                        command,
+                    },
+                );
+            }
+            let node = &mut self.nodes[index];
+            while let Some(event) = node.engine.poll_event() {
+                record(&mut node.logs, event);
+            }
+        }
+    }
+
+    fn next_deadline(&mut self) -> Option<Instant> {
+        self.nodes
+            .iter_mut()
+            .filter_map(|n| n.engine.poll_timeout())
+            .min()
+    }
+
+    /// Delivers everything in flight, and fires any deadline that falls before the next
+    /// delivery, until the network is quiet. Deadlines after that are left pending.
+    ///
+    /// # Panics
+    /// If the engines never stop talking (a livelock): a bug this detects.
+    pub fn settle(&mut self) {
+        self.run(None);
+    }
+
+    /// Like [`settle`](Self::settle), and then lets virtual time run for `duration`,
+    /// firing deadlines and delivering what they cause.
+    pub fn advance(&mut self, duration: Duration) {
+        let until = self.now + duration;
+        self.run(Some(until));
+        if self.now < until {
+            self.now = until;
+        }
+    }
+
+    fn run(&mut self, until: Option<Instant>) {
+        for _ in 0..MAX_STEPS {
+            self.flush();
+            let next_transit = self.queue.peek().map(|Reverse((at, _))| *at);
+            let next_deadline = self.next_deadline();
+            let horizon = until.unwrap_or(self.now);
+            match (next_transit, next_deadline) {
+                (Some(t), Some(d)) if d < t => self.fire(d),
+                (Some(_), _) => self.deliver_next(),
+                (None, Some(d)) if d <= horizon => self.fire(d),
+                (None, _) => return,
+            }
+        }
+        panic!("the simulation did not settle within {MAX_STEPS} steps");
+    }
+
+    fn fire(&mut self, deadline: Instant) {
+        self.now = self.now.max(deadline);
+        let now = self.now;
+        for node in &mut self.nodes {
+            node.engine.handle_timeout(now);
+        }
+    }
+
+    fn deliver_next(&mut self) {
+        let Some(Reverse((at, seq))) = self.queue.pop() else {
+            return;
+        };
+        self.now = self.now.max(at);
+        let Some(transit) = self.transits.remove(&seq) else {
+            return;
+        };
+        let now = self.now;
+        let back = now + self.latency;
+        match transit {
+            Transit::ToRedis { node, command } => {
+                if self.nodes[node].partitioned {
+                    let reply = Err(ReplyError::Connection("connection reset".into()));
+                    self.schedule(
+                        back,
+                        Transit::Reply {
+                            node,
+                            id: command.id,
+                            reply,
+                        },
+                    );
+                    return;
+                }
+                let client = self.nodes[node].client;
+                let (reply, deliveries) = self.redis.execute(now, client, &command.op);
+                self.schedule(
+                    back,
+                    Transit::Reply {
+                        node,
+                        id: command.id,
+                        reply,
+                    },
+                );
+                for (client, channel, message) in deliveries {
+                    if let Some(target) = self.nodes.iter().position(|n| n.client == client) {
+                        self.schedule(
+                            back,
+                            Transit::Message {
+                                node: target,
+                                channel,
+                                message,
+                            },
+                        );
+                    }
+                }
+            }
+            Transit::Reply { node, id, reply } => {
+                self.nodes[node].engine.handle_reply(now, id, reply)
+            }
+            Transit::Message {
+                node,
+                channel,
+                message,
+            } => {
+                if !self.nodes[node].partitioned {
+                    self.nodes[node]
+                        .engine
+                        .handle_message(now, &channel, message);
+                }
+            }
+        }
+    }
+}
+
+fn record(logs: &mut HashMap<Handle, ReaderLog>, event: Event) {
+    let log = logs.entry(event.handle()).or_default();
+    if log.finals > 0 {
+        log.after_final += 1;
+    }
+    if event.is_final() {
+        log.finals += 1;
+    }
+    match event {
+        Event::Started { role, .. } => log.role = Some(role),
+        Event::Data { data, .. } => {
+            log.data.extend_from_slice(&data);
+            log.chunks.push(data);
+        }
+        Event::End { .. } => log.ended = true,
+        Event::Done { .. } => log.done = true,
+        Event::NotFound { .. } => log.not_found = true,
+        Event::State { state, .. } => log.state = Some(state),
+        Event::Failed { error, .. } => log.error = Some(error),
+    }
+}

@@ -1,0 +1,598 @@
+//! The behaviour suite against the simulated Redis: every behaviour of the deployed
+//! library's own suite, and the invariants it leaves unchecked, in deterministic
+//! virtual time.
+
+use bytes::Bytes;
+use resumable_stream::sim::Sim;
+use resumable_stream::{
+    CommandId, Config, Error, Event, Handle, Reply, ReplyError, Role, SkipUnit, StreamState,
+};
+use std::time::Duration;
+
+const MS: Duration = Duration::from_millis(1);
+
+fn sim(nodes: usize) -> Sim {
+    Sim::new(nodes, MS, Config::default())
+}
+
+/// Starts a producer of `id` on node 0 and returns its handle, checked.
+fn producer(sim: &mut Sim, id: &str) -> Handle {
+    let handle = sim.engine(0).resumable_stream(id, None);
+    sim.settle();
+    assert_eq!(sim.log(0, handle).role, Some(Role::Producer));
+    handle
+}
+
+fn push(sim: &mut Sim, handle: Handle, chunk: &str) {
+    sim.engine(0)
+        .push_chunk(handle, Bytes::copy_from_slice(chunk.as_bytes()))
+        .unwrap();
+}
+
+#[test]
+fn acts_like_a_normal_stream() {
+    let mut sim = sim(1);
+    let p = producer(&mut sim, "s");
+    for chunk in ["1\n", "2\n", "3\n"] {
+        push(&mut sim, p, chunk);
+    }
+    sim.engine(0).finish(p).unwrap();
+    sim.settle();
+    let log = sim.log(0, p);
+    assert_eq!(log.data, b"1\n2\n3\n");
+    assert!(log.ended);
+    assert_eq!((log.finals, log.after_final), (1, 0));
+    assert_eq!(
+        sim.redis
+            .get_raw(sim.now(), b"resumable-stream:rs:sentinel:s")
+            .unwrap(),
+        "DONE"
+    );
+    // No Redis traffic per chunk while nobody listens: INCR, SUBSCRIBE, SET, UNSUBSCRIBE.
+    assert_eq!(sim.commands_sent.get("PUBLISH"), None);
+    assert_eq!(sim.commands_sent.values().sum::<u64>(), 4);
+}
+
+#[test]
+fn resuming_a_done_stream_answers_done() {
+    let mut sim = sim(2);
+    let p = producer(&mut sim, "s");
+    push(&mut sim, p, "x");
+    sim.engine(0).finish(p).unwrap();
+    sim.settle();
+    let again = sim.engine(1).resumable_stream("s", None);
+    let explicit = sim.engine(1).resume_existing_stream("s", None);
+    sim.settle();
+    assert!(sim.log(1, again).done);
+    assert!(sim.log(1, explicit).done);
+    assert_eq!(sim.log(1, again).finals, 1);
+}
+
+#[test]
+fn resume_in_progress_and_reverse_read_order() {
+    let mut sim = sim(2);
+    let p = producer(&mut sim, "s");
+    push(&mut sim, p, "1\n");
+    push(&mut sim, p, "2\n");
+    let r = sim.engine(1).resumable_stream("s", None);
+    sim.settle();
+    // The resumer has the catch-up before the producer's reader reads on.
+    assert_eq!(sim.log(1, r).data, b"1\n2\n");
+    push(&mut sim, p, "3\n");
+    sim.engine(0).finish(p).unwrap();
+    sim.settle();
+    assert_eq!(sim.log(1, r).data, b"1\n2\n3\n");
+    assert_eq!(sim.log(0, p).data, b"1\n2\n3\n");
+    assert!(sim.log(1, r).ended && sim.log(0, p).ended);
+}
+
+#[test]
+fn it_really_streams_consumer_first() {
+    let mut sim = sim(2);
+    let p = producer(&mut sim, "s");
+    let r = sim.engine(1).resumable_stream("s", None);
+    sim.settle();
+    assert_eq!(sim.log(1, r).role, Some(Role::Resumer));
+    assert!(sim.log(1, r).data.is_empty());
+    for (i, chunk) in ["a", "b", "c"].iter().enumerate() {
+        push(&mut sim, p, chunk);
+        sim.settle();
+        assert_eq!(
+            sim.log(1, r).chunks.len(),
+            i + 1,
+            "each chunk arrives as it is produced"
+        );
+    }
+    sim.engine(0).finish(p).unwrap();
+    sim.settle();
+    assert_eq!(sim.log(1, r).data, b"abc");
+}
+
+#[test]
+fn several_resumers_and_two_streams_kept_apart() {
+    let mut sim = sim(3);
+    let a = producer(&mut sim, "a");
+    let b = producer(&mut sim, "b");
+    push(&mut sim, a, "A1");
+    push(&mut sim, b, "B1");
+    let ra: Vec<_> = (0..3)
+        .map(|_| sim.engine(1).resumable_stream("a", None))
+        .collect();
+    let rb = sim.engine(2).resumable_stream("b", None);
+    sim.settle();
+    push(&mut sim, a, "A2");
+    push(&mut sim, b, "B2");
+    sim.engine(0).finish(a).unwrap();
+    sim.engine(0).finish(b).unwrap();
+    sim.settle();
+    for r in ra {
+        assert_eq!(sim.log(1, r).data, b"A1A2");
+        assert!(sim.log(1, r).ended);
+    }
+    assert_eq!(sim.log(2, rb).data, b"B1B2");
+}
+
+#[test]
+fn skips_of_0_2_and_4() {
+    for (skip, expected) in [(0u64, "1\n2\n3\n"), (2, "2\n3\n"), (4, "3\n")] {
+        let mut sim = sim(2);
+        let p = producer(&mut sim, "s");
+        push(&mut sim, p, "1\n");
+        push(&mut sim, p, "2\n");
+        let r = sim.engine(1).resumable_stream("s", Some(skip));
+        sim.settle();
+        push(&mut sim, p, "3\n");
+        sim.engine(0).finish(p).unwrap();
+        sim.settle();
+        assert_eq!(sim.log(1, r).data, expected.as_bytes(), "skip {skip}");
+    }
+}
+
+#[test]
+fn a_utf16_skip_cuts_like_javascript_inside_the_emoji() {
+    let text = ["héllo", " ", "日本", " ", "🚀", " done"];
+    let joined: String = text.concat();
+    let units: Vec<u16> = joined.encode_utf16().collect();
+    for skip in 0..=units.len() {
+        let mut sim = sim(2);
+        let p = producer(&mut sim, "s");
+        for chunk in text {
+            push(&mut sim, p, chunk);
+        }
+        let r = sim.engine(1).resumable_stream("s", Some(skip as u64));
+        sim.settle();
+        sim.engine(0).finish(p).unwrap();
+        sim.settle();
+        let expected = String::from_utf16_lossy(&units[skip..]);
+        assert_eq!(sim.log(1, r).data, expected.as_bytes(), "skip {skip}");
+    }
+}
+
+#[test]
+fn a_resumer_that_names_its_unit_gets_that_unit() {
+    let config = Config::default().with_skip_unit(SkipUnit::Byte);
+    let mut sim = Sim::new(2, MS, Config::default());
+    let p = producer(&mut sim, "s");
+    push(&mut sim, p, "日本");
+    sim.settle();
+    // Node 1 with a byte-counting engine: rebuild the simulation with mixed configs.
+    let mut mixed = Sim::new(2, MS, config);
+    let p2 = mixed.engine(0).create_new_resumable_stream("s");
+    mixed.settle();
+    mixed.engine(0).push_chunk(p2, "日本".into()).unwrap();
+    let r = mixed.engine(1).resume_existing_stream("s", Some(3));
+    mixed.settle();
+    mixed.engine(0).finish(p2).unwrap();
+    mixed.settle();
+    assert_eq!(mixed.log(1, r).data, "本".as_bytes());
+    let _ = p;
+}
+
+#[test]
+fn done_once_finished_and_state_at_each_stage() {
+    let mut sim = sim(2);
+    let before = sim.engine(1).has_existing_stream("s");
+    sim.settle();
+    assert_eq!(sim.log(1, before).state, Some(StreamState::None));
+    let p = producer(&mut sim, "s");
+    let during = sim.engine(1).has_existing_stream("s");
+    sim.settle();
+    assert_eq!(sim.log(1, during).state, Some(StreamState::Active));
+    sim.engine(0).finish(p).unwrap();
+    sim.settle();
+    let after = sim.engine(1).has_existing_stream("s");
+    let again = sim.engine(1).resumable_stream("s", None);
+    sim.settle();
+    assert_eq!(sim.log(1, after).state, Some(StreamState::Done));
+    assert!(sim.log(1, again).done);
+}
+
+#[test]
+fn explicit_create_and_resume() {
+    let mut sim = sim(2);
+    let missing = sim.engine(1).resume_existing_stream("s", None);
+    sim.settle();
+    assert!(sim.log(1, missing).not_found);
+    let p = sim.engine(0).create_new_resumable_stream("s");
+    sim.settle();
+    assert_eq!(sim.log(0, p).role, Some(Role::Producer));
+    let key = b"resumable-stream:rs:sentinel:s";
+    assert_eq!(sim.redis.get_raw(sim.now(), key).unwrap(), "1");
+    assert!(sim.redis.expiry(sim.now(), key).is_some(), "SET ... EX");
+    push(&mut sim, p, "hello");
+    let r = sim.engine(1).resume_existing_stream("s", Some(1));
+    sim.settle();
+    push(&mut sim, p, " world");
+    sim.engine(0).finish(p).unwrap();
+    sim.settle();
+    assert_eq!(sim.log(1, r).data, b"ello world");
+    let done = sim.engine(1).resume_existing_stream("s", None);
+    sim.settle();
+    assert!(sim.log(1, done).done);
+}
+
+#[test]
+fn four_resumers_joining_while_chunks_flow_are_byte_exact() {
+    // Slow links, so that every resume request arrives while earlier publishes are
+    // still in flight: the case where the Python port duplicates a chunk.
+    let mut sim = Sim::new(2, Duration::from_millis(5), Config::default());
+    let p = producer(&mut sim, "s");
+    let mut expected = Vec::new();
+    let mut resumers = Vec::new();
+    for i in 0..400 {
+        let chunk = format!("{i:08}:chunk\n");
+        expected.extend_from_slice(chunk.as_bytes());
+        push(&mut sim, p, &chunk);
+        if i % 100 == 50 {
+            resumers.push(sim.engine(1).resumable_stream("s", None));
+        }
+        sim.advance(MS);
+    }
+    sim.engine(0).finish(p).unwrap();
+    sim.settle();
+    assert_eq!(resumers.len(), 4);
+    for r in resumers {
+        let log = sim.log(1, r);
+        assert_eq!(log.data, expected, "resumer {r:?} is byte-exact");
+        assert!(log.ended);
+        assert_eq!((log.finals, log.after_final), (1, 0));
+    }
+    assert_eq!(sim.log(0, p).data, expected);
+}
+
+#[test]
+fn a_thousand_concurrent_streams() {
+    let mut sim = sim(2);
+    let producers: Vec<_> = (0..1000)
+        .map(|i| sim.engine(0).resumable_stream(&format!("s{i}"), None))
+        .collect();
+    sim.settle();
+    for (i, p) in producers.iter().enumerate() {
+        push(&mut sim, *p, &format!("first {i};"));
+    }
+    let resumers: Vec<_> = (0..1000)
+        .map(|i| sim.engine(1).resumable_stream(&format!("s{i}"), None))
+        .collect();
+    sim.settle();
+    for (i, p) in producers.iter().enumerate() {
+        push(&mut sim, *p, &format!("second {i}"));
+        sim.engine(0).finish(*p).unwrap();
+    }
+    sim.settle();
+    for (i, r) in resumers.iter().enumerate() {
+        let log = sim.log(1, *r);
+        assert_eq!(log.data, format!("first {i};second {i}").as_bytes());
+        assert!(log.ended);
+    }
+    assert_eq!(
+        sim.engine(0).live_handles(),
+        0,
+        "finished producers are retired"
+    );
+    assert_eq!(
+        sim.engine(1).live_handles(),
+        0,
+        "ended resumers are retired"
+    );
+}
+
+#[test]
+fn unknown_ids_and_channels_are_counted_and_ignored() {
+    let mut sim = sim(1);
+    let p = producer(&mut sim, "s");
+    let now = sim.now();
+    let engine = sim.engine(0);
+    engine.handle_reply(now, CommandId(987_654), Ok(Reply::Integer(1)));
+    engine.handle_reply(
+        now,
+        CommandId(987_655),
+        Err(ReplyError::Connection("x".into())),
+    );
+    engine.handle_message(
+        now,
+        b"resumable-stream:rs:chunk:nobody",
+        Bytes::from_static(b"hi"),
+    );
+    engine.handle_message(now, b"", Bytes::new());
+    assert!(engine.push_chunk(Handle(424_242), "x".into()).is_err());
+    assert!(engine.finish(Handle(424_242)).is_err());
+    engine.drop_reader(Handle(424_242));
+    let stats = engine.stats();
+    assert_eq!(stats.unmatched_replies, 2);
+    assert_eq!(stats.unrouted_messages, 2);
+    push(&mut sim, p, "still fine");
+    sim.engine(0).finish(p).unwrap();
+    sim.settle();
+    assert_eq!(sim.log(0, p).data, b"still fine");
+}
+
+#[test]
+fn malformed_requests_are_dropped_without_disturbing_the_stream() {
+    let mut sim = sim(2);
+    let p = producer(&mut sim, "s");
+    push(&mut sim, p, "abc");
+    let r = sim.engine(1).resumable_stream("s", None);
+    let now = sim.now();
+    let channel = b"resumable-stream:rs:request:s";
+    let garbage: &[&[u8]] = &[
+        b"",
+        b"not json",
+        b"\xff\xfe\x00",
+        b"[]",
+        b"null",
+        br#"{"listenerId": 5}"#,
+        br#"{"listenerId": "x", "skipCharacters": "2"}"#,
+        br#"{"listenerId": "", "skipCharacters": 1}"#,
+        br#"{"listenerId": "x", "skipUnit": "furlong"}"#,
+    ];
+    for message in garbage {
+        sim.engine(0)
+            .handle_message(now, channel, Bytes::from_static(message));
+    }
+    assert_eq!(
+        sim.engine(0).stats().malformed_requests,
+        garbage.len() as u64
+    );
+    sim.settle();
+    push(&mut sim, p, "def");
+    sim.engine(0).finish(p).unwrap();
+    sim.settle();
+    assert_eq!(sim.log(1, r).data, b"abcdef");
+    assert_eq!(sim.log(0, p).data, b"abcdef");
+}
+
+#[test]
+fn a_producer_that_is_gone_fails_the_resumer_within_the_ack_timeout() {
+    let mut sim = sim(2);
+    // The sentinel says active, but nobody listens on the request channel.
+    sim.redis.set_raw("resumable-stream:rs:sentinel:s", "1");
+    let r = sim.engine(1).resumable_stream("s", None);
+    sim.advance(Duration::from_secs(2));
+    let log = sim.log(1, r);
+    assert!(
+        matches!(log.error, Some(Error::AckTimeout { .. })),
+        "{log:?}"
+    );
+    assert!(log.role.is_none());
+    assert!(sim.elapsed() >= Duration::from_secs(1));
+    // The ack timeout fired at 1 s plus the round trips, not later.
+    let failed_at = sim.elapsed();
+    assert!(failed_at <= Duration::from_secs(2));
+}
+
+#[test]
+fn an_ack_timeout_on_a_stream_that_finished_meanwhile_answers_done() {
+    let mut sim = sim(2);
+    sim.redis.set_raw("resumable-stream:rs:sentinel:s", "1");
+    let r = sim.engine(1).resume_existing_stream("s", None);
+    sim.advance(Duration::from_millis(500));
+    sim.redis.set_raw("resumable-stream:rs:sentinel:s", "DONE");
+    sim.advance(Duration::from_secs(1));
+    assert!(sim.log(1, r).done, "{:?}", sim.log(1, r));
+}
+
+#[test]
+fn unexpected_sentinel_values_are_typed_errors() {
+    let mut sim = sim(1);
+    sim.redis
+        .set_raw("resumable-stream:rs:sentinel:s", "garbage");
+    let idem = sim.engine(0).resumable_stream("s", None);
+    let resume = sim.engine(0).resume_existing_stream("s", None);
+    let state = sim.engine(0).has_existing_stream("s");
+    sim.settle();
+    for handle in [idem, resume, state] {
+        let log = sim.log(0, handle);
+        assert!(
+            matches!(log.error, Some(Error::UnexpectedSentinel { ref value }) if value == "garbage"),
+            "{log:?}"
+        );
+        assert_eq!(log.finals, 1);
+    }
+}
+
+#[test]
+fn replies_of_the_wrong_type_are_typed_errors() {
+    let mut sim = sim(1);
+    let now = sim.now();
+    let engine = sim.engine(0);
+    let h = engine.resumable_stream("s", None);
+    let incr = engine.poll_command().unwrap();
+    engine.handle_reply(now, incr.id, Ok(Reply::Data("1".into())));
+    let q = engine.has_existing_stream("s");
+    let get = engine.poll_command().unwrap();
+    engine.handle_reply(now, get.id, Ok(Reply::Integer(3)));
+    let events: Vec<_> = std::iter::from_fn(|| engine.poll_event()).collect();
+    assert!(
+        matches!(&events[0], Event::Failed { handle, error: Error::UnexpectedReply { command: "INCR", .. } } if *handle == h)
+    );
+    assert!(
+        matches!(&events[1], Event::Failed { handle, error: Error::UnexpectedReply { command: "GET", .. } } if *handle == q)
+    );
+}
+
+#[test]
+fn a_dead_redis_gives_typed_errors_not_hangs() {
+    let mut sim = sim(1);
+    sim.partition(0, true);
+    let a = sim.engine(0).resumable_stream("s", None);
+    let b = sim.engine(0).resume_existing_stream("s", None);
+    let c = sim.engine(0).has_existing_stream("s");
+    let d = sim.engine(0).create_new_resumable_stream("s");
+    sim.settle();
+    for handle in [a, b, c, d] {
+        let log = sim.log(0, handle);
+        assert!(
+            matches!(
+                log.error,
+                Some(Error::Redis {
+                    error: ReplyError::Connection(_),
+                    ..
+                })
+            ),
+            "{log:?}"
+        );
+    }
+}
+
+#[test]
+fn the_producer_finishes_when_its_local_reader_goes_away() {
+    let mut sim = sim(2);
+    let p = producer(&mut sim, "s");
+    let r = sim.engine(1).resumable_stream("s", None);
+    sim.settle();
+    push(&mut sim, p, "one ");
+    sim.engine(0).drop_reader(p);
+    push(&mut sim, p, "two");
+    sim.engine(0).finish(p).unwrap();
+    sim.settle();
+    assert_eq!(
+        sim.log(0, p).data,
+        b"one ",
+        "no events after the reader left"
+    );
+    assert!(!sim.log(0, p).ended);
+    assert_eq!(sim.log(1, r).data, b"one two");
+    assert!(sim.log(1, r).ended);
+}
+
+#[test]
+fn a_source_error_fails_the_local_reader_and_ends_listeners_cleanly() {
+    let mut sim = sim(2);
+    let p = producer(&mut sim, "s");
+    let r = sim.engine(1).resumable_stream("s", None);
+    sim.settle();
+    push(&mut sim, p, "partial");
+    sim.engine(0).fail(p, "model crashed").unwrap();
+    sim.settle();
+    assert_eq!(
+        sim.log(0, p).error,
+        Some(Error::Source("model crashed".into()))
+    );
+    assert!(sim.log(1, r).ended);
+    assert_eq!(sim.log(1, r).data, b"partial");
+    assert_eq!(
+        sim.redis
+            .get_raw(sim.now(), b"resumable-stream:rs:sentinel:s")
+            .unwrap(),
+        "DONE"
+    );
+}
+
+#[test]
+fn a_dropped_resumer_stops_listening() {
+    let mut sim = sim(2);
+    let p = producer(&mut sim, "s");
+    let r = sim.engine(1).resumable_stream("s", None);
+    sim.settle();
+    push(&mut sim, p, "a");
+    sim.settle();
+    sim.engine(1).drop_reader(r);
+    sim.settle();
+    push(&mut sim, p, "b");
+    sim.engine(0).finish(p).unwrap();
+    sim.settle();
+    let log = sim.log(1, r);
+    assert_eq!(log.data, b"a");
+    assert!(!log.ended);
+    assert_eq!(sim.engine(1).live_handles(), 0);
+}
+
+#[test]
+fn a_request_dropped_before_it_resolves_emits_nothing() {
+    let mut sim = sim(2);
+    let p = producer(&mut sim, "s");
+    let r = sim.engine(1).resumable_stream("s", None);
+    sim.engine(1).drop_reader(r);
+    let q = sim.engine(1).has_existing_stream("s");
+    sim.engine(1).drop_reader(q);
+    sim.settle();
+    assert_eq!(sim.log(1, r), Default::default());
+    assert_eq!(sim.log(1, q), Default::default());
+    assert_eq!(sim.engine(1).live_handles(), 0);
+    // A producer-to-be that was dropped still starts: its source must run.
+    let orphan = sim.engine(0).resumable_stream("t", None);
+    sim.engine(0).drop_reader(orphan);
+    sim.settle();
+    assert_eq!(sim.log(0, orphan).role, Some(Role::Producer));
+    sim.engine(0).finish(p).unwrap();
+}
+
+#[test]
+fn a_second_local_producer_of_one_stream_is_refused() {
+    let mut sim = sim(1);
+    let p = producer(&mut sim, "s");
+    let again = sim.engine(0).create_new_resumable_stream("s");
+    sim.settle();
+    assert!(matches!(
+        sim.log(0, again).error,
+        Some(Error::AlreadyProducing { .. })
+    ));
+    push(&mut sim, p, "x");
+    sim.engine(0).finish(p).unwrap();
+    sim.settle();
+    assert!(sim.log(0, p).ended);
+}
+
+#[test]
+fn a_late_request_after_the_end_gets_everything_and_the_end() {
+    let mut sim = sim(2);
+    let p = producer(&mut sim, "s");
+    push(&mut sim, p, "all of it");
+    sim.engine(0).finish(p).unwrap();
+    // Deliver the request while the producer's UNSUBSCRIBE is still in flight.
+    let now = sim.now();
+    sim.engine(0).handle_message(
+        now,
+        b"resumable-stream:rs:request:s",
+        Bytes::from_static(br#"{"listenerId":"late","skipCharacters":4}"#),
+    );
+    let mut publishes = Vec::new();
+    while let Some(command) = sim.engine(0).poll_command() {
+        if let resumable_stream::Op::Publish { channel, message } = command.op {
+            publishes.push((channel, message));
+        }
+    }
+    let late: Vec<_> = publishes
+        .iter()
+        .filter(|(c, _)| c == "resumable-stream:rs:chunk:late")
+        .collect();
+    assert_eq!(late.len(), 2);
+    assert_eq!(late[0].1, "of it");
+    assert_eq!(late[1].1, resumable_stream::wire::DONE_MESSAGE);
+}
+
+#[test]
+fn deadlines_move_forward_and_none_is_left_behind() {
+    let mut sim = sim(2);
+    sim.redis.set_raw("resumable-stream:rs:sentinel:s", "1");
+    let _r = sim.engine(1).resumable_stream("s", None);
+    sim.settle();
+    let first = sim.engine(1).poll_timeout().expect("an ack deadline");
+    assert!(first > sim.now());
+    sim.advance(Duration::from_secs(5));
+    assert_eq!(
+        sim.engine(1).poll_timeout(),
+        None,
+        "no stale deadline keeps a driver awake"
+    );
+}
