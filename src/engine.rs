@@ -10,7 +10,8 @@
 //!   [`push_chunk`](Engine::push_chunk), [`finish`](Engine::finish),
 //!   [`fail`](Engine::fail), and for readers [`drop_reader`](Engine::drop_reader);
 //! - inputs from the driver: [`handle_reply`](Engine::handle_reply),
-//!   [`handle_message`](Engine::handle_message), [`handle_timeout`](Engine::handle_timeout);
+//!   [`handle_message`](Engine::handle_message), [`handle_timeout`](Engine::handle_timeout),
+//!   [`handle_connection_lost`](Engine::handle_connection_lost);
 //! - outputs: [`poll_command`](Engine::poll_command), [`poll_event`](Engine::poll_event),
 //!   [`poll_timeout`](Engine::poll_timeout);
 //! - getters: [`stats`](Engine::stats), [`config`](Engine::config).
@@ -21,7 +22,7 @@
 use crate::config::Config;
 use crate::error::Error;
 use crate::event::{Event, Handle, Role, StreamState};
-use crate::io::{Command, CommandId, Op, Reply, ReplyError};
+use crate::io::{Command, CommandId, Connection, Op, Reply, ReplyError};
 use crate::skip::{catch_up, SkipUnit};
 use crate::wire::{
     ListenerIds, Names, ResumeRequest, Sentinel, StreamNames, DONE_MESSAGE, DONE_VALUE,
@@ -441,6 +442,33 @@ impl Engine {
             if live {
                 self.on_ack_timeout(handle);
             }
+        }
+    }
+
+    /// The connection `connection` was lost. Replies to commands in flight on it must
+    /// still be handed back (as errors) by the driver; this input accounts for what
+    /// Redis forgot with it.
+    ///
+    /// Losing the pub/sub connection drops every subscription: each resumer of this
+    /// engine fails with a typed error. Producers keep producing for their local reader
+    /// and the listeners they already have (those publishes use the command
+    /// connection), but can no longer hear new resume requests.
+    pub fn handle_connection_lost(&mut self, connection: Connection) {
+        if connection != Connection::PubSub {
+            return;
+        }
+        let resumers: Vec<Handle> = self
+            .states
+            .iter()
+            .filter(|(_, state)| matches!(state, State::Resumer(_)))
+            .map(|(handle, _)| *handle)
+            .collect();
+        for handle in resumers {
+            let error = Error::Redis {
+                command: "SUBSCRIBE",
+                error: ReplyError::Connection("the pub/sub connection was lost".to_owned()),
+            };
+            self.fail_handle(handle, error);
         }
     }
 

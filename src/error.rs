@@ -48,6 +48,8 @@ pub enum Error {
     NotProducing,
     /// The driver stopped (its context was dropped, or its connections closed for good).
     Closed,
+    /// The driver could not be set up (no Redis URL, a URL that does not parse, ...).
+    Config(String),
 }
 
 impl fmt::Display for Error {
@@ -71,6 +73,7 @@ impl fmt::Display for Error {
             }
             Error::NotProducing => f.write_str("this handle does not produce a stream"),
             Error::Closed => f.write_str("the resumable-stream driver has stopped"),
+            Error::Config(message) => write!(f, "resumable-stream configuration: {message}"),
         }
     }
 }
