@@ -603,10 +603,18 @@ fn losing_the_pubsub_connection_fails_resumers_and_spares_producers() {
     let p = producer(&mut sim, "s");
     let r = sim.engine(1).resumable_stream("s", None);
     sim.settle();
-    sim.engine(1).handle_connection_lost(resumable_stream::Connection::PubSub);
-    sim.engine(0).handle_connection_lost(resumable_stream::Connection::Commands);
+    sim.engine(1)
+        .handle_connection_lost(resumable_stream::Connection::PubSub);
+    sim.engine(0)
+        .handle_connection_lost(resumable_stream::Connection::Commands);
     sim.settle();
-    assert!(matches!(sim.log(1, r).error, Some(Error::Redis { command: "SUBSCRIBE", .. })));
+    assert!(matches!(
+        sim.log(1, r).error,
+        Some(Error::Redis {
+            command: "SUBSCRIBE",
+            ..
+        })
+    ));
     push(&mut sim, p, "x");
     sim.engine(0).finish(p).unwrap();
     sim.settle();

@@ -8,9 +8,9 @@
 use crate::transport::{lock, Inbox, Transport};
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
+use futures_util::StreamExt;
 use resumable_stream::{Command, Connection, Engine, Error, Event, Handle, Role, StreamState};
 use std::collections::HashMap;
-use futures_util::StreamExt;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
@@ -91,8 +91,16 @@ impl Shared {
         });
         transport.attach(Inbox::new(Arc::downgrade(&shared)));
         let tasks = vec![
-            tokio::spawn(run_commands(shared.clone(), transport.clone(), command_queue)),
-            tokio::spawn(run_subscriptions(shared.clone(), transport, subscription_queue)),
+            tokio::spawn(run_commands(
+                shared.clone(),
+                transport.clone(),
+                command_queue,
+            )),
+            tokio::spawn(run_subscriptions(
+                shared.clone(),
+                transport,
+                subscription_queue,
+            )),
             tokio::spawn(run_timer(shared.clone())),
         ];
         (shared, Tasks(tasks))
@@ -119,7 +127,9 @@ impl Shared {
                 return Err(Error::Closed);
             }
             let handle = make(&mut inner.engine);
-            inner.waiters.insert(handle, Waiter::Request { answer, factory });
+            inner
+                .waiters
+                .insert(handle, Waiter::Request { answer, factory });
             self.drain(&mut inner);
             handle
         };
@@ -163,8 +173,11 @@ impl Shared {
                 };
                 if let Err(mpsc::error::SendError(command)) = queue.send(command) {
                     // The driver is shutting down: the command fails as a lost connection.
-                    let error = resumable_stream::ReplyError::Connection("the driver has stopped".into());
-                    inner.engine.handle_reply(Instant::now(), command.id, Err(error));
+                    let error =
+                        resumable_stream::ReplyError::Connection("the driver has stopped".into());
+                    inner
+                        .engine
+                        .handle_reply(Instant::now(), command.id, Err(error));
                 }
             }
             while let Some(event) = inner.engine.poll_event() {
@@ -195,7 +208,8 @@ impl Shared {
         };
         match (event, waiter) {
             (Event::Started { role, .. }, Some(_)) => {
-                let Some(Waiter::Request { answer, factory }) = inner.waiters.remove(&handle) else {
+                let Some(Waiter::Request { answer, factory }) = inner.waiters.remove(&handle)
+                else {
                     return;
                 };
                 let (reader, stream) = mpsc::unbounded_channel();
@@ -208,7 +222,9 @@ impl Shared {
                             }
                         }
                         None => {
-                            let _ = inner.engine.fail(handle, "no source was given for this stream");
+                            let _ = inner
+                                .engine
+                                .fail(handle, "no source was given for this stream");
                         }
                     }
                 }
@@ -285,9 +301,11 @@ async fn run_commands(
             let now = Instant::now();
             let mut replies = replies.into_iter();
             for command in batch.drain(..) {
-                let reply = replies
-                    .next()
-                    .unwrap_or_else(|| Err(resumable_stream::ReplyError::Connection("missing reply".into())));
+                let reply = replies.next().unwrap_or_else(|| {
+                    Err(resumable_stream::ReplyError::Connection(
+                        "missing reply".into(),
+                    ))
+                });
                 engine.handle_reply(now, command.id, reply);
             }
         });
@@ -304,7 +322,9 @@ async fn run_subscriptions(
         let result = match command.op {
             resumable_stream::Op::Subscribe { channel } => transport.subscribe(channel).await,
             resumable_stream::Op::Unsubscribe { channel } => transport.unsubscribe(channel).await,
-            _ => Err(resumable_stream::ReplyError::Connection("not a pub/sub command".into())),
+            _ => Err(resumable_stream::ReplyError::Connection(
+                "not a pub/sub command".into(),
+            )),
         };
         let reply = result.map(|()| resumable_stream::Reply::Ok);
         shared.with_engine(|engine| engine.handle_reply(Instant::now(), command.id, reply));

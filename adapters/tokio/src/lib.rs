@@ -77,7 +77,8 @@ impl Drop for ContextInner {
 
 impl std::fmt::Debug for ResumableStreamContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResumableStreamContext").finish_non_exhaustive()
+        f.debug_struct("ResumableStreamContext")
+            .finish_non_exhaustive()
     }
 }
 
@@ -133,7 +134,11 @@ impl ContextBuilder {
     }
 
     /// Redis through existing connections: one for commands, one for pub/sub.
-    pub fn redis_connections(mut self, commands: redis::aio::MultiplexedConnection, pubsub: redis::aio::PubSub) -> Self {
+    pub fn redis_connections(
+        mut self,
+        commands: redis::aio::MultiplexedConnection,
+        pubsub: redis::aio::PubSub,
+    ) -> Self {
         self.backend = Backend::Connections(commands, pubsub);
         self
     }
@@ -153,7 +158,11 @@ impl ContextBuilder {
 
     /// A backend of your own in the deployed libraries' shape: a publisher for
     /// commands and a subscriber for pub/sub.
-    pub fn publisher_subscriber(mut self, publisher: impl Publisher, subscriber: impl Subscriber) -> Self {
+    pub fn publisher_subscriber(
+        mut self,
+        publisher: impl Publisher,
+        subscriber: impl Subscriber,
+    ) -> Self {
         self.backend = Backend::Transport(Arc::new(transport::CustomTransport {
             publisher: Box::new(publisher),
             subscriber: Box::new(subscriber),
@@ -171,15 +180,23 @@ impl ContextBuilder {
         let transport: Arc<dyn Transport> = match self.backend {
             Backend::Memory(memory) => Arc::new(memory.transport()),
             Backend::Transport(transport) => transport,
-            Backend::Connections(commands, pubsub) => Arc::new(transport::RedisTransport::new(commands, pubsub)),
+            Backend::Connections(commands, pubsub) => {
+                Arc::new(transport::RedisTransport::new(commands, pubsub))
+            }
             Backend::FromEnv => connect(client_for(&redis_url_from_env()?)?).await?,
             Backend::Url(url) => connect(client_for(&url)?).await?,
             Backend::Client(client) => connect(client).await?,
         };
-        let config = self.config.clone().with_seed(self.config.seed() ^ entropy());
+        let config = self
+            .config
+            .clone()
+            .with_seed(self.config.seed() ^ entropy());
         let (shared, tasks) = Shared::start(Engine::new(config), transport);
         Ok(ResumableStreamContext {
-            inner: Arc::new(ContextInner { shared, _tasks: tasks }),
+            inner: Arc::new(ContextInner {
+                shared,
+                _tasks: tasks,
+            }),
         })
     }
 }
@@ -189,7 +206,11 @@ fn redis_url_from_env() -> Result<String, Error> {
     ["REDIS_URL", "KV_URL"]
         .iter()
         .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
-        .ok_or_else(|| Error::Config("no Redis URL: set REDIS_URL or KV_URL, or use the in-memory backend".into()))
+        .ok_or_else(|| {
+            Error::Config(
+                "no Redis URL: set REDIS_URL or KV_URL, or use the in-memory backend".into(),
+            )
+        })
 }
 
 fn client_for(url: &str) -> Result<redis::Client, Error> {
@@ -201,7 +222,10 @@ async fn connect(client: redis::Client) -> Result<Arc<dyn Transport>, Error> {
         command: "CONNECT",
         error: ReplyError::Connection(e.to_string()),
     };
-    let commands = client.get_multiplexed_async_connection().await.map_err(failed)?;
+    let commands = client
+        .get_multiplexed_async_connection()
+        .await
+        .map_err(failed)?;
     let pubsub = client.get_async_pubsub().await.map_err(failed)?;
     Ok(Arc::new(transport::RedisTransport::new(commands, pubsub)))
 }
@@ -210,7 +234,11 @@ async fn connect(client: redis::Client) -> Result<Arc<dyn Transport>, Error> {
 fn entropy() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
     hasher.finish()
 }
 
@@ -256,7 +284,10 @@ impl ResumableStreamContext {
         let transport: Arc<dyn Transport> = Arc::new(MemoryBackend::new().transport());
         let (shared, tasks) = Shared::start(Engine::new(config), transport);
         ResumableStreamContext {
-            inner: Arc::new(ContextInner { shared, _tasks: tasks }),
+            inner: Arc::new(ContextInner {
+                shared,
+                _tasks: tasks,
+            }),
         }
     }
 
@@ -287,10 +318,18 @@ impl ResumableStreamContext {
         let factory = erase(make_stream);
         let (handle, answer) = self
             .shared()
-            .request(|engine| engine.resumable_stream(stream_id, skip), Some(factory))
+            .request(
+                |engine| engine.resumable_stream(stream_id, skip),
+                Some(factory),
+            )
             .await?;
         match answer {
-            Answer::Stream(role, rx) => Ok(Some(ResumableStream::new(rx, handle, role, self.shared().clone()))),
+            Answer::Stream(role, rx) => Ok(Some(ResumableStream::new(
+                rx,
+                handle,
+                role,
+                self.shared().clone(),
+            ))),
             Answer::Done => Ok(None),
             Answer::NotFound | Answer::State(_) => Err(unexpected_answer()),
         }
@@ -316,10 +355,18 @@ impl ResumableStreamContext {
         let factory = erase(make_stream);
         let (handle, answer) = self
             .shared()
-            .request(|engine| engine.create_new_resumable_stream(stream_id), Some(factory))
+            .request(
+                |engine| engine.create_new_resumable_stream(stream_id),
+                Some(factory),
+            )
             .await?;
         match answer {
-            Answer::Stream(role, rx) => Ok(ResumableStream::new(rx, handle, role, self.shared().clone())),
+            Answer::Stream(role, rx) => Ok(ResumableStream::new(
+                rx,
+                handle,
+                role,
+                self.shared().clone(),
+            )),
             _ => Err(unexpected_answer()),
         }
     }
@@ -328,13 +375,25 @@ impl ResumableStreamContext {
     ///
     /// # Errors
     /// As [`resumable_stream`](Self::resumable_stream).
-    pub async fn resume_existing_stream(&self, stream_id: &str, skip: Option<u64>) -> Result<Resumed, Error> {
+    pub async fn resume_existing_stream(
+        &self,
+        stream_id: &str,
+        skip: Option<u64>,
+    ) -> Result<Resumed, Error> {
         let (handle, answer) = self
             .shared()
-            .request(|engine| engine.resume_existing_stream(stream_id, skip), None)
+            .request(
+                |engine| engine.resume_existing_stream(stream_id, skip),
+                None,
+            )
             .await?;
         Ok(match answer {
-            Answer::Stream(role, rx) => Resumed::Stream(ResumableStream::new(rx, handle, role, self.shared().clone())),
+            Answer::Stream(role, rx) => Resumed::Stream(ResumableStream::new(
+                rx,
+                handle,
+                role,
+                self.shared().clone(),
+            )),
             Answer::Done => Resumed::Done,
             Answer::NotFound => Resumed::NotFound,
             Answer::State(_) => return Err(unexpected_answer()),

@@ -23,7 +23,12 @@ pub struct ResumableStream {
 }
 
 impl ResumableStream {
-    pub(crate) fn new(receiver: mpsc::UnboundedReceiver<ReaderItem>, handle: Handle, role: Role, shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(
+        receiver: mpsc::UnboundedReceiver<ReaderItem>,
+        handle: Handle,
+        role: Role,
+        shared: Arc<Shared>,
+    ) -> Self {
         ResumableStream {
             receiver,
             handle,

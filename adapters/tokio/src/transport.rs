@@ -52,7 +52,10 @@ pub trait Transport: Send + Sync + 'static {
 
     /// Runs commands of the [`Connection::Commands`] connection in order; returns
     /// exactly one reply per command, in the same order.
-    fn execute<'a>(&'a self, commands: &'a [Command]) -> BoxFuture<'a, Vec<Result<Reply, ReplyError>>>;
+    fn execute<'a>(
+        &'a self,
+        commands: &'a [Command],
+    ) -> BoxFuture<'a, Vec<Result<Reply, ReplyError>>>;
 
     /// Subscribes to `channel`; resolves once the subscription is confirmed.
     fn subscribe(&self, channel: Bytes) -> BoxFuture<'_, Result<(), ReplyError>>;
@@ -74,7 +77,10 @@ pub(crate) struct RedisTransport {
 }
 
 impl RedisTransport {
-    pub(crate) fn new(commands: redis::aio::MultiplexedConnection, pubsub: redis::aio::PubSub) -> RedisTransport {
+    pub(crate) fn new(
+        commands: redis::aio::MultiplexedConnection,
+        pubsub: redis::aio::PubSub,
+    ) -> RedisTransport {
         let (sink, stream) = pubsub.split();
         RedisTransport {
             commands,
@@ -126,7 +132,10 @@ impl Transport for RedisTransport {
                     Ok(channel) => channel,
                     Err(_) => continue,
                 };
-                inbox.deliver(&channel, Bytes::copy_from_slice(message.get_payload_bytes()));
+                inbox.deliver(
+                    &channel,
+                    Bytes::copy_from_slice(message.get_payload_bytes()),
+                );
             }
             log::warn!("resumable-stream: the Redis pub/sub connection closed");
             inbox.connection_lost();
@@ -134,7 +143,10 @@ impl Transport for RedisTransport {
         *lock(&self.reader) = Some(task);
     }
 
-    fn execute<'a>(&'a self, commands: &'a [Command]) -> BoxFuture<'a, Vec<Result<Reply, ReplyError>>> {
+    fn execute<'a>(
+        &'a self,
+        commands: &'a [Command],
+    ) -> BoxFuture<'a, Vec<Result<Reply, ReplyError>>> {
         Box::pin(async move {
             let mut pipe = redis::pipe();
             for command in commands {
@@ -151,15 +163,27 @@ impl Transport for RedisTransport {
                         .arg("EX")
                         .arg(*expire_seconds),
                     Op::Get { key } => pipe.cmd("GET").arg(key.as_ref()),
-                    Op::Publish { channel, message } => pipe.cmd("PUBLISH").arg(channel.as_ref()).arg(message.as_ref()),
+                    Op::Publish { channel, message } => pipe
+                        .cmd("PUBLISH")
+                        .arg(channel.as_ref())
+                        .arg(message.as_ref()),
                     // Subscriptions travel on the pub/sub connection; the driver never
                     // sends them here.
                     Op::Subscribe { .. } | Op::Unsubscribe { .. } => pipe.cmd("PING"),
                 };
             }
             let mut connection = self.commands.clone();
-            match redis::aio::ConnectionLike::req_packed_commands(&mut connection, &pipe, 0, commands.len()).await {
-                Ok(values) if values.len() == commands.len() => values.into_iter().map(to_reply).collect(),
+            match redis::aio::ConnectionLike::req_packed_commands(
+                &mut connection,
+                &pipe,
+                0,
+                commands.len(),
+            )
+            .await
+            {
+                Ok(values) if values.len() == commands.len() => {
+                    values.into_iter().map(to_reply).collect()
+                }
                 Ok(values) => {
                     let error = ReplyError::Connection(format!(
                         "{} replies to a pipeline of {} commands",
@@ -176,14 +200,18 @@ impl Transport for RedisTransport {
     fn subscribe(&self, channel: Bytes) -> BoxFuture<'_, Result<(), ReplyError>> {
         Box::pin(async move {
             let mut sink = self.sink.lock().await;
-            sink.subscribe(channel.as_ref()).await.map_err(|e| to_reply_error(&e))
+            sink.subscribe(channel.as_ref())
+                .await
+                .map_err(|e| to_reply_error(&e))
         })
     }
 
     fn unsubscribe(&self, channel: Bytes) -> BoxFuture<'_, Result<(), ReplyError>> {
         Box::pin(async move {
             let mut sink = self.sink.lock().await;
-            sink.unsubscribe(channel.as_ref()).await.map_err(|e| to_reply_error(&e))
+            sink.unsubscribe(channel.as_ref())
+                .await
+                .map_err(|e| to_reply_error(&e))
         })
     }
 }
@@ -223,6 +251,20 @@ impl MemoryBackend {
         f(&mut lock(&self.inner).redis)
     }
 
+    /// Publishes `message` on `channel` as another client would (`redis-cli PUBLISH`);
+    /// returns how many subscribers received it.
+    pub fn publish(&self, channel: impl Into<Bytes>, message: impl Into<Bytes>) -> i64 {
+        let client = lock(&self.inner).redis.connect();
+        let op = Op::Publish {
+            channel: channel.into(),
+            message: message.into(),
+        };
+        match self.run(client, &op) {
+            Ok(Reply::Integer(n)) => n,
+            _ => 0,
+        }
+    }
+
     pub(crate) fn transport(&self) -> MemoryTransport {
         let client = lock(&self.inner).redis.connect();
         MemoryTransport {
@@ -237,7 +279,12 @@ impl MemoryBackend {
             let (reply, deliveries) = inner.redis.execute(Instant::now(), client, op);
             let targets: Vec<_> = deliveries
                 .into_iter()
-                .filter_map(|(to, channel, message)| inner.inboxes.get(&to).map(|inbox| (inbox.clone(), channel, message)))
+                .filter_map(|(to, channel, message)| {
+                    inner
+                        .inboxes
+                        .get(&to)
+                        .map(|inbox| (inbox.clone(), channel, message))
+                })
                 .collect();
             (reply, targets)
         };
@@ -267,18 +314,30 @@ impl Transport for MemoryTransport {
         lock(&self.backend.inner).inboxes.insert(self.client, inbox);
     }
 
-    fn execute<'a>(&'a self, commands: &'a [Command]) -> BoxFuture<'a, Vec<Result<Reply, ReplyError>>> {
-        let replies = commands.iter().map(|c| self.backend.run(self.client, &c.op)).collect();
+    fn execute<'a>(
+        &'a self,
+        commands: &'a [Command],
+    ) -> BoxFuture<'a, Vec<Result<Reply, ReplyError>>> {
+        let replies = commands
+            .iter()
+            .map(|c| self.backend.run(self.client, &c.op))
+            .collect();
         Box::pin(std::future::ready(replies))
     }
 
     fn subscribe(&self, channel: Bytes) -> BoxFuture<'_, Result<(), ReplyError>> {
-        let reply = self.backend.run(self.client, &Op::Subscribe { channel }).map(drop);
+        let reply = self
+            .backend
+            .run(self.client, &Op::Subscribe { channel })
+            .map(drop);
         Box::pin(std::future::ready(reply))
     }
 
     fn unsubscribe(&self, channel: Bytes) -> BoxFuture<'_, Result<(), ReplyError>> {
-        let reply = self.backend.run(self.client, &Op::Unsubscribe { channel }).map(drop);
+        let reply = self
+            .backend
+            .run(self.client, &Op::Unsubscribe { channel })
+            .map(drop);
         Box::pin(std::future::ready(reply))
     }
 }
@@ -291,7 +350,12 @@ pub trait Publisher: Send + Sync + 'static {
     /// `PUBLISH channel message`; the number of receivers.
     fn publish(&self, channel: Bytes, message: Bytes) -> BoxFuture<'_, Result<i64, ReplyError>>;
     /// `SET key value EX expire_seconds`.
-    fn set(&self, key: Bytes, value: Bytes, expire_seconds: u64) -> BoxFuture<'_, Result<(), ReplyError>>;
+    fn set(
+        &self,
+        key: Bytes,
+        value: Bytes,
+        expire_seconds: u64,
+    ) -> BoxFuture<'_, Result<(), ReplyError>>;
     /// `GET key`.
     fn get(&self, key: Bytes) -> BoxFuture<'_, Result<Option<Bytes>, ReplyError>>;
     /// `INCR key`. Must fail with a [`ReplyError::Server`] whose text contains
@@ -320,7 +384,10 @@ impl Transport for CustomTransport {
         *lock(&self.inbox) = Some(inbox);
     }
 
-    fn execute<'a>(&'a self, commands: &'a [Command]) -> BoxFuture<'a, Vec<Result<Reply, ReplyError>>> {
+    fn execute<'a>(
+        &'a self,
+        commands: &'a [Command],
+    ) -> BoxFuture<'a, Vec<Result<Reply, ReplyError>>> {
         Box::pin(async move {
             let mut replies = Vec::with_capacity(commands.len());
             for command in commands {
@@ -330,14 +397,24 @@ impl Transport for CustomTransport {
                         key,
                         value,
                         expire_seconds,
-                    } => self.publisher.set(key.clone(), value.clone(), *expire_seconds).await.map(|()| Reply::Ok),
-                    Op::Get { key } => self.publisher.get(key.clone()).await.map(|v| v.map_or(Reply::Nil, Reply::Data)),
-                    Op::Publish { channel, message } => {
-                        self.publisher.publish(channel.clone(), message.clone()).await.map(Reply::Integer)
-                    }
-                    Op::Subscribe { .. } | Op::Unsubscribe { .. } => {
-                        Err(ReplyError::Connection("subscriptions go to the subscriber".into()))
-                    }
+                    } => self
+                        .publisher
+                        .set(key.clone(), value.clone(), *expire_seconds)
+                        .await
+                        .map(|()| Reply::Ok),
+                    Op::Get { key } => self
+                        .publisher
+                        .get(key.clone())
+                        .await
+                        .map(|v| v.map_or(Reply::Nil, Reply::Data)),
+                    Op::Publish { channel, message } => self
+                        .publisher
+                        .publish(channel.clone(), message.clone())
+                        .await
+                        .map(Reply::Integer),
+                    Op::Subscribe { .. } | Op::Unsubscribe { .. } => Err(ReplyError::Connection(
+                        "subscriptions go to the subscriber".into(),
+                    )),
                 };
                 replies.push(reply);
             }
@@ -363,5 +440,7 @@ impl Transport for CustomTransport {
 /// Locks a mutex, recovering it if a thread panicked while holding it: the data guarded
 /// here stays consistent between statements.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
