@@ -34,7 +34,7 @@ impl Default for Config {
             sentinel_ttl: Duration::from_secs(24 * 60 * 60),
             ack_timeout: Duration::from_millis(1000),
             skip_unit: SkipUnit::Utf16,
-            seed: 0x5eed_0f_5eed,
+            seed: 0x005e_ed0f_5eed,
         }
     }
 }

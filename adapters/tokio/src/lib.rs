@@ -432,3 +432,8 @@ fn unexpected_answer() -> Error {
         reply: "an answer of the wrong kind for this request".into(),
     }
 }
+
+/// The README's example, compiled as a doctest so that it stays true.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -173,10 +173,13 @@ impl Fixture {
     }
 }
 
+/// What a test feeds a manual source: a chunk, or the source's error.
+pub type Feed = tokio::sync::mpsc::UnboundedSender<Result<String, String>>;
+
 /// A source the test feeds by hand: send `Ok(chunk)`, `Err(message)`, or drop the
 /// sender to end it.
 pub fn manual_source() -> (
-    tokio::sync::mpsc::UnboundedSender<Result<String, String>>,
+    Feed,
     impl FnOnce() -> futures_util::stream::BoxStream<'static, Result<String, String>> + Send + 'static,
 ) {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Result<String, String>>();
