@@ -11,7 +11,7 @@
 //!
 //! - `resumable-stream-tokio` (in `adapters/tokio`): async, on tokio and redis-rs;
 //! - [`MemoryRedis`]: an in-process Redis stand-in for single-instance servers;
-//! - [`sim`] (feature `sim`): a deterministic network simulation for tests.
+//! - the `sim` module (feature `sim`): a deterministic network simulation for tests.
 //!
 //! ## The drive loop
 //!

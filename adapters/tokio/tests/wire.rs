@@ -13,7 +13,7 @@ use support::{fixed_source, manual_source, within, RedisServer};
 /// Splits one MONITOR line into its command's arguments, unescaped.
 fn parse_monitor_line(line: &str) -> Option<Vec<Vec<u8>>> {
     let start = line.find("] ")? + 2;
-    let bytes = line[start..].as_bytes();
+    let bytes = &line.as_bytes()[start..];
     let mut args = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
