@@ -71,6 +71,9 @@ enum Pending {
     Subscribe(Handle),
     /// The `UNSUBSCRIBE` that retires a finished producer.
     RetireProducer(Handle),
+    /// The `SET "DONE"` of a finished producer: its local reader ends once the stream
+    /// is marked done, so that a reader that saw the end also sees the state "done".
+    MarkedDone(Handle),
     /// A write whose reply only matters if it fails (PUBLISH, SET "DONE").
     Write,
 }
@@ -104,6 +107,10 @@ struct Producer {
     /// Chunk channels of registered listeners, in registration order.
     listeners: SmallVec<[Bytes; 4]>,
     reader_attached: bool,
+    /// The local reader's last event, held until the sentinel says "DONE".
+    end: Option<Event>,
+    /// The request channel's unsubscription is confirmed.
+    unsubscribed: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -411,8 +418,26 @@ impl Engine {
                 if let Err(error) = reply {
                     log::warn!("resumable-stream: unsubscribing a finished stream failed: {error}");
                 }
-                if let Some(State::Producer(p)) = self.states.remove(&handle) {
-                    self.routes.remove(&p.names.request_channel);
+                if let Some(State::Producer(p)) = self.states.get_mut(&handle) {
+                    p.unsubscribed = true;
+                    let request_channel = p.names.request_channel.clone();
+                    self.routes.remove(&request_channel);
+                    self.retire_if_settled(handle);
+                }
+            }
+            Pending::MarkedDone(handle) => {
+                if let Err(error) = reply {
+                    self.stats.failed_writes += 1;
+                    log::warn!("resumable-stream: marking a stream done failed: {error}");
+                }
+                if let Some(State::Producer(p)) = self.states.get_mut(&handle) {
+                    let end = p.end.take();
+                    if std::mem::take(&mut p.reader_attached) {
+                        if let Some(end) = end {
+                            self.events.push_back(end);
+                        }
+                    }
+                    self.retire_if_settled(handle);
                 }
             }
         }
@@ -707,6 +732,8 @@ impl Engine {
                 buffer: Vec::new(),
                 listeners: SmallVec::new(),
                 reader_attached: s.reader_attached,
+                end: None,
+                unsubscribed: false,
             }),
         );
         self.send(Op::Subscribe { channel }, Pending::Subscribe(handle));
@@ -875,11 +902,13 @@ impl Engine {
             return Err(Error::NotProducing);
         }
         producer.phase = ProducerPhase::Finished;
+        producer.end = Some(match error {
+            None => Event::End { handle },
+            Some(error) => Event::Failed { handle, error },
+        });
         let sentinel = producer.names.sentinel.clone();
         let request_channel = producer.names.request_channel.clone();
         let listeners = std::mem::take(&mut producer.listeners);
-        let reader_attached = producer.reader_attached;
-        producer.reader_attached = false;
         let ttl = self.config.sentinel_ttl_seconds();
         self.send(
             Op::Set {
@@ -887,7 +916,7 @@ impl Engine {
                 value: Bytes::from_static(DONE_VALUE),
                 expire_seconds: ttl,
             },
-            Pending::Write,
+            Pending::MarkedDone(handle),
         );
         self.send(
             Op::Unsubscribe {
@@ -904,13 +933,18 @@ impl Engine {
                 Pending::Write,
             );
         }
-        if reader_attached {
-            self.emit(match error {
-                None => Event::End { handle },
-                Some(error) => Event::Failed { handle, error },
-            });
-        }
         Ok(())
+    }
+
+    /// Forgets a finished producer once the sentinel is marked and the request channel
+    /// left: both replies may come in either order, on two connections.
+    fn retire_if_settled(&mut self, handle: Handle) {
+        if matches!(
+            self.states.get(&handle),
+            Some(State::Producer(p)) if p.unsubscribed && p.end.is_none()
+        ) {
+            self.states.remove(&handle);
+        }
     }
 }
 

@@ -620,3 +620,26 @@ fn losing_the_pubsub_connection_fails_resumers_and_spares_producers() {
     sim.settle();
     assert!(sim.log(0, p).ended);
 }
+
+#[test]
+fn the_local_reader_ends_only_once_the_stream_is_marked_done() {
+    let mut sim = sim(1);
+    let p = producer(&mut sim, "s");
+    push(&mut sim, p, "x");
+    sim.engine(0).finish(p).unwrap();
+    // Only the chunk: the end waits for the SET "DONE" reply.
+    assert!(matches!(
+        sim.engine(0).poll_event(),
+        Some(Event::Data { .. })
+    ));
+    assert_eq!(sim.engine(0).poll_event(), None);
+    sim.settle();
+    assert!(sim.log(0, p).ended);
+    assert_eq!(
+        sim.redis
+            .get_raw(sim.now(), b"resumable-stream:rs:sentinel:s")
+            .unwrap(),
+        "DONE"
+    );
+    assert_eq!(sim.engine(0).live_handles(), 0);
+}

@@ -1,6 +1,8 @@
 //! The behaviour suite of the tokio driver, run against a real redis-server (started by
-//! the test on a free loopback port) and against the in-memory backend: every test
-//! below runs once in `mod on_redis` and once in `mod in_memory`.
+//! the test on a free loopback port), against the in-memory backend, and against a custom
+//! backend: every test
+//! below runs in `mod on_redis`, in `mod in_memory`, and in `mod custom_backend` (the
+//! application's own `Publisher` and `Subscriber`).
 
 mod support;
 
@@ -17,6 +19,15 @@ macro_rules! suite {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     super::$name(Fixture::memory()).await
+                }
+            )*
+        }
+        mod custom_backend {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(Fixture::custom()).await
                 }
             )*
         }

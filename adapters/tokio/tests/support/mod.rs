@@ -105,6 +105,9 @@ impl Drop for RedisServer {
 pub enum Fixture {
     Memory(MemoryBackend),
     Redis(RedisServer),
+    /// The application's own publisher and subscriber (the deployed libraries'
+    /// custom-client shape), here over a store written for the test.
+    Custom(custom::Store),
 }
 
 impl Fixture {
@@ -114,6 +117,10 @@ impl Fixture {
 
     pub fn redis() -> Fixture {
         Fixture::Redis(RedisServer::start())
+    }
+
+    pub fn custom() -> Fixture {
+        Fixture::Custom(custom::Store::default())
     }
 
     /// A new context, as another server instance on the same store.
@@ -126,6 +133,9 @@ impl Fixture {
         let builder = match self {
             Fixture::Memory(memory) => builder.memory(memory.clone()),
             Fixture::Redis(server) => builder.redis_url(server.url()),
+            Fixture::Custom(store) => {
+                builder.publisher_subscriber(store.clone(), store.subscriber())
+            }
         };
         builder.build().await.expect("context")
     }
@@ -143,6 +153,7 @@ impl Fixture {
                     .query(&mut server.connection())
                     .expect("SET");
             }
+            Fixture::Custom(store) => store.set_raw(key, value),
         }
     }
 
@@ -157,6 +168,7 @@ impl Fixture {
                 .query::<Option<Vec<u8>>>(&mut server.connection())
                 .expect("GET")
                 .map(Bytes::from),
+            Fixture::Custom(store) => store.get_raw(key),
         }
     }
 
@@ -169,6 +181,7 @@ impl Fixture {
                 .arg(message)
                 .query(&mut server.connection())
                 .expect("PUBLISH"),
+            Fixture::Custom(store) => store.publish_raw(channel, message),
         }
     }
 }
@@ -208,4 +221,141 @@ pub async fn within<T>(what: &str, future: impl std::future::Future<Output = T>)
     tokio::time::timeout(Duration::from_secs(30), future)
         .await
         .unwrap_or_else(|_| panic!("{what} did not finish within 30 s"))
+}
+
+/// A minimal store behind the [`Publisher`] and [`Subscriber`] traits, written
+/// independently of the crate's own in-memory backend.
+pub mod custom {
+    use bytes::Bytes;
+    use futures_util::future::BoxFuture;
+    use resumable_stream_tokio::{Inbox, Publisher, ReplyError, Subscriber};
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Default)]
+    struct State {
+        keys: HashMap<Bytes, Bytes>,
+        /// channel -> (subscriber id, inbox)
+        channels: HashMap<Bytes, Vec<(u64, Inbox)>>,
+        next_subscriber: u64,
+    }
+
+    /// The publisher side; clones share the store.
+    #[derive(Clone, Default)]
+    pub struct Store(Arc<Mutex<State>>);
+
+    /// One context's subscriber.
+    pub struct StoreSubscriber {
+        store: Store,
+        id: u64,
+    }
+
+    impl Store {
+        pub fn subscriber(&self) -> StoreSubscriber {
+            let mut state = self.0.lock().unwrap();
+            state.next_subscriber += 1;
+            StoreSubscriber {
+                store: self.clone(),
+                id: state.next_subscriber,
+            }
+        }
+
+        pub fn set_raw(&self, key: &str, value: &str) {
+            let mut state = self.0.lock().unwrap();
+            state.keys.insert(
+                Bytes::copy_from_slice(key.as_bytes()),
+                Bytes::copy_from_slice(value.as_bytes()),
+            );
+        }
+
+        pub fn get_raw(&self, key: &str) -> Option<Bytes> {
+            self.0.lock().unwrap().keys.get(key.as_bytes()).cloned()
+        }
+
+        pub fn publish_raw(&self, channel: &str, message: &[u8]) -> i64 {
+            self.deliver(
+                Bytes::copy_from_slice(channel.as_bytes()),
+                Bytes::copy_from_slice(message),
+            )
+        }
+
+        fn deliver(&self, channel: Bytes, message: Bytes) -> i64 {
+            // Collected under the lock, delivered outside it.
+            let inboxes: Vec<Inbox> = {
+                let state = self.0.lock().unwrap();
+                state
+                    .channels
+                    .get(&channel)
+                    .map(|l| l.iter().map(|(_, inbox)| inbox.clone()).collect())
+                    .unwrap_or_default()
+            };
+            for inbox in &inboxes {
+                inbox.deliver(&channel, message.clone());
+            }
+            inboxes.len() as i64
+        }
+    }
+
+    impl Publisher for Store {
+        fn publish(
+            &self,
+            channel: Bytes,
+            message: Bytes,
+        ) -> BoxFuture<'_, Result<i64, ReplyError>> {
+            Box::pin(async move { Ok(self.deliver(channel, message)) })
+        }
+
+        fn set(
+            &self,
+            key: Bytes,
+            value: Bytes,
+            _expire_seconds: u64,
+        ) -> BoxFuture<'_, Result<(), ReplyError>> {
+            self.0.lock().unwrap().keys.insert(key, value);
+            Box::pin(async { Ok(()) })
+        }
+
+        fn get(&self, key: Bytes) -> BoxFuture<'_, Result<Option<Bytes>, ReplyError>> {
+            let value = self.0.lock().unwrap().keys.get(&key).cloned();
+            Box::pin(async move { Ok(value) })
+        }
+
+        fn incr(&self, key: Bytes) -> BoxFuture<'_, Result<i64, ReplyError>> {
+            let mut state = self.0.lock().unwrap();
+            let current = state.keys.get(&key).cloned();
+            let result = match current {
+                None => Ok(1),
+                Some(value) => std::str::from_utf8(&value)
+                    .ok()
+                    .and_then(|s| s.parse::<i64>().ok())
+                    .map(|n| n + 1)
+                    .ok_or_else(|| {
+                        ReplyError::Server("ERR value is not an integer or out of range".into())
+                    }),
+            };
+            if let Ok(n) = result {
+                state.keys.insert(key, Bytes::from(n.to_string()));
+            }
+            Box::pin(async move { result })
+        }
+    }
+
+    impl Subscriber for StoreSubscriber {
+        fn subscribe(&self, channel: Bytes, inbox: Inbox) -> BoxFuture<'_, Result<(), ReplyError>> {
+            let mut state = self.store.0.lock().unwrap();
+            let list = state.channels.entry(channel).or_default();
+            if !list.iter().any(|(id, _)| *id == self.id) {
+                list.push((self.id, inbox));
+            }
+            Box::pin(async { Ok(()) })
+        }
+
+        fn unsubscribe(&self, channel: Bytes) -> BoxFuture<'_, Result<(), ReplyError>> {
+            let mut state = self.store.0.lock().unwrap();
+            if let Some(list) = state.channels.get_mut(&channel) {
+                list.retain(|(id, _)| *id != self.id);
+            }
+            Box::pin(async { Ok(()) })
+        }
+    }
 }
