@@ -1,0 +1,602 @@
+//! The async API every async driver offers, written once: the context, its builder,
+//! the stream a reader receives, and the loops that carry commands, subscriptions and
+//! deadlines. A driver supplies only an [`AsyncRuntime`]: how to spawn a task and how to
+//! sleep.
+
+use crate::hub::{Answer, Hub, Queues, ReaderItem, Starter};
+use crate::mailbox::Receiver;
+use crate::memory::MemoryBackend;
+use crate::transport::{AsyncTransport, CustomTransport, Inbox, Publisher, Subscriber};
+use bytes::Bytes;
+use futures_core::Stream;
+use futures_util::future::{self, BoxFuture, Either};
+use futures_util::stream::BoxStream;
+use futures_util::StreamExt;
+use resumable_stream::{
+    Command, Config, Engine, Error, Handle, Op, Reply, ReplyError, Role, StreamState,
+};
+use std::fmt::Display;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+/// What an async driver provides: spawning and sleeping on its runtime.
+pub trait AsyncRuntime: Clone + Send + Sync + 'static {
+    /// The runtime the caller runs on.
+    ///
+    /// # Panics
+    /// May panic outside the runtime (tokio does).
+    fn current() -> Self;
+
+    /// Runs `task` in the background.
+    fn spawn(&self, task: BoxFuture<'static, ()>);
+
+    /// Resolves at `deadline`.
+    fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()>;
+}
+
+/// What [`AsyncContext::resume_existing_stream`] found.
+#[derive(Debug)]
+pub enum Resumed {
+    /// The stream exists and is being produced: read the rest of it here.
+    Stream(ResumableStream),
+    /// The stream finished; there is nothing to resume.
+    Done,
+    /// No stream with that id exists.
+    NotFound,
+}
+
+/// A handle to one engine and its connections: the object a server keeps.
+///
+/// Cheap to clone; every clone shares the engine and connections. Dropping the last
+/// clone closes the connections; streams still being read then end with
+/// [`Error::Closed`].
+pub struct AsyncContext<R: AsyncRuntime> {
+    inner: Arc<ContextInner>,
+    runtime: R,
+}
+
+impl<R: AsyncRuntime> Clone for AsyncContext<R> {
+    fn clone(&self) -> Self {
+        AsyncContext {
+            inner: self.inner.clone(),
+            runtime: self.runtime.clone(),
+        }
+    }
+}
+
+struct ContextInner {
+    hub: Arc<Hub>,
+}
+
+impl Drop for ContextInner {
+    fn drop(&mut self) {
+        // Ends every queue, so every loop of this context returns and drops its
+        // connection.
+        self.hub.close();
+    }
+}
+
+impl<R: AsyncRuntime> std::fmt::Debug for AsyncContext<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResumableStreamContext")
+            .finish_non_exhaustive()
+    }
+}
+
+enum Backend {
+    FromEnv,
+    #[cfg(feature = "redis-aio")]
+    Url(String),
+    #[cfg(feature = "redis-aio")]
+    Client(redis::Client),
+    #[cfg(feature = "redis-aio")]
+    Connections(redis::aio::MultiplexedConnection, redis::aio::PubSub),
+    Memory(MemoryBackend),
+    Transport(Arc<dyn AsyncTransport>),
+}
+
+/// Builds an [`AsyncContext`]: the configuration and the backend.
+pub struct AsyncContextBuilder<R: AsyncRuntime> {
+    config: Config,
+    backend: Backend,
+    runtime: std::marker::PhantomData<R>,
+}
+
+impl<R: AsyncRuntime> AsyncContextBuilder<R> {
+    /// The whole engine configuration (prefix, TTL, ack timeout, skip unit).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The key prefix (default `resumable-stream`).
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.config = self.config.with_key_prefix(prefix);
+        self
+    }
+
+    /// Redis at `url` (`redis://host:port/db`).
+    #[cfg(feature = "redis-aio")]
+    pub fn redis_url(mut self, url: impl Into<String>) -> Self {
+        self.backend = Backend::Url(url.into());
+        self
+    }
+
+    /// Redis through an existing redis-rs client; the context opens its two connections.
+    #[cfg(feature = "redis-aio")]
+    pub fn redis_client(mut self, client: redis::Client) -> Self {
+        self.backend = Backend::Client(client);
+        self
+    }
+
+    /// Redis through existing connections: one for commands, one for pub/sub.
+    #[cfg(feature = "redis-aio")]
+    pub fn redis_connections(
+        mut self,
+        commands: redis::aio::MultiplexedConnection,
+        pubsub: redis::aio::PubSub,
+    ) -> Self {
+        self.backend = Backend::Connections(commands, pubsub);
+        self
+    }
+
+    /// The in-process backend; contexts built on clones of one [`MemoryBackend`] see
+    /// each other's streams.
+    pub fn memory(mut self, backend: MemoryBackend) -> Self {
+        self.backend = Backend::Memory(backend);
+        self
+    }
+
+    /// A backend of your own that pipelines commands.
+    pub fn transport(mut self, transport: Arc<dyn AsyncTransport>) -> Self {
+        self.backend = Backend::Transport(transport);
+        self
+    }
+
+    /// A backend of your own in the deployed libraries' shape: a publisher for
+    /// commands and a subscriber for pub/sub.
+    pub fn publisher_subscriber(
+        mut self,
+        publisher: impl Publisher,
+        subscriber: impl Subscriber,
+    ) -> Self {
+        self.backend = Backend::Transport(Arc::new(CustomTransport::new(publisher, subscriber)));
+        self
+    }
+
+    /// Connects (for Redis) and starts the driver's loops on the current runtime.
+    ///
+    /// # Errors
+    /// [`Error::Config`] without a usable Redis URL; [`Error::Redis`] when Redis
+    /// cannot be reached.
+    pub async fn build(self) -> Result<AsyncContext<R>, Error> {
+        let runtime = R::current();
+        let transport: Arc<dyn AsyncTransport> = match self.backend {
+            Backend::Memory(memory) => Arc::new(memory.connect()),
+            Backend::Transport(transport) => transport,
+            #[cfg(feature = "redis-aio")]
+            Backend::Connections(commands, pubsub) => Arc::new(
+                crate::redis_aio::RedisTransport::new(commands, pubsub, spawner(&runtime)),
+            ),
+            #[cfg(feature = "redis-aio")]
+            Backend::FromEnv => {
+                connect(
+                    &crate::redis_wire::client_for(&redis_url_from_env()?)?,
+                    &runtime,
+                )
+                .await?
+            }
+            #[cfg(feature = "redis-aio")]
+            Backend::Url(url) => connect(&crate::redis_wire::client_for(&url)?, &runtime).await?,
+            #[cfg(feature = "redis-aio")]
+            Backend::Client(client) => connect(&client, &runtime).await?,
+            #[cfg(not(feature = "redis-aio"))]
+            Backend::FromEnv => {
+                redis_url_from_env()?;
+                return Err(Error::Config("this build has no Redis support".into()));
+            }
+        };
+        Ok(AsyncContext::start(self.config, transport, runtime))
+    }
+}
+
+#[cfg(feature = "redis-aio")]
+fn spawner<R: AsyncRuntime>(runtime: &R) -> crate::redis_aio::Spawn {
+    let runtime = runtime.clone();
+    Box::new(move |task| runtime.spawn(task))
+}
+
+#[cfg(feature = "redis-aio")]
+async fn connect<R: AsyncRuntime>(
+    client: &redis::Client,
+    runtime: &R,
+) -> Result<Arc<dyn AsyncTransport>, Error> {
+    Ok(Arc::new(
+        crate::redis_aio::RedisTransport::connect(client, spawner(runtime)).await?,
+    ))
+}
+
+/// `REDIS_URL`, else `KV_URL`, as the deployed libraries read them.
+///
+/// # Errors
+/// [`Error::Config`] when neither is set.
+pub fn redis_url_from_env() -> Result<String, Error> {
+    ["REDIS_URL", "KV_URL"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+        .ok_or_else(|| {
+            Error::Config(
+                "no Redis URL: set REDIS_URL or KV_URL, or use the in-memory backend".into(),
+            )
+        })
+}
+
+/// A seed for listener ids from the standard library's per-process random keys, mixed
+/// into the configured one so that two processes never share a sequence.
+pub fn entropy() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    hasher.write_u128(nanos);
+    hasher.finish()
+}
+
+/// The engine of a new context: `config`, its listener-id seed mixed with entropy.
+pub fn engine_for(config: Config) -> Engine {
+    let seed = config.seed() ^ entropy();
+    Engine::new(config.with_seed(seed))
+}
+
+/// A source, type-erased: chunks or the source's error text.
+type Source = BoxStream<'static, Result<Bytes, String>>;
+
+fn erase<F, S, B, E>(make_stream: F) -> Box<dyn FnOnce() -> Source + Send>
+where
+    F: FnOnce() -> S + Send + 'static,
+    S: Stream<Item = Result<B, E>> + Send + 'static,
+    B: Into<Bytes>,
+    E: Display,
+{
+    Box::new(move || {
+        make_stream()
+            .map(|item| item.map(Into::into).map_err(|e| e.to_string()))
+            .boxed()
+    })
+}
+
+impl<R: AsyncRuntime> AsyncContext<R> {
+    /// A builder, with the default configuration and Redis from the environment.
+    pub fn builder() -> AsyncContextBuilder<R> {
+        AsyncContextBuilder {
+            config: Config::default(),
+            backend: Backend::FromEnv,
+            runtime: std::marker::PhantomData,
+        }
+    }
+
+    /// Redis from `REDIS_URL` (or `KV_URL`), default configuration.
+    ///
+    /// # Errors
+    /// As [`AsyncContextBuilder::build`].
+    pub async fn from_env() -> Result<AsyncContext<R>, Error> {
+        Self::builder().build().await
+    }
+
+    /// A context on a private in-process backend: a single-instance server without
+    /// Redis.
+    pub fn in_memory() -> AsyncContext<R> {
+        let transport: Arc<dyn AsyncTransport> = Arc::new(MemoryBackend::new().connect());
+        Self::start(Config::default(), transport, R::current())
+    }
+
+    fn start(config: Config, transport: Arc<dyn AsyncTransport>, runtime: R) -> AsyncContext<R> {
+        let (hub, queues) = Hub::new(engine_for(config));
+        transport.attach(Inbox::new(Arc::downgrade(&hub)));
+        let Queues {
+            commands,
+            subscriptions,
+            timer,
+        } = queues;
+        runtime.spawn(Box::pin(run_commands(
+            hub.clone(),
+            transport.clone(),
+            commands,
+        )));
+        runtime.spawn(Box::pin(run_subscriptions(
+            hub.clone(),
+            transport,
+            subscriptions,
+        )));
+        runtime.spawn(Box::pin(run_timer(hub.clone(), runtime.clone(), timer)));
+        AsyncContext {
+            inner: Arc::new(ContextInner { hub }),
+            runtime,
+        }
+    }
+
+    fn starter<F, S, B, E>(&self, make_stream: F) -> Starter
+    where
+        F: FnOnce() -> S + Send + 'static,
+        S: Stream<Item = Result<B, E>> + Send + 'static,
+        B: Into<Bytes>,
+        E: Display,
+    {
+        let make = erase(make_stream);
+        let runtime = self.runtime.clone();
+        Box::new(move |hub, handle| runtime.spawn(Box::pin(produce(hub, handle, make()))))
+    }
+
+    async fn ask(
+        &self,
+        make: impl FnOnce(&mut Engine) -> Handle,
+        starter: Option<Starter>,
+    ) -> Result<(Handle, Answer), Error> {
+        let (handle, answered) = self.hub().request(make, starter);
+        let answer = answered.recv().await.unwrap_or(Err(Error::Closed))?;
+        Ok((handle, answer))
+    }
+
+    fn stream(
+        &self,
+        handle: Handle,
+        role: Role,
+        receiver: Receiver<ReaderItem>,
+    ) -> ResumableStream {
+        ResumableStream {
+            receiver,
+            handle,
+            role,
+            hub: self.hub().clone(),
+            finished: false,
+        }
+    }
+
+    /// Creates the stream `stream_id`, or resumes it if it exists: the deployed
+    /// libraries' idempotent `resumableStream`.
+    ///
+    /// `make_stream` is called only when this caller becomes the producer; its source
+    /// then runs to its end even if the returned stream is dropped. A resumer skips the
+    /// first `skip` units (UTF-16 code units unless configured otherwise) of what was
+    /// produced when its request arrives.
+    ///
+    /// Returns `None` when the stream already finished.
+    ///
+    /// # Errors
+    /// Typed [`Error`]s: Redis failures, an unexpected sentinel, an acknowledgement
+    /// timeout (no producer answered), [`Error::Closed`].
+    pub async fn resumable_stream<F, S, B, E>(
+        &self,
+        stream_id: &str,
+        make_stream: F,
+        skip: Option<u64>,
+    ) -> Result<Option<ResumableStream>, Error>
+    where
+        F: FnOnce() -> S + Send + 'static,
+        S: Stream<Item = Result<B, E>> + Send + 'static,
+        B: Into<Bytes>,
+        E: Display,
+    {
+        let starter = self.starter(make_stream);
+        let (handle, answer) = self
+            .ask(
+                |engine| engine.resumable_stream(stream_id, skip),
+                Some(starter),
+            )
+            .await?;
+        match answer {
+            Answer::Stream(role, receiver) => Ok(Some(self.stream(handle, role, receiver))),
+            Answer::Done => Ok(None),
+            Answer::NotFound | Answer::State(_) => Err(unexpected_answer()),
+        }
+    }
+
+    /// Creates the stream `stream_id` unconditionally and produces it from
+    /// `make_stream`.
+    ///
+    /// # Errors
+    /// As [`resumable_stream`](Self::resumable_stream), and
+    /// [`Error::AlreadyProducing`] if this context already produces that id.
+    pub async fn create_new_resumable_stream<F, S, B, E>(
+        &self,
+        stream_id: &str,
+        make_stream: F,
+    ) -> Result<ResumableStream, Error>
+    where
+        F: FnOnce() -> S + Send + 'static,
+        S: Stream<Item = Result<B, E>> + Send + 'static,
+        B: Into<Bytes>,
+        E: Display,
+    {
+        let starter = self.starter(make_stream);
+        let (handle, answer) = self
+            .ask(
+                |engine| engine.create_new_resumable_stream(stream_id),
+                Some(starter),
+            )
+            .await?;
+        match answer {
+            Answer::Stream(role, receiver) => Ok(self.stream(handle, role, receiver)),
+            _ => Err(unexpected_answer()),
+        }
+    }
+
+    /// Resumes the existing stream `stream_id`, skipping `skip` units.
+    ///
+    /// # Errors
+    /// As [`resumable_stream`](Self::resumable_stream).
+    pub async fn resume_existing_stream(
+        &self,
+        stream_id: &str,
+        skip: Option<u64>,
+    ) -> Result<Resumed, Error> {
+        let (handle, answer) = self
+            .ask(
+                |engine| engine.resume_existing_stream(stream_id, skip),
+                None,
+            )
+            .await?;
+        Ok(match answer {
+            Answer::Stream(role, receiver) => Resumed::Stream(self.stream(handle, role, receiver)),
+            Answer::Done => Resumed::Done,
+            Answer::NotFound => Resumed::NotFound,
+            Answer::State(_) => return Err(unexpected_answer()),
+        })
+    }
+
+    /// Whether the stream `stream_id` exists: [`StreamState::None`], `Active` or
+    /// `Done`.
+    ///
+    /// # Errors
+    /// Redis failures and an unexpected sentinel, as typed [`Error`]s.
+    pub async fn has_existing_stream(&self, stream_id: &str) -> Result<StreamState, Error> {
+        let (_, answer) = self
+            .ask(|engine| engine.has_existing_stream(stream_id), None)
+            .await?;
+        match answer {
+            Answer::State(state) => Ok(state),
+            _ => Err(unexpected_answer()),
+        }
+    }
+
+    /// Counters of the inputs the engine dropped (malformed requests, stray messages).
+    pub fn stats(&self) -> resumable_stream::Stats {
+        self.hub().with_engine(|engine| engine.stats())
+    }
+
+    fn hub(&self) -> &Arc<Hub> {
+        &self.inner.hub
+    }
+}
+
+/// An answer of the wrong kind for the request: a bug in the engine, reported rather
+/// than panicking.
+pub fn unexpected_answer() -> Error {
+    Error::UnexpectedReply {
+        command: "engine",
+        reply: "an answer of the wrong kind for this request".into(),
+    }
+}
+
+/// One reader's view of a resumable stream: every chunk in order, then the end (`None`)
+/// or one error.
+///
+/// Dropping it detaches the reader: a resumer stops listening; a producer keeps
+/// producing for its other readers, as the protocol requires.
+pub struct ResumableStream {
+    receiver: Receiver<ReaderItem>,
+    handle: Handle,
+    role: Role,
+    hub: Arc<Hub>,
+    finished: bool,
+}
+
+impl ResumableStream {
+    /// Whether this caller produces the stream or resumed one produced elsewhere.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+}
+
+impl Stream for ResumableStream {
+    type Item = Result<Bytes, Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.finished {
+            return Poll::Ready(None);
+        }
+        let polled = self.receiver.poll_recv(cx);
+        if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
+            self.finished = true;
+        }
+        polled
+    }
+}
+
+impl Drop for ResumableStream {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.hub.drop_reader(self.handle);
+        }
+    }
+}
+
+impl std::fmt::Debug for ResumableStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResumableStream")
+            .field("handle", &self.handle)
+            .field("role", &self.role)
+            .field("finished", &self.finished)
+            .finish()
+    }
+}
+
+/// Pulls a producer's source into the engine until it ends or fails, or the context
+/// closes. The local reader going away does not stop it.
+async fn produce(hub: Arc<Hub>, handle: Handle, mut source: Source) {
+    let closed = hub.close_signal();
+    loop {
+        let next = source.next();
+        let stop = std::pin::pin!(closed.recv());
+        let item = match future::select(next, stop).await {
+            Either::Left((item, _)) => item,
+            Either::Right(_) => return,
+        };
+        if !hub.feed(handle, item) {
+            return;
+        }
+    }
+}
+
+/// Carries commands to the transport: everything queued goes as one pipeline, one
+/// pipeline in flight at a time, so the batch grows with the load.
+async fn run_commands(hub: Arc<Hub>, transport: Arc<dyn AsyncTransport>, queue: Receiver<Command>) {
+    let mut batch = Vec::with_capacity(256);
+    while queue.recv_many(&mut batch, 4096).await > 0 {
+        let replies = transport.execute(&batch).await;
+        hub.handle_replies(batch.drain(..), replies);
+    }
+}
+
+/// Carries SUBSCRIBE and UNSUBSCRIBE to the transport, in order.
+async fn run_subscriptions(
+    hub: Arc<Hub>,
+    transport: Arc<dyn AsyncTransport>,
+    queue: Receiver<Command>,
+) {
+    while let Some(command) = queue.recv().await {
+        let result = match command.op {
+            Op::Subscribe { channel } => transport.subscribe(channel).await,
+            Op::Unsubscribe { channel } => transport.unsubscribe(channel).await,
+            _ => Err(ReplyError::Connection("not a pub/sub command".into())),
+        };
+        let reply = result.map(|()| Reply::Ok);
+        hub.with_engine(|engine| engine.handle_reply(Instant::now(), command.id, reply));
+    }
+}
+
+/// Sleeps until the engine's next deadline and fires it; wakes early whenever the
+/// deadline changes.
+async fn run_timer<R: AsyncRuntime>(hub: Arc<Hub>, runtime: R, wakeups: Receiver<()>) {
+    loop {
+        match hub.next_deadline() {
+            Some(deadline) => {
+                let sleep = runtime.sleep_until(deadline);
+                let woken = std::pin::pin!(wakeups.recv());
+                match future::select(sleep, woken).await {
+                    Either::Left(_) => hub.fire_timeouts(),
+                    Either::Right((None, _)) => return,
+                    Either::Right((Some(()), _)) => {}
+                }
+            }
+            None => {
+                if wakeups.recv().await.is_none() {
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! The engine behind one lock, and the routing of its outputs: commands into one
+//! mailbox per connection, events to the mailbox of the reader or request they name.
+//!
+//! Every input from any thread or task takes the same path: lock, feed the engine,
+//! drain every output, unlock. The lock is never held while waiting on anything, so
+//! the hub works the same under tokio, async-std or plain threads. What differs per
+//! runtime is only how the loops that empty the mailboxes wait, and how a producer's
+//! source is pulled: a driver passes that in as a [`Starter`].
+
+use crate::mailbox::{mailbox, Receiver, Sender};
+use crate::sync::{lock, new_cyclic, Arc, Mutex, Weak};
+use bytes::Bytes;
+use resumable_stream::{
+    Command, Connection, Engine, Error, Event, Handle, Reply, ReplyError, Role, StreamState,
+};
+use std::collections::HashMap;
+use std::time::Instant;
+
+/// What a reader receives: the next chunk, or the error that ends the stream.
+pub type ReaderItem = Result<Bytes, Error>;
+
+/// Starts pulling the source of a stream this caller produces, once the engine says
+/// so: a task on an async runtime, or a thread. Called with the hub and the handle to
+/// feed through [`Hub::feed`].
+pub type Starter = Box<dyn FnOnce(Arc<Hub>, Handle) + Send>;
+
+/// The answer to an application request.
+pub enum Answer {
+    /// A stream to read, produced here or resumed.
+    Stream(Role, Receiver<ReaderItem>),
+    /// The stream already finished.
+    Done,
+    /// No stream with that id exists.
+    NotFound,
+    /// The stream's state.
+    State(StreamState),
+}
+
+enum Waiter {
+    Request {
+        answer: Sender<Result<Answer, Error>>,
+        starter: Option<Starter>,
+    },
+    Reader(Sender<ReaderItem>),
+}
+
+struct Inner {
+    engine: Engine,
+    waiters: HashMap<Handle, Waiter>,
+    /// The deadline the timer loop was last told about.
+    armed: Option<Instant>,
+    closed: bool,
+    /// Closed when the hub closes: producer loops wait on these to stop.
+    close_signals: Vec<Sender<()>>,
+}
+
+/// The receiving ends a driver's loops empty.
+pub struct Queues {
+    /// Commands for the command connection, in order.
+    pub commands: Receiver<Command>,
+    /// SUBSCRIBE / UNSUBSCRIBE for the pub/sub connection, in order.
+    pub subscriptions: Receiver<Command>,
+    /// A wake-up each time the engine's next deadline changes.
+    pub timer: Receiver<()>,
+}
+
+/// One engine shared by a context's callers, streams and I/O loops.
+pub struct Hub {
+    inner: Mutex<Inner>,
+    commands: Sender<Command>,
+    subscriptions: Sender<Command>,
+    timer: Sender<()>,
+    me: Weak<Hub>,
+}
+
+impl Hub {
+    /// A hub around `engine`, and the queues its driver must empty.
+    pub fn new(engine: Engine) -> (Arc<Hub>, Queues) {
+        let (commands, command_queue) = mailbox();
+        let (subscriptions, subscription_queue) = mailbox();
+        let (timer, timer_queue) = mailbox();
+        let hub = new_cyclic(|me| Hub {
+            inner: Mutex::new(Inner {
+                engine,
+                waiters: HashMap::new(),
+                armed: None,
+                closed: false,
+                close_signals: Vec::new(),
+            }),
+            commands,
+            subscriptions,
+            timer,
+            me,
+        });
+        let queues = Queues {
+            commands: command_queue,
+            subscriptions: subscription_queue,
+            timer: timer_queue,
+        };
+        (hub, queues)
+    }
+
+    /// Feeds the engine under the lock, then routes everything it emitted.
+    pub fn with_engine<T>(&self, f: impl FnOnce(&mut Engine) -> T) -> T {
+        let mut inner = lock(&self.inner);
+        let result = f(&mut inner.engine);
+        self.drain(&mut inner);
+        result
+    }
+
+    /// Makes a request; its answer arrives in the returned mailbox. `starter` runs if
+    /// this caller becomes the producer.
+    pub fn request(
+        &self,
+        make: impl FnOnce(&mut Engine) -> Handle,
+        starter: Option<Starter>,
+    ) -> (Handle, Receiver<Result<Answer, Error>>) {
+        let (answer, answered) = mailbox();
+        let mut inner = lock(&self.inner);
+        if inner.closed {
+            let _ = answer.send(Err(Error::Closed));
+            return (Handle(u64::MAX), answered);
+        }
+        let handle = make(&mut inner.engine);
+        inner
+            .waiters
+            .insert(handle, Waiter::Request { answer, starter });
+        self.drain(&mut inner);
+        (handle, answered)
+    }
+
+    /// The application stopped reading `handle`.
+    pub fn drop_reader(&self, handle: Handle) {
+        let mut inner = lock(&self.inner);
+        inner.waiters.remove(&handle);
+        inner.engine.drop_reader(handle);
+        self.drain(&mut inner);
+    }
+
+    /// One step of a producer loop: the source's next item (`None` at its end). Returns
+    /// whether the loop should pull again.
+    pub fn feed(&self, handle: Handle, item: Option<Result<Bytes, String>>) -> bool {
+        let result = self.with_engine(|engine| match item {
+            Some(Ok(chunk)) => engine.push_chunk(handle, chunk).map(|()| true),
+            Some(Err(message)) => engine.fail(handle, message).map(|()| false),
+            None => engine.finish(handle).map(|()| false),
+        });
+        match result {
+            Ok(more) => more,
+            Err(error) => {
+                log::debug!("resumable-stream: producer {handle:?} stops: {error}");
+                false
+            }
+        }
+    }
+
+    /// A mailbox that ends when the hub closes, for a producer loop to wait on.
+    pub fn close_signal(&self) -> Receiver<()> {
+        let (signal, signalled) = mailbox();
+        let mut inner = lock(&self.inner);
+        if inner.closed {
+            signal.close();
+        } else {
+            inner.close_signals.retain(|s| !s.is_receiver_gone());
+            inner.close_signals.push(signal);
+        }
+        signalled
+    }
+
+    /// Replies to a batch of the command connection, in order.
+    pub fn handle_replies(
+        &self,
+        commands: impl IntoIterator<Item = Command>,
+        replies: Vec<Result<Reply, ReplyError>>,
+    ) {
+        self.with_engine(|engine| {
+            let now = Instant::now();
+            let mut replies = replies.into_iter();
+            for command in commands {
+                let reply = replies.next().unwrap_or_else(|| {
+                    Err(ReplyError::Connection("no reply for this command".into()))
+                });
+                engine.handle_reply(now, command.id, reply);
+            }
+        });
+    }
+
+    /// The engine's next deadline, as last routed.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        lock(&self.inner).armed
+    }
+
+    /// Fires the deadlines that have passed.
+    pub fn fire_timeouts(&self) {
+        self.with_engine(|engine| engine.handle_timeout(Instant::now()));
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        lock(&self.inner).closed
+    }
+
+    /// Ends every reader and request with [`Error::Closed`], every queue and every
+    /// producer loop; later requests fail at once.
+    pub fn close(&self) {
+        let mut inner = lock(&self.inner);
+        inner.closed = true;
+        for (_, waiter) in inner.waiters.drain() {
+            match waiter {
+                Waiter::Request { answer, .. } => {
+                    let _ = answer.send(Err(Error::Closed));
+                }
+                Waiter::Reader(reader) => {
+                    let _ = reader.send(Err(Error::Closed));
+                }
+            }
+        }
+        for signal in inner.close_signals.drain(..) {
+            signal.close();
+        }
+        drop(inner);
+        self.commands.close();
+        self.subscriptions.close();
+        self.timer.close();
+    }
+
+    fn drain(&self, inner: &mut Inner) {
+        loop {
+            let mut progressed = false;
+            while let Some(command) = inner.engine.poll_command() {
+                progressed = true;
+                let queue = match command.op.connection() {
+                    Connection::Commands => &self.commands,
+                    Connection::PubSub => &self.subscriptions,
+                };
+                if let Err(command) = queue.send(command) {
+                    // Closed: the command fails as on a lost connection.
+                    let error = ReplyError::Connection("the driver has stopped".into());
+                    inner
+                        .engine
+                        .handle_reply(Instant::now(), command.id, Err(error));
+                }
+            }
+            while let Some(event) = inner.engine.poll_event() {
+                progressed = true;
+                self.dispatch(inner, event);
+            }
+            if !progressed {
+                break;
+            }
+        }
+        let next = inner.engine.poll_timeout();
+        if next != inner.armed {
+            inner.armed = next;
+            let _ = self.timer.send(());
+        }
+    }
+
+    fn dispatch(&self, inner: &mut Inner, event: Event) {
+        let handle = event.handle();
+        match event {
+            Event::Started { role, .. } => {
+                let Some(Waiter::Request { answer, starter }) = inner.waiters.remove(&handle)
+                else {
+                    return;
+                };
+                if role == Role::Producer {
+                    match (starter, self.me.upgrade()) {
+                        (Some(starter), Some(hub)) => starter(hub, handle),
+                        _ => {
+                            let _ = inner
+                                .engine
+                                .fail(handle, "no source was given for this stream");
+                        }
+                    }
+                }
+                let (reader, stream) = mailbox();
+                if answer.send(Ok(Answer::Stream(role, stream))).is_ok() {
+                    inner.waiters.insert(handle, Waiter::Reader(reader));
+                } else {
+                    // The caller stopped waiting: nobody reads this handle.
+                    inner.engine.drop_reader(handle);
+                }
+            }
+            Event::Data { data, .. } => {
+                if let Some(Waiter::Reader(reader)) = inner.waiters.get(&handle) {
+                    if reader.send(Ok(data)).is_err() {
+                        inner.waiters.remove(&handle);
+                        inner.engine.drop_reader(handle);
+                    }
+                }
+            }
+            Event::End { .. } => {
+                // Dropping the reader's sender ends its mailbox after what is queued.
+                inner.waiters.remove(&handle);
+            }
+            Event::Failed { error, .. } => match inner.waiters.remove(&handle) {
+                Some(Waiter::Reader(reader)) => {
+                    let _ = reader.send(Err(error));
+                }
+                Some(Waiter::Request { answer, .. }) => {
+                    let _ = answer.send(Err(error));
+                }
+                None => {}
+            },
+            Event::Done { .. } => answer(inner, handle, Answer::Done),
+            Event::NotFound { .. } => answer(inner, handle, Answer::NotFound),
+            Event::State { state, .. } => answer(inner, handle, Answer::State(state)),
+        }
+    }
+}
+
+fn answer(inner: &mut Inner, handle: Handle, answer: Answer) {
+    if let Some(Waiter::Request { answer: to, .. }) = inner.waiters.remove(&handle) {
+        let _ = to.send(Ok(answer));
+    }
+}

@@ -1,0 +1,43 @@
+//! # resumable-stream-driver
+//!
+//! What every driver of [`resumable_stream`] shares, so that the tokio, async-std and
+//! blocking drivers stay thin and say nothing twice:
+//!
+//! - [`mailbox`]: a queue a receiver can await on any executor or block a thread on;
+//!   the only concurrent data structure, model-checked with loom;
+//! - [`hub`]: the engine behind one lock, routing its commands to per-connection
+//!   mailboxes and its events to readers;
+//! - [`MemoryBackend`]: the in-process backend;
+//! - [`AsyncContext`]: the whole async API (context, builder, streams, and the loops that
+//!   carry commands, subscriptions and deadlines), generic over an [`AsyncRuntime`];
+//! - `redis_wire` and `redis_aio` (features `redis`, `tokio`, `smol`): commands to
+//!   redis-rs and replies back.
+//!
+//! No protocol decision is made here: the engine makes them all.
+
+#![forbid(unsafe_code)]
+
+pub mod hub;
+pub mod mailbox;
+mod sync;
+
+#[cfg(not(loom))]
+mod context;
+#[cfg(not(loom))]
+mod memory;
+#[cfg(all(not(loom), feature = "redis-aio"))]
+pub mod redis_aio;
+#[cfg(all(not(loom), feature = "redis"))]
+pub mod redis_wire;
+#[cfg(not(loom))]
+mod transport;
+
+#[cfg(not(loom))]
+pub use context::{
+    engine_for, entropy, redis_url_from_env, unexpected_answer, AsyncContext, AsyncContextBuilder,
+    AsyncRuntime, ResumableStream, Resumed,
+};
+#[cfg(not(loom))]
+pub use memory::{MemoryBackend, MemoryConnection};
+#[cfg(not(loom))]
+pub use transport::{AsyncTransport, CustomTransport, Inbox, Publisher, Subscriber};

@@ -1,0 +1,48 @@
+//! The synchronization primitives this crate uses, from `std` normally and from `loom`
+//! under `--cfg loom`, so that the loom tests model-check the real code (the way tokio
+//! does it). Code in this crate imports them only from here.
+
+#[cfg(loom)]
+pub(crate) use loom::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+#[cfg(not(loom))]
+pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+/// Locks `mutex`, recovering it if a thread panicked while holding it: every critical
+/// section here leaves the guarded data consistent between statements.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(not(loom))]
+pub(crate) use std::sync::Weak;
+
+/// loom has no `Weak`: under loom a weak reference never upgrades, and the tests start
+/// producers themselves.
+#[cfg(loom)]
+pub(crate) struct Weak<T>(std::marker::PhantomData<T>);
+
+#[cfg(loom)]
+impl<T> Weak<T> {
+    pub(crate) fn new() -> Self {
+        Weak(std::marker::PhantomData)
+    }
+
+    pub(crate) fn upgrade(&self) -> Option<Arc<T>> {
+        None
+    }
+}
+
+/// `Arc::new_cyclic`, which loom lacks.
+#[cfg(not(loom))]
+pub(crate) fn new_cyclic<T>(f: impl FnOnce(Weak<T>) -> T) -> Arc<T> {
+    Arc::new_cyclic(|me| f(me.clone()))
+}
+
+/// `Arc::new_cyclic`, which loom lacks: the self-reference stays empty.
+#[cfg(loom)]
+pub(crate) fn new_cyclic<T>(f: impl FnOnce(Weak<T>) -> T) -> Arc<T> {
+    Arc::new(f(Weak::new()))
+}
