@@ -1,14 +1,21 @@
-//! Wire exactness: the commands our driver sends to a real redis-server, read back
-//! through `MONITOR`, are those of the deployed TypeScript library, byte for byte.
+//! Wire exactness: the commands a driver sends to a real redis-server, read back through
+//! `MONITOR`, are those of the deployed TypeScript library, byte for byte.
 
-mod support;
-
-use futures_util::StreamExt;
+use crate::harness::{fixed, manual, Context, Harness, Reader};
+use crate::store::Store;
+use crate::suite::{read_all, read_exactly};
+use resumable_stream::Config;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
-use support::{fixed_source, manual_source, within, RedisServer};
+
+fn resume_with_skip(context: &dyn Context, id: &str, skip: u64) -> Box<dyn Reader> {
+    context
+        .resumable_stream(id, fixed(Vec::<String>::new()), Some(skip))
+        .expect("no error")
+        .expect("an active stream")
+}
 
 /// Splits one MONITOR line into its command's arguments, unescaped.
 fn parse_monitor_line(line: &str) -> Option<Vec<Vec<u8>>> {
@@ -57,9 +64,12 @@ fn render(args: &[Vec<u8>]) -> String {
         .join(" | ")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_commands_on_the_wire_are_the_v1_protocol() {
-    let server = RedisServer::start();
+/// The commands a producer and a resumer of this driver send, read back through
+/// `MONITOR` on a real redis-server, are those of the deployed TypeScript library.
+pub fn the_commands_on_the_wire_are_the_v1_protocol(harness: &dyn Harness, store: &Store) {
+    let Store::Redis(server) = store else {
+        panic!("the wire test needs a Redis store");
+    };
     let mut monitor = Command::new("redis-cli")
         .args(["-p", &server.port.to_string(), "monitor"])
         .stdout(Stdio::piped())
@@ -76,45 +86,26 @@ async fn the_commands_on_the_wire_are_the_v1_protocol() {
     });
     assert_eq!(lines.recv_timeout(Duration::from_secs(10)).unwrap(), "OK");
 
-    let url = server.url();
-    let producer_ctx = resumable_stream_tokio::ResumableStreamContext::builder()
-        .redis_url(url.clone())
-        .build()
-        .await
-        .unwrap();
-    let resumer_ctx = resumable_stream_tokio::ResumableStreamContext::builder()
-        .redis_url(url)
-        .build()
-        .await
-        .unwrap();
-    let (tx, source) = manual_source();
+    let producer_ctx = harness.context(store, Config::default());
+    let resumer_ctx = harness.context(store, Config::default());
+    let (feed, source) = manual();
     let mut producer = producer_ctx
         .resumable_stream("w", source, None)
-        .await
         .unwrap()
         .unwrap();
-    tx.send(Ok("héllo".into())).unwrap();
-    let first = within("first chunk", producer.next())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(first, "héllo");
-    let resumer = resumer_ctx
-        .resumable_stream("w", fixed_source(vec![]), Some(2))
-        .await
-        .unwrap()
-        .unwrap();
-    tx.send(Ok(" 🚀".into())).unwrap();
-    drop(tx);
-    let mut resumer = resumer;
-    let mut received = Vec::new();
-    while let Some(chunk) = within("resumer", resumer.next()).await {
-        received.extend_from_slice(&chunk.unwrap());
-    }
-    assert_eq!(received, "llo 🚀".as_bytes());
-    while within("producer", producer.next()).await.is_some() {}
+    feed.chunk("héllo");
+    assert_eq!(
+        read_exactly(&mut producer, "héllo".len()),
+        "héllo".as_bytes()
+    );
+    let resumer = resume_with_skip(&*resumer_ctx, "w", 2);
+    feed.chunk(" 🚀");
+    drop(feed);
+    let (received, error) = read_all(resumer);
+    assert_eq!((received.as_slice(), error), ("llo 🚀".as_bytes(), None));
+    assert_eq!(read_all(producer), (" 🚀".as_bytes().to_vec(), None));
     // Let the last UNSUBSCRIBE reach the monitor.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    std::thread::sleep(Duration::from_millis(300));
     let _ = monitor.kill();
     let _ = monitor.wait();
 

@@ -1,0 +1,94 @@
+//! What a driver implements to run the suite: its API, seen through one blocking shape.
+//! An async driver blocks on its runtime; the blocking driver is that shape already.
+
+use crate::store::Store;
+use bytes::Bytes;
+use resumable_stream::{Config, Error, Role, Stats, StreamState};
+use resumable_stream_driver::mailbox::{mailbox, Receiver, Sender};
+
+/// A source for a producer: chunks fed by the test, or a fixed list.
+pub enum Source {
+    /// Items the test sends through a [`Feed`]; the source ends when the feed is dropped.
+    Manual(Receiver<Result<String, String>>),
+    /// These chunks, as fast as they are pulled.
+    Fixed(Vec<String>),
+}
+
+/// The test's end of a manual source.
+pub struct Feed(Sender<Result<String, String>>);
+
+impl Feed {
+    /// The next chunk.
+    pub fn chunk(&self, chunk: impl Into<String>) {
+        let _ = self.0.send(Ok(chunk.into()));
+    }
+
+    /// The source fails with `message`.
+    pub fn fail(&self, message: impl Into<String>) {
+        let _ = self.0.send(Err(message.into()));
+    }
+}
+
+/// A source the test feeds by hand.
+pub fn manual() -> (Feed, Source) {
+    let (tx, rx) = mailbox();
+    (Feed(tx), Source::Manual(rx))
+}
+
+/// A source of `chunks`.
+pub fn fixed<S: Into<String>>(chunks: impl IntoIterator<Item = S>) -> Source {
+    Source::Fixed(chunks.into_iter().map(Into::into).collect())
+}
+
+/// What `resume_existing_stream` answered.
+pub enum Resumed {
+    /// A stream to read.
+    Stream(Box<dyn Reader>),
+    /// Already finished.
+    Done,
+    /// No such stream.
+    NotFound,
+}
+
+/// One reader: the next item, waiting at most `within` (a test that would hang fails).
+pub trait Reader: Send {
+    /// Producer or resumer.
+    fn role(&self) -> Role;
+    /// The next chunk, the end (`None`) or an error.
+    ///
+    /// # Panics
+    /// When nothing arrives within 30 s.
+    fn next(&mut self) -> Option<Result<Bytes, Error>>;
+}
+
+/// One context (server instance) of the driver under test.
+pub trait Context: Send + Sync {
+    /// `resumable_stream`.
+    fn resumable_stream(
+        &self,
+        id: &str,
+        source: Source,
+        skip: Option<u64>,
+    ) -> Result<Option<Box<dyn Reader>>, Error>;
+    /// `create_new_resumable_stream`.
+    fn create_new_resumable_stream(
+        &self,
+        id: &str,
+        source: Source,
+    ) -> Result<Box<dyn Reader>, Error>;
+    /// `resume_existing_stream`.
+    fn resume_existing_stream(&self, id: &str, skip: Option<u64>) -> Result<Resumed, Error>;
+    /// `has_existing_stream`.
+    fn has_existing_stream(&self, id: &str) -> Result<StreamState, Error>;
+    /// The engine's counters.
+    fn stats(&self) -> Stats;
+}
+
+/// A driver under test.
+pub trait Harness: Send + Sync {
+    /// A new context on `store`, as one more server instance.
+    fn context(&self, store: &Store, config: Config) -> Box<dyn Context>;
+
+    /// A context on Redis at `url` (for fault tests); `Err` when it cannot connect.
+    fn redis_context(&self, url: &str, config: Config) -> Result<Box<dyn Context>, Error>;
+}

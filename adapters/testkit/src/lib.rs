@@ -1,0 +1,85 @@
+//! # resumable-stream-testkit
+//!
+//! The behaviour suite of the resumable-stream drivers, written once. A driver's test
+//! implements [`Harness`] (its API seen through one blocking shape) and expands
+//! [`behaviour_suite!`], which makes one `#[test]` per case and store: a private
+//! redis-server started by the test on a free loopback port, the in-memory backend, and
+//! (for async drivers) a custom publisher/subscriber.
+
+pub mod custom;
+pub mod harness;
+pub mod redis_server;
+pub mod store;
+pub mod suite;
+pub mod wire;
+
+pub use harness::{fixed, manual, Context, Feed, Harness, Reader, Resumed, Source};
+pub use redis_server::RedisServer;
+pub use store::Store;
+
+/// One `#[test]` per case of the suite and per store (`memory`, `redis`, `custom`),
+/// each in a module named after its store, plus the Redis-only cases (faults, wire).
+///
+/// ```ignore
+/// resumable_stream_testkit::behaviour_suite!(MyHarness::new(); memory, redis);
+/// ```
+#[macro_export]
+macro_rules! behaviour_suite {
+    ($harness:expr; $($store:ident),+ $(,)?) => {
+        $( $crate::behaviour_suite!(@store $harness; $store); )+
+        mod redis_faults {
+            #[allow(unused_imports)]
+            use super::*;
+            #[test]
+            fn connecting_to_no_redis_is_a_typed_error() {
+                $crate::suite::connecting_to_no_redis_is_a_typed_error(&$harness);
+            }
+            #[test]
+            fn redis_dying_mid_stream_ends_readers_with_typed_errors() {
+                let mut store = $crate::Store::redis();
+                $crate::suite::redis_dying_mid_stream_ends_readers_with_typed_errors(&$harness, &mut store);
+            }
+            #[test]
+            fn the_commands_on_the_wire_are_the_v1_protocol() {
+                $crate::wire::the_commands_on_the_wire_are_the_v1_protocol(&$harness, &$crate::Store::redis());
+            }
+        }
+    };
+    (@store $harness:expr; $store:ident) => {
+        mod $store {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::behaviour_suite!(@cases $harness; $store;
+                acts_like_a_normal_stream,
+                resuming_a_done_stream_answers_done,
+                reverse_read_order,
+                resume_in_progress,
+                it_really_streams_producer_first,
+                it_really_streams_consumer_first,
+                several_resumers,
+                two_streams_kept_apart,
+                skips_of_0_2_and_4,
+                done_once_finished,
+                explicit_create_and_resume,
+                state_at_each_stage,
+                four_resumers_joining_while_chunks_flow_are_byte_exact,
+                utf16_skips_across_non_ascii_text,
+                a_thousand_concurrent_streams,
+                malformed_requests_do_not_disturb_streams,
+                a_gone_producer_fails_the_resumer_with_ack_timeout,
+                unexpected_sentinels_are_typed_errors,
+                a_source_error_reaches_the_local_reader,
+                the_producer_finishes_without_its_local_reader,
+                dropping_the_context_ends_its_streams,
+            );
+        }
+    };
+    (@cases $harness:expr; $store:ident; $($case:ident),+ $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                $crate::suite::$case(&$harness, &$crate::Store::$store());
+            }
+        )+
+    };
+}
