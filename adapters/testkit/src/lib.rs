@@ -6,6 +6,7 @@
 //! redis-server started by the test on a free loopback port, the in-memory backend, and
 //! (for async drivers) a custom publisher/subscriber.
 
+pub mod async_harness;
 pub mod custom;
 pub mod harness;
 pub mod redis_server;
@@ -13,6 +14,7 @@ pub mod store;
 pub mod suite;
 pub mod wire;
 
+pub use async_harness::{AsyncHarness, Executor};
 pub use harness::{fixed, manual, Context, Feed, Harness, Reader, Resumed, Source};
 pub use redis_server::RedisServer;
 pub use store::Store;

@@ -1,0 +1,71 @@
+//! # resumable-stream-async-std
+//!
+//! The async-std driver of [`resumable_stream`]: the same API as the tokio driver
+//! (both are [`resumable_stream_driver::AsyncContext`]), with only the runtime swapped.
+//!
+//! ## Why redis-rs's `smol-comp`
+//!
+//! redis-rs 1.x dropped its async-std feature. Its `smol-comp` feature runs the
+//! connections on `async-io`, which is also the reactor under async-std, so a context
+//! built on async-std talks to Redis without starting a second runtime. When a build
+//! also enables redis-rs's `tokio-comp` (a workspace that holds both drivers, as ours
+//! does), redis-rs picks tokio only inside a tokio runtime and async-io everywhere
+//! else, so each driver keeps its own runtime: our test suite runs both in one build.
+//!
+//! async-std itself is deprecated upstream in favour of smol; since both sit on
+//! async-io, the same code serves smol users (`AsyncStd::spawn` needs only async-std's
+//! global executor).
+//!
+//! ```no_run
+//! use futures_util::{stream, StreamExt};
+//! use resumable_stream_async_std::ResumableStreamContext;
+//!
+//! # async fn handler() -> Result<(), resumable_stream::Error> {
+//! let ctx = ResumableStreamContext::from_env().await?;
+//! let make_stream = || stream::iter(["a", "b"].map(Ok::<_, std::convert::Infallible>));
+//! if let Some(mut chunks) = ctx.resumable_stream("job-7", make_stream, None).await? {
+//!     while let Some(chunk) = chunks.next().await {
+//!         print!("{}", String::from_utf8_lossy(&chunk?));
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+
+#![forbid(unsafe_code)]
+
+use futures_util::future::BoxFuture;
+use std::time::Instant;
+
+pub use resumable_stream::{Config, Error, ReplyError, Role, SkipUnit, StreamState};
+pub use resumable_stream_driver::{
+    AsyncTransport as Transport, Inbox, MemoryBackend, Publisher, ResumableStream, Resumed,
+    Subscriber,
+};
+
+/// The async-std runtime, as the shared async driver needs it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AsyncStd;
+
+impl resumable_stream_driver::AsyncRuntime for AsyncStd {
+    fn current() -> Self {
+        AsyncStd
+    }
+
+    fn spawn(&self, task: BoxFuture<'static, ()>) {
+        // Detached: every loop of the driver ends by itself when its context closes.
+        drop(async_std::task::spawn(task));
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()> {
+        Box::pin(async_std::task::sleep(
+            deadline.saturating_duration_since(Instant::now()),
+        ))
+    }
+}
+
+/// A handle to one engine and its connections, on async-std.
+/// See [`resumable_stream_driver::AsyncContext`] for its methods.
+pub type ResumableStreamContext = resumable_stream_driver::AsyncContext<AsyncStd>;
+
+/// Builds a [`ResumableStreamContext`].
+pub type ContextBuilder = resumable_stream_driver::AsyncContextBuilder<AsyncStd>;
