@@ -295,7 +295,7 @@ impl<R: AsyncRuntime> AsyncContext<R> {
 
     fn start(config: Config, transport: Arc<dyn AsyncTransport>, runtime: R) -> AsyncContext<R> {
         let (hub, queues) = Hub::new(engine_for(config));
-        transport.attach(Inbox::new(Arc::downgrade(&hub)));
+        transport.attach(Inbox::for_hub(&hub));
         let Queues {
             commands,
             subscriptions,

@@ -21,8 +21,11 @@ pub struct Inbox {
 }
 
 impl Inbox {
-    pub(crate) fn new(hub: Weak<Hub>) -> Inbox {
-        Inbox { hub }
+    /// The inbox of `hub`; it does not keep the hub alive.
+    pub fn for_hub(hub: &std::sync::Arc<Hub>) -> Inbox {
+        Inbox {
+            hub: std::sync::Arc::downgrade(hub),
+        }
     }
 
     /// A message arrived on `channel`.

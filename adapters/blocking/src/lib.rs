@@ -1,0 +1,574 @@
+//! # resumable-stream-blocking
+//!
+//! The blocking driver of [`resumable_stream`], for servers without an async runtime:
+//! plain `std` threads and redis-rs's synchronous connections. Streams are
+//! `Iterator<Item = Result<Bytes, Error>>`; a producer's source is an iterator pulled on
+//! its own thread, which keeps running when its reader goes away.
+//!
+//! ```no_run
+//! use resumable_stream_blocking::ResumableStreamContext;
+//!
+//! # fn handler() -> Result<(), resumable_stream::Error> {
+//! let ctx = ResumableStreamContext::from_env()?; // REDIS_URL, then KV_URL
+//! let make_source = || ["data: hello\n\n", "data: world\n\n"].map(Ok::<_, std::io::Error>);
+//! match ctx.resumable_stream("chat-42", make_source, None)? {
+//!     Some(chunks) => {
+//!         for chunk in chunks {
+//!             print!("{}", String::from_utf8_lossy(&chunk?));
+//!         }
+//!     }
+//!     None => println!("the stream already finished"),
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! ## Threads
+//!
+//! A context runs three threads: one carries commands to Redis (everything queued
+//! goes as one pipeline), one owns the pub/sub connection, one fires deadlines. The
+//! pub/sub connection is synchronous, so that thread wakes every
+//! [`PUBSUB_POLL`] to send new subscriptions: a resume may wait that long once for
+//! its SUBSCRIBE. All of them stop when the last clone of the context is dropped.
+//! What the threads share with callers is the driver's hub and mailboxes, which are
+//! model-checked with loom in `resumable-stream-driver`.
+
+#![forbid(unsafe_code)]
+
+use bytes::Bytes;
+use resumable_stream::{Command, Config, Engine, Handle, Op, Reply, ReplyError, Role};
+use resumable_stream_driver::hub::{Answer, Hub, Queues, ReaderItem, Starter};
+use resumable_stream_driver::mailbox::{Receiver, RecvTimeoutError};
+use resumable_stream_driver::redis_wire::{
+    client_for, connect_error, pipeline, replies, to_reply_error,
+};
+use resumable_stream_driver::{
+    engine_for, redis_url_from_env, unexpected_answer, Inbox, MemoryConnection,
+};
+use std::fmt::Display;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use resumable_stream::{Error, SkipUnit, StreamState};
+pub use resumable_stream_driver::MemoryBackend;
+
+/// How often the pub/sub thread stops waiting for messages to send new subscriptions.
+pub const PUBSUB_POLL: Duration = Duration::from_millis(5);
+
+/// What [`ResumableStreamContext::resume_existing_stream`] found.
+#[derive(Debug)]
+pub enum Resumed {
+    /// The stream exists and is being produced: read the rest of it here.
+    Stream(BlockingStream),
+    /// The stream finished; there is nothing to resume.
+    Done,
+    /// No stream with that id exists.
+    NotFound,
+}
+
+/// A handle to one engine, its connections and threads: the object a server keeps.
+///
+/// Cheap to clone. Dropping the last clone stops its threads and closes its
+/// connections; streams still being read then end with [`Error::Closed`].
+#[derive(Clone)]
+pub struct ResumableStreamContext {
+    inner: Arc<ContextInner>,
+}
+
+struct ContextInner {
+    hub: Arc<Hub>,
+}
+
+impl Drop for ContextInner {
+    fn drop(&mut self) {
+        self.hub.close();
+    }
+}
+
+impl std::fmt::Debug for ResumableStreamContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResumableStreamContext")
+            .finish_non_exhaustive()
+    }
+}
+
+enum Backend {
+    FromEnv,
+    Url(String),
+    Client(redis::Client),
+    Memory(MemoryBackend),
+}
+
+/// Builds a [`ResumableStreamContext`]: the configuration and the backend.
+pub struct ContextBuilder {
+    config: Config,
+    backend: Backend,
+}
+
+impl ContextBuilder {
+    /// The whole engine configuration (prefix, TTL, ack timeout, skip unit).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The key prefix (default `resumable-stream`).
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.config = self.config.with_key_prefix(prefix);
+        self
+    }
+
+    /// Redis at `url`.
+    pub fn redis_url(mut self, url: impl Into<String>) -> Self {
+        self.backend = Backend::Url(url.into());
+        self
+    }
+
+    /// Redis through an existing redis-rs client; the context opens its two connections.
+    pub fn redis_client(mut self, client: redis::Client) -> Self {
+        self.backend = Backend::Client(client);
+        self
+    }
+
+    /// The in-process backend; contexts built on clones of one [`MemoryBackend`] see
+    /// each other's streams.
+    pub fn memory(mut self, backend: MemoryBackend) -> Self {
+        self.backend = Backend::Memory(backend);
+        self
+    }
+
+    /// Connects (for Redis) and starts the context's threads.
+    ///
+    /// # Errors
+    /// [`Error::Config`] without a usable Redis URL; [`Error::Redis`] when Redis
+    /// cannot be reached.
+    pub fn build(self) -> Result<ResumableStreamContext, Error> {
+        let client = match self.backend {
+            Backend::Memory(memory) => {
+                return Ok(ResumableStreamContext::start_memory(self.config, memory))
+            }
+            Backend::FromEnv => client_for(&redis_url_from_env()?)?,
+            Backend::Url(url) => client_for(&url)?,
+            Backend::Client(client) => client,
+        };
+        let commands = client.get_connection().map_err(|e| connect_error(&e))?;
+        let pubsub = client.get_connection().map_err(|e| connect_error(&e))?;
+        pubsub
+            .set_read_timeout(Some(PUBSUB_POLL))
+            .map_err(|e| connect_error(&e))?;
+        let (hub, queues) = Hub::new(engine_for(self.config));
+        let inbox = Inbox::for_hub(&hub);
+        let Queues {
+            commands: command_queue,
+            subscriptions,
+            timer,
+        } = queues;
+        let mut commands = commands;
+        spawn("commands", {
+            let hub = hub.clone();
+            move || {
+                run_commands(&hub, &command_queue, |batch| {
+                    let pipe = pipeline(batch);
+                    let result = redis::ConnectionLike::req_packed_commands(
+                        &mut commands,
+                        &pipe.get_packed_pipeline(),
+                        0,
+                        batch.len(),
+                    );
+                    replies(result, batch.len())
+                });
+            }
+        });
+        spawn("pubsub", {
+            let hub = hub.clone();
+            move || run_redis_pubsub(&hub, pubsub, &subscriptions, &inbox)
+        });
+        Ok(ResumableStreamContext::start_timer(hub, timer))
+    }
+}
+
+fn spawn(role: &str, body: impl FnOnce() + Send + 'static) {
+    let spawned = std::thread::Builder::new()
+        .name(format!("resumable-stream-{role}"))
+        .spawn(body);
+    if let Err(error) = spawned {
+        log::error!("resumable-stream: cannot start the {role} thread: {error}");
+    }
+}
+
+/// Carries commands in pipelines: everything queued goes at once.
+fn run_commands(
+    hub: &Hub,
+    queue: &Receiver<Command>,
+    mut execute: impl FnMut(&[Command]) -> Vec<Result<Reply, ReplyError>>,
+) {
+    let mut batch = Vec::with_capacity(256);
+    while queue.recv_many_blocking(&mut batch, 4096) > 0 {
+        let replies = execute(&batch);
+        hub.handle_replies(batch.drain(..), replies);
+    }
+}
+
+/// Owns the pub/sub connection: sends queued (un)subscriptions, then waits up to
+/// [`PUBSUB_POLL`] for a message, until the context closes.
+fn run_redis_pubsub(
+    hub: &Hub,
+    mut connection: redis::Connection,
+    queue: &Receiver<Command>,
+    inbox: &Inbox,
+) {
+    let mut pubsub = connection.as_pubsub();
+    let mut lost: Option<ReplyError> = None;
+    loop {
+        loop {
+            let command = match queue.try_recv() {
+                Ok(Some(command)) => command,
+                Ok(None) => break,
+                Err(()) => return,
+            };
+            let result = match (&lost, &command.op) {
+                (Some(error), _) => Err(error.clone()),
+                (None, Op::Subscribe { channel }) => pubsub
+                    .subscribe(channel.as_ref())
+                    .map_err(|e| to_reply_error(&e)),
+                (None, Op::Unsubscribe { channel }) => pubsub
+                    .unsubscribe(channel.as_ref())
+                    .map_err(|e| to_reply_error(&e)),
+                (None, _) => Err(ReplyError::Connection("not a pub/sub command".into())),
+            };
+            hub.with_engine(|engine| {
+                engine.handle_reply(Instant::now(), command.id, result.map(|()| Reply::Ok))
+            });
+        }
+        if lost.is_some() {
+            // Nothing to read any more: wait for commands to answer, or the end.
+            match queue.recv_deadline(Instant::now() + Duration::from_millis(100)) {
+                Ok(command) => {
+                    let error = lost
+                        .clone()
+                        .unwrap_or_else(|| ReplyError::Connection("lost".into()));
+                    hub.with_engine(|engine| {
+                        engine.handle_reply(Instant::now(), command.id, Err(error))
+                    });
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Closed) => return,
+            }
+            continue;
+        }
+        match pubsub.get_message() {
+            Ok(message) => {
+                if let Ok(channel) = message.get_channel::<Vec<u8>>() {
+                    inbox.deliver(
+                        &channel,
+                        Bytes::copy_from_slice(message.get_payload_bytes()),
+                    );
+                }
+            }
+            Err(error) if error.is_timeout() => {}
+            Err(error) => {
+                log::warn!("resumable-stream: the Redis pub/sub connection failed: {error}");
+                lost = Some(ReplyError::Connection(error.to_string()));
+                inbox.connection_lost();
+            }
+        }
+    }
+}
+
+/// Fires the engine's deadlines; wakes early when the next one changes.
+fn run_timer(hub: &Hub, wakeups: &Receiver<()>) {
+    loop {
+        let woken = match hub.next_deadline() {
+            Some(deadline) => wakeups.recv_deadline(deadline),
+            None => wakeups.recv_blocking().ok_or(RecvTimeoutError::Closed),
+        };
+        match woken {
+            Ok(()) => {}
+            Err(RecvTimeoutError::Timeout) => hub.fire_timeouts(),
+            Err(RecvTimeoutError::Closed) => return,
+        }
+    }
+}
+
+impl ResumableStreamContext {
+    /// A builder, with the default configuration and Redis from the environment.
+    pub fn builder() -> ContextBuilder {
+        ContextBuilder {
+            config: Config::default(),
+            backend: Backend::FromEnv,
+        }
+    }
+
+    /// Redis from `REDIS_URL` (or `KV_URL`), default configuration.
+    ///
+    /// # Errors
+    /// As [`ContextBuilder::build`].
+    pub fn from_env() -> Result<ResumableStreamContext, Error> {
+        Self::builder().build()
+    }
+
+    /// A context on a private in-process backend: a single-instance server without
+    /// Redis.
+    pub fn in_memory() -> ResumableStreamContext {
+        Self::start_memory(Config::default(), MemoryBackend::new())
+    }
+
+    fn start_memory(config: Config, backend: MemoryBackend) -> ResumableStreamContext {
+        let (hub, queues) = Hub::new(engine_for(config));
+        let connection = Arc::new(backend.connect());
+        connection.attach(Inbox::for_hub(&hub));
+        let Queues {
+            commands,
+            subscriptions,
+            timer,
+        } = queues;
+        spawn("commands", {
+            let (hub, connection) = (hub.clone(), connection.clone());
+            move || run_commands(&hub, &commands, |batch| connection.execute(batch))
+        });
+        spawn("pubsub", {
+            let hub = hub.clone();
+            move || run_memory_subscriptions(&hub, &connection, &subscriptions)
+        });
+        Self::start_timer(hub, timer)
+    }
+
+    fn start_timer(hub: Arc<Hub>, timer: Receiver<()>) -> ResumableStreamContext {
+        spawn("timer", {
+            let hub = hub.clone();
+            move || run_timer(&hub, &timer)
+        });
+        ResumableStreamContext {
+            inner: Arc::new(ContextInner { hub }),
+        }
+    }
+
+    fn hub(&self) -> &Arc<Hub> {
+        &self.inner.hub
+    }
+
+    fn ask(
+        &self,
+        make: impl FnOnce(&mut Engine) -> Handle,
+        starter: Option<Starter>,
+    ) -> Result<(Handle, Answer), Error> {
+        let (handle, answered) = self.hub().request(make, starter);
+        let answer = answered.recv_blocking().unwrap_or(Err(Error::Closed))?;
+        Ok((handle, answer))
+    }
+
+    fn stream(&self, handle: Handle, role: Role, receiver: Receiver<ReaderItem>) -> BlockingStream {
+        BlockingStream {
+            receiver,
+            handle,
+            role,
+            hub: self.hub().clone(),
+            finished: false,
+        }
+    }
+
+    /// Creates the stream `stream_id`, or resumes it if it exists: the deployed
+    /// libraries' idempotent `resumableStream`.
+    ///
+    /// `make_source` is called only when this caller becomes the producer; its
+    /// iterator is then pulled on its own thread to its end, even if the returned
+    /// stream is dropped. A resumer skips the first `skip` units of what was produced
+    /// when its request arrives. Returns `None` when the stream already finished.
+    ///
+    /// # Errors
+    /// Typed [`Error`]s: Redis failures, an unexpected sentinel, an acknowledgement
+    /// timeout (no producer answered), [`Error::Closed`].
+    pub fn resumable_stream<F, I, B, E>(
+        &self,
+        stream_id: &str,
+        make_source: F,
+        skip: Option<u64>,
+    ) -> Result<Option<BlockingStream>, Error>
+    where
+        F: FnOnce() -> I + Send + 'static,
+        I: IntoIterator<Item = Result<B, E>>,
+        I::IntoIter: Send + 'static,
+        B: Into<Bytes>,
+        E: Display,
+    {
+        let (handle, answer) = self.ask(
+            |engine| engine.resumable_stream(stream_id, skip),
+            Some(starter(make_source)),
+        )?;
+        match answer {
+            Answer::Stream(role, receiver) => Ok(Some(self.stream(handle, role, receiver))),
+            Answer::Done => Ok(None),
+            Answer::NotFound | Answer::State(_) => Err(unexpected_answer()),
+        }
+    }
+
+    /// Creates the stream `stream_id` unconditionally and produces it from
+    /// `make_source`.
+    ///
+    /// # Errors
+    /// As [`resumable_stream`](Self::resumable_stream), and [`Error::AlreadyProducing`]
+    /// if this context already produces that id.
+    pub fn create_new_resumable_stream<F, I, B, E>(
+        &self,
+        stream_id: &str,
+        make_source: F,
+    ) -> Result<BlockingStream, Error>
+    where
+        F: FnOnce() -> I + Send + 'static,
+        I: IntoIterator<Item = Result<B, E>>,
+        I::IntoIter: Send + 'static,
+        B: Into<Bytes>,
+        E: Display,
+    {
+        let (handle, answer) = self.ask(
+            |engine| engine.create_new_resumable_stream(stream_id),
+            Some(starter(make_source)),
+        )?;
+        match answer {
+            Answer::Stream(role, receiver) => Ok(self.stream(handle, role, receiver)),
+            _ => Err(unexpected_answer()),
+        }
+    }
+
+    /// Resumes the existing stream `stream_id`, skipping `skip` units.
+    ///
+    /// # Errors
+    /// As [`resumable_stream`](Self::resumable_stream).
+    pub fn resume_existing_stream(
+        &self,
+        stream_id: &str,
+        skip: Option<u64>,
+    ) -> Result<Resumed, Error> {
+        let (handle, answer) = self.ask(
+            |engine| engine.resume_existing_stream(stream_id, skip),
+            None,
+        )?;
+        Ok(match answer {
+            Answer::Stream(role, receiver) => Resumed::Stream(self.stream(handle, role, receiver)),
+            Answer::Done => Resumed::Done,
+            Answer::NotFound => Resumed::NotFound,
+            Answer::State(_) => return Err(unexpected_answer()),
+        })
+    }
+
+    /// Whether the stream `stream_id` exists: [`StreamState::None`], `Active` or `Done`.
+    ///
+    /// # Errors
+    /// Redis failures and an unexpected sentinel, as typed [`Error`]s.
+    pub fn has_existing_stream(&self, stream_id: &str) -> Result<StreamState, Error> {
+        match self
+            .ask(|engine| engine.has_existing_stream(stream_id), None)?
+            .1
+        {
+            Answer::State(state) => Ok(state),
+            _ => Err(unexpected_answer()),
+        }
+    }
+
+    /// Counters of the inputs the engine dropped (malformed requests, stray messages).
+    pub fn stats(&self) -> resumable_stream::Stats {
+        self.hub().with_engine(|engine| engine.stats())
+    }
+}
+
+/// Runs SUBSCRIBE / UNSUBSCRIBE on the in-memory backend, in order.
+fn run_memory_subscriptions(hub: &Hub, connection: &MemoryConnection, queue: &Receiver<Command>) {
+    while let Some(command) = queue.recv_blocking() {
+        let reply = connection.run(&command.op);
+        hub.with_engine(|engine| engine.handle_reply(Instant::now(), command.id, reply));
+    }
+}
+
+/// Starts a producer's source on its own thread, feeding the hub until the source
+/// ends, fails, or the context closes.
+fn starter<F, I, B, E>(make_source: F) -> Starter
+where
+    F: FnOnce() -> I + Send + 'static,
+    I: IntoIterator<Item = Result<B, E>>,
+    I::IntoIter: Send + 'static,
+    B: Into<Bytes>,
+    E: Display,
+{
+    Box::new(move |hub: Arc<Hub>, handle: Handle| {
+        spawn("producer", move || {
+            for item in make_source() {
+                if !hub.feed(
+                    handle,
+                    Some(item.map(Into::into).map_err(|e| e.to_string())),
+                ) {
+                    return;
+                }
+            }
+            hub.feed(handle, None);
+        });
+    })
+}
+
+/// One reader's view of a resumable stream: every chunk in order, then the end
+/// (`None`) or one error.
+///
+/// Dropping it detaches the reader: a resumer stops listening; a producer keeps
+/// producing for its other readers.
+pub struct BlockingStream {
+    receiver: Receiver<ReaderItem>,
+    handle: Handle,
+    role: Role,
+    hub: Arc<Hub>,
+    finished: bool,
+}
+
+impl BlockingStream {
+    /// Whether this caller produces the stream or resumed one produced elsewhere.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Like [`Iterator::next`], but waits at most `timeout`; `Err(())` when it passed.
+    #[allow(clippy::result_unit_err)]
+    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Result<Bytes, Error>>, ()> {
+        if self.finished {
+            return Ok(None);
+        }
+        match self.receiver.recv_deadline(Instant::now() + timeout) {
+            Ok(item) => {
+                self.finished = item.is_err();
+                Ok(Some(item))
+            }
+            Err(RecvTimeoutError::Closed) => {
+                self.finished = true;
+                Ok(None)
+            }
+            Err(RecvTimeoutError::Timeout) => Err(()),
+        }
+    }
+}
+
+impl Iterator for BlockingStream {
+    type Item = Result<Bytes, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.finished {
+            return None;
+        }
+        let item = self.receiver.recv_blocking();
+        self.finished = !matches!(item, Some(Ok(_)));
+        item
+    }
+}
+
+impl Drop for BlockingStream {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.hub.drop_reader(self.handle);
+        }
+    }
+}
+
+impl std::fmt::Debug for BlockingStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockingStream")
+            .field("handle", &self.handle)
+            .field("role", &self.role)
+            .field("finished", &self.finished)
+            .finish()
+    }
+}

@@ -1,0 +1,146 @@
+//! The shared behaviour suite (resumable-stream-testkit) on the blocking driver:
+//! against a private redis-server and the in-memory backend, plus the Redis fault and
+//! wire-capture cases.
+
+use bytes::Bytes;
+use resumable_stream::{Config, Error, Role, Stats, StreamState};
+use resumable_stream_blocking::{BlockingStream, ResumableStreamContext, Resumed};
+use resumable_stream_testkit::{harness, Harness, Source, Store};
+use std::time::Duration;
+
+/// The blocking driver: its API already has the suite's shape.
+struct Blocking;
+
+struct Context(ResumableStreamContext);
+
+struct Reader(BlockingStream);
+
+impl harness::Reader for Reader {
+    fn role(&self) -> Role {
+        self.0.role()
+    }
+
+    fn next(&mut self) -> Option<Result<Bytes, Error>> {
+        self.0
+            .next_timeout(Duration::from_secs(30))
+            .expect("nothing arrived within 30 s")
+    }
+}
+
+type Items = Box<dyn Iterator<Item = Result<String, String>> + Send>;
+
+fn items(source: Source) -> impl FnOnce() -> Items + Send + 'static {
+    move || match source {
+        Source::Manual(feed) => Box::new(std::iter::from_fn(move || feed.recv_blocking())),
+        Source::Fixed(list) => Box::new(list.into_iter().map(Ok)),
+    }
+}
+
+fn reader(stream: BlockingStream) -> Box<dyn harness::Reader> {
+    Box::new(Reader(stream))
+}
+
+impl harness::Context for Context {
+    fn resumable_stream(
+        &self,
+        id: &str,
+        source: Source,
+        skip: Option<u64>,
+    ) -> Result<Option<Box<dyn harness::Reader>>, Error> {
+        Ok(self
+            .0
+            .resumable_stream(id, items(source), skip)?
+            .map(reader))
+    }
+
+    fn create_new_resumable_stream(
+        &self,
+        id: &str,
+        source: Source,
+    ) -> Result<Box<dyn harness::Reader>, Error> {
+        Ok(reader(
+            self.0.create_new_resumable_stream(id, items(source))?,
+        ))
+    }
+
+    fn resume_existing_stream(
+        &self,
+        id: &str,
+        skip: Option<u64>,
+    ) -> Result<harness::Resumed, Error> {
+        Ok(match self.0.resume_existing_stream(id, skip)? {
+            Resumed::Stream(stream) => harness::Resumed::Stream(reader(stream)),
+            Resumed::Done => harness::Resumed::Done,
+            Resumed::NotFound => harness::Resumed::NotFound,
+        })
+    }
+
+    fn has_existing_stream(&self, id: &str) -> Result<StreamState, Error> {
+        self.0.has_existing_stream(id)
+    }
+
+    fn stats(&self) -> Stats {
+        self.0.stats()
+    }
+}
+
+impl Harness for Blocking {
+    fn context(&self, store: &Store, config: Config) -> Box<dyn harness::Context> {
+        let builder = ResumableStreamContext::builder().config(config);
+        let builder = match store {
+            Store::Memory(memory) => builder.memory(memory.clone()),
+            Store::Redis(server) => builder.redis_url(server.url()),
+            Store::Custom(_) => {
+                panic!("the blocking driver has no async publisher/subscriber backend")
+            }
+        };
+        Box::new(Context(builder.build().expect("a context")))
+    }
+
+    fn redis_context(&self, url: &str, config: Config) -> Result<Box<dyn harness::Context>, Error> {
+        let context = ResumableStreamContext::builder()
+            .config(config)
+            .redis_url(url)
+            .build()?;
+        Ok(Box::new(Context(context)))
+    }
+}
+
+resumable_stream_testkit::behaviour_suite!(super::Blocking; memory, redis);
+
+#[test]
+fn in_memory_contexts_need_no_redis() {
+    let context = ResumableStreamContext::in_memory();
+    let stream = context
+        .resumable_stream("s", || [Ok::<_, Error>("a"), Ok("b")], None)
+        .unwrap()
+        .unwrap();
+    let bytes: Vec<Bytes> = stream.map(Result::unwrap).collect();
+    assert_eq!(bytes.concat(), b"ab");
+}
+
+#[test]
+fn a_large_catch_up_survives_the_pubsub_polling() {
+    // The pub/sub thread reads with a short timeout; a message larger than a socket
+    // buffer must still arrive whole.
+    let store = Store::redis();
+    let (a, b) = (
+        Blocking.context(&store, Config::default()),
+        Blocking.context(&store, Config::default()),
+    );
+    let chunk = "0123456789abcdef".repeat(64 * 1024);
+    let (feed, source) = resumable_stream_testkit::manual();
+    let mut producer = a.resumable_stream("big", source, None).unwrap().unwrap();
+    feed.chunk(chunk.clone());
+    resumable_stream_testkit::suite::read_exactly(&mut producer, chunk.len());
+    let resumer = b
+        .resumable_stream(
+            "big",
+            resumable_stream_testkit::fixed(Vec::<String>::new()),
+            None,
+        )
+        .unwrap()
+        .unwrap();
+    drop(feed);
+    assert!(resumable_stream_testkit::suite::read_all(resumer) == (chunk.into_bytes(), None));
+}
