@@ -23,6 +23,7 @@ pub struct Config {
     key_prefix: String,
     sentinel_ttl: Duration,
     ack_timeout: Duration,
+    done_watchdog_interval: Duration,
     skip_unit: SkipUnit,
     seed: u64,
 }
@@ -33,6 +34,7 @@ impl Default for Config {
             key_prefix: "resumable-stream".to_owned(),
             sentinel_ttl: Duration::from_secs(24 * 60 * 60),
             ack_timeout: Duration::from_millis(1000),
+            done_watchdog_interval: Duration::from_secs(10),
             skip_unit: SkipUnit::Utf16,
             seed: 0x005e_ed0f_5eed,
         }
@@ -56,6 +58,13 @@ impl Config {
     /// How long a resumer waits for the producer's first message. Default 1 s.
     pub fn with_ack_timeout(mut self, timeout: Duration) -> Self {
         self.ack_timeout = timeout;
+        self
+    }
+
+    /// How often a streaming resumer reads the sentinel, in case the end message was
+    /// lost: two readings of `"DONE"` in a row end it, as npm 2.2.13 does. Default 10 s.
+    pub fn with_done_watchdog_interval(mut self, interval: Duration) -> Self {
+        self.done_watchdog_interval = interval;
         self
     }
 
@@ -93,6 +102,11 @@ impl Config {
     /// The resumer's acknowledgement timeout.
     pub fn ack_timeout(&self) -> Duration {
         self.ack_timeout
+    }
+
+    /// The done watchdog's interval.
+    pub fn done_watchdog_interval(&self) -> Duration {
+        self.done_watchdog_interval
     }
 
     /// The default skip unit.

@@ -58,8 +58,11 @@ pub struct Stats {
 enum Pending {
     /// The idempotent path's `INCR`.
     Incr(Handle),
-    /// An explicit create's `SET "1"`.
-    CreateSet(Handle),
+    /// A producer's `SET "1" EX ttl`, after its subscription: the stream starts once
+    /// the sentinel is written.
+    MarkActive(Handle),
+    /// A resumer's periodic `GET` of the sentinel (the done watchdog).
+    Watchdog(Handle),
     /// An explicit resume's `GET`.
     ResumeGet(Handle),
     /// A state query's `GET`.
@@ -91,6 +94,8 @@ struct Starting {
 enum ProducerPhase {
     /// Waiting for the request channel's subscription.
     Subscribing,
+    /// Subscribed; waiting for the sentinel's `SET "1"`.
+    Marking,
     /// Taking chunks.
     Live,
     /// The source ended; answering late requests until the unsubscription is confirmed.
@@ -128,6 +133,10 @@ struct Resumer {
     channel: Bytes,
     skip: Option<u64>,
     phase: ResumerPhase,
+    /// When the done watchdog next reads the sentinel (none while a read is in flight).
+    watchdog_at: Option<Instant>,
+    /// Consecutive watchdog readings of a finished stream.
+    done_readings: u8,
 }
 
 #[derive(Debug)]
@@ -281,18 +290,13 @@ impl Engine {
         handle
     }
 
-    /// Creates the stream `stream_id` unconditionally (`SET sentinel "1"`) and makes this
-    /// caller its producer. Answers `Started` as producer, or `Failed`.
+    /// Creates the stream `stream_id` unconditionally and makes this caller its
+    /// producer: `SUBSCRIBE` to its request channel, then `SET sentinel "1" EX ttl`, as
+    /// npm 2.2.13 does (subscribing first, so no request sent after the sentinel
+    /// appears is lost). Answers `Started` as producer, or `Failed`.
     pub fn create_new_resumable_stream(&mut self, stream_id: &str) -> Handle {
         let handle = self.start(stream_id, None);
-        if let Some(State::Starting(s)) = self.states.get(&handle) {
-            let op = Op::Set {
-                key: s.names.sentinel.clone(),
-                value: Bytes::from_static(b"1"),
-                expire_seconds: self.config.sentinel_ttl_seconds(),
-            };
-            self.send(op, Pending::CreateSet(handle));
-        }
+        self.become_producer(handle);
         handle
     }
 
@@ -405,11 +409,12 @@ impl Engine {
                 }
             }
             Pending::Incr(handle) => self.on_incr(handle, reply),
-            Pending::CreateSet(handle) => match reply {
-                Ok(Reply::Ok) => self.become_producer(handle),
-                Ok(other) => self.fail_handle(handle, unexpected("SET", &other)),
-                Err(error) => self.fail_handle(handle, redis_error("SET", error)),
+            Pending::MarkActive(handle) => match reply {
+                Ok(Reply::Ok) => self.start_producing(handle),
+                Ok(other) => self.abandon_production(handle, unexpected("SET", &other)),
+                Err(error) => self.abandon_production(handle, redis_error("SET", error)),
             },
+            Pending::Watchdog(handle) => self.on_watchdog(now, handle, reply),
             Pending::ResumeGet(handle) => self.on_resume_get(handle, reply),
             Pending::StateGet(handle) => self.on_state_get(handle, reply),
             Pending::DoneCheck(handle) => self.on_done_check(handle, reply),
@@ -445,10 +450,10 @@ impl Engine {
 
     /// A pub/sub message arrived on `channel`. Messages on channels no stream listens to,
     /// and malformed requests, are counted and dropped.
-    pub fn handle_message(&mut self, _now: Instant, channel: &[u8], message: Bytes) {
+    pub fn handle_message(&mut self, now: Instant, channel: &[u8], message: Bytes) {
         match self.routes.get(channel).copied() {
             Some(Route::Producer(handle)) => self.on_request(handle, &message),
-            Some(Route::Resumer(handle)) => self.on_chunk_message(handle, message),
+            Some(Route::Resumer(handle)) => self.on_chunk_message(now, handle, message),
             None => self.stats.unrouted_messages += 1,
         }
     }
@@ -460,12 +465,16 @@ impl Engine {
                 break;
             }
             self.deadlines.pop();
-            let live = matches!(
-                self.states.get(&handle),
-                Some(State::Resumer(r)) if r.phase == ResumerPhase::AwaitingAck { deadline }
-            );
-            if live {
-                self.on_ack_timeout(handle);
+            match self.states.get_mut(&handle) {
+                Some(State::Resumer(r)) if r.phase == ResumerPhase::AwaitingAck { deadline } => {
+                    self.on_ack_timeout(handle)
+                }
+                Some(State::Resumer(r)) if r.watchdog_at == Some(deadline) => {
+                    r.watchdog_at = None;
+                    let key = r.names.sentinel.clone();
+                    self.send(Op::Get { key }, Pending::Watchdog(handle));
+                }
+                _ => {}
             }
         }
     }
@@ -515,7 +524,7 @@ impl Engine {
         while let Some(Reverse((deadline, handle))) = self.deadlines.peek().copied() {
             let live = matches!(
                 self.states.get(&handle),
-                Some(State::Resumer(r)) if r.phase == ResumerPhase::AwaitingAck { deadline }
+                Some(State::Resumer(r)) if r.phase == ResumerPhase::AwaitingAck { deadline } || r.watchdog_at == Some(deadline)
             );
             if live {
                 return Some(deadline);
@@ -576,7 +585,9 @@ impl Engine {
             Some(State::Starting(s)) if !s.reader_attached => {}
             Some(State::Producer(p)) => {
                 self.routes.remove(&p.names.request_channel);
-                if p.reader_attached || p.phase == ProducerPhase::Subscribing {
+                if p.reader_attached
+                    || matches!(p.phase, ProducerPhase::Subscribing | ProducerPhase::Marking)
+                {
                     self.emit(Event::Failed { handle, error });
                 }
             }
@@ -739,6 +750,28 @@ impl Engine {
         self.send(Op::Subscribe { channel }, Pending::Subscribe(handle));
     }
 
+    /// The sentinel says "active": the application may feed the source.
+    fn start_producing(&mut self, handle: Handle) {
+        if let Some(State::Producer(p)) = self.states.get_mut(&handle) {
+            if p.phase == ProducerPhase::Marking {
+                p.phase = ProducerPhase::Live;
+                self.emit(Event::Started {
+                    handle,
+                    role: Role::Producer,
+                });
+            }
+        }
+    }
+
+    /// A producer could not start: leave the request channel and fail.
+    fn abandon_production(&mut self, handle: Handle, error: Error) {
+        if let Some(State::Producer(p)) = self.states.get(&handle) {
+            let channel = p.names.request_channel.clone();
+            self.send(Op::Unsubscribe { channel }, Pending::Write);
+        }
+        self.fail_handle(handle, error);
+    }
+
     fn stream_id_of(&self, handle: Handle) -> String {
         match self.states.get(&handle) {
             Some(State::Starting(s)) => s.stream_id.clone(),
@@ -768,6 +801,8 @@ impl Engine {
                 channel: channel.clone(),
                 skip: s.skip,
                 phase: ResumerPhase::Subscribing,
+                watchdog_at: None,
+                done_readings: 0,
             }),
         );
         self.send(Op::Subscribe { channel }, Pending::Subscribe(handle));
@@ -779,11 +814,13 @@ impl Engine {
         }
         match self.states.get_mut(&handle) {
             Some(State::Producer(p)) if p.phase == ProducerPhase::Subscribing => {
-                p.phase = ProducerPhase::Live;
-                self.emit(Event::Started {
-                    handle,
-                    role: Role::Producer,
-                });
+                p.phase = ProducerPhase::Marking;
+                let op = Op::Set {
+                    key: p.names.sentinel.clone(),
+                    value: Bytes::from_static(b"1"),
+                    expire_seconds: self.config.sentinel_ttl_seconds(),
+                };
+                self.send(op, Pending::MarkActive(handle));
             }
             Some(State::Resumer(r)) if r.phase == ResumerPhase::Subscribing => {
                 let deadline = now + self.config.ack_timeout();
@@ -849,12 +886,15 @@ impl Engine {
         }
     }
 
-    fn on_chunk_message(&mut self, handle: Handle, message: Bytes) {
+    fn on_chunk_message(&mut self, now: Instant, handle: Handle, message: Bytes) {
         let Some(State::Resumer(r)) = self.states.get_mut(&handle) else {
             return;
         };
         if r.phase != ResumerPhase::Streaming {
             r.phase = ResumerPhase::Streaming;
+            let at = now + self.config.done_watchdog_interval();
+            r.watchdog_at = Some(at);
+            self.deadlines.push(Reverse((at, handle)));
             self.emit(Event::Started {
                 handle,
                 role: Role::Resumer,
@@ -872,6 +912,48 @@ impl Engine {
                 data: message,
             });
         }
+    }
+
+    /// The done watchdog's reading: two readings of a finished (or vanished) stream in
+    /// a row end the resumer, giving in-flight messages a whole interval to arrive.
+    fn on_watchdog(&mut self, now: Instant, handle: Handle, reply: Result<Reply, ReplyError>) {
+        let interval = self.config.done_watchdog_interval();
+        let Some(State::Resumer(r)) = self.states.get_mut(&handle) else {
+            return;
+        };
+        let finished = match &reply {
+            Ok(Reply::Data(value)) if value == DONE_VALUE => Some(true),
+            Ok(Reply::Nil) => Some(false),
+            // A failed reading proves nothing either way.
+            Err(_) => None,
+            Ok(_) => {
+                r.done_readings = 0;
+                None
+            }
+        };
+        if let Some(done) = finished {
+            r.done_readings += 1;
+            if r.done_readings >= 2 {
+                log::debug!("resumable-stream: done watchdog ends {handle:?}: the end message never arrived");
+                let stream_id = r.stream_id.clone();
+                let channel = r.channel.clone();
+                self.states.remove(&handle);
+                self.routes.remove(&channel);
+                self.send(Op::Unsubscribe { channel }, Pending::Write);
+                self.emit(if done {
+                    Event::End { handle }
+                } else {
+                    Event::Failed {
+                        handle,
+                        error: Error::Vanished { stream_id },
+                    }
+                });
+                return;
+            }
+        }
+        let at = now + interval;
+        r.watchdog_at = Some(at);
+        self.deadlines.push(Reverse((at, handle)));
     }
 
     fn on_ack_timeout(&mut self, handle: Handle) {

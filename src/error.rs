@@ -37,6 +37,12 @@ pub enum Error {
         /// How long the resumer waited.
         waited: Duration,
     },
+    /// A resumer's stream lost its sentinel (expired or deleted) before its end
+    /// arrived: its producer is gone, and what follows will never come.
+    Vanished {
+        /// The stream id.
+        stream_id: String,
+    },
     /// The producer's source failed; the text is the source's own error.
     Source(String),
     /// This engine is already producing that stream.
@@ -66,6 +72,10 @@ impl fmt::Display for Error {
                 f,
                 "Timeout waiting for ack: no producer answered the resume request for stream {stream_id:?} within {} ms",
                 waited.as_millis()
+            ),
+            Error::Vanished { stream_id } => write!(
+                f,
+                "stream {stream_id:?} vanished: its sentinel expired or was deleted before its end arrived"
             ),
             Error::Source(message) => write!(f, "the stream's source failed: {message}"),
             Error::AlreadyProducing { stream_id } => {

@@ -80,6 +80,11 @@ impl MemoryRedis {
         );
     }
 
+    /// Deletes `key`, as `DEL` would.
+    pub fn delete(&mut self, key: &[u8]) {
+        self.keys.remove(key);
+    }
+
     /// The value of `key` at `now`, if it exists.
     pub fn get_raw(&mut self, now: Instant, key: &[u8]) -> Option<Bytes> {
         self.live(now, key).map(|e| e.value.clone())

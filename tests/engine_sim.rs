@@ -48,9 +48,10 @@ fn acts_like_a_normal_stream() {
             .unwrap(),
         "DONE"
     );
-    // No Redis traffic per chunk while nobody listens: INCR, SUBSCRIBE, SET, UNSUBSCRIBE.
+    // No Redis traffic per chunk while nobody listens: INCR, SUBSCRIBE, SET "1" EX,
+    // SET "DONE" EX, UNSUBSCRIBE, as npm 2.2.13 sends.
     assert_eq!(sim.commands_sent.get("PUBLISH"), None);
-    assert_eq!(sim.commands_sent.values().sum::<u64>(), 4);
+    assert_eq!(sim.commands_sent.values().sum::<u64>(), 5);
 }
 
 #[test]
@@ -642,4 +643,90 @@ fn the_local_reader_ends_only_once_the_stream_is_marked_done() {
         "DONE"
     );
     assert_eq!(sim.engine(0).live_handles(), 0);
+}
+
+#[test]
+fn a_producer_subscribes_before_the_sentinel_appears_and_the_sentinel_expires() {
+    let mut sim = sim(1);
+    for (id, explicit) in [("idem", false), ("explicit", true)] {
+        let handle = if explicit {
+            sim.engine(0).create_new_resumable_stream(id)
+        } else {
+            sim.engine(0).resumable_stream(id, None)
+        };
+        let mut ops = Vec::new();
+        let now = sim.now();
+        // Drive by hand to see the order: each command is answered before the next.
+        for _ in 0..3 {
+            let Some(command) = sim.engine(0).poll_command() else {
+                break;
+            };
+            ops.push(command.op.name());
+            let (reply, _) = sim
+                .redis
+                .execute(now, resumable_stream::ClientId(0), &command.op);
+            sim.engine(0).handle_reply(now, command.id, reply);
+        }
+        let expected: &[&str] = if explicit {
+            &["SUBSCRIBE", "SET"]
+        } else {
+            &["INCR", "SUBSCRIBE", "SET"]
+        };
+        assert_eq!(ops, expected, "{id}");
+        assert!(matches!(
+            sim.engine(0).poll_event(),
+            Some(Event::Started {
+                role: Role::Producer,
+                ..
+            })
+        ));
+        let key = format!("resumable-stream:rs:sentinel:{id}");
+        assert_eq!(sim.redis.get_raw(now, key.as_bytes()).unwrap(), "1");
+        assert!(
+            sim.redis.expiry(now, key.as_bytes()).is_some(),
+            "no orphan key without a TTL"
+        );
+        sim.engine(0).finish(handle).unwrap();
+        sim.settle();
+    }
+}
+
+#[test]
+fn the_done_watchdog_ends_a_resumer_whose_end_message_was_lost() {
+    let config = Config::default().with_done_watchdog_interval(Duration::from_secs(10));
+    let mut sim = Sim::new(2, MS, config);
+    let p = producer(&mut sim, "s");
+    push(&mut sim, p, "all");
+    let r = sim.engine(1).resumable_stream("s", None);
+    sim.settle();
+    assert_eq!(sim.log(1, r).data, b"all");
+    // The stream is marked done, but the end message never comes.
+    sim.redis.set_raw("resumable-stream:rs:sentinel:s", "DONE");
+    sim.advance(Duration::from_secs(9));
+    assert!(!sim.log(1, r).ended, "one interval is not enough");
+    sim.advance(Duration::from_secs(15));
+    let log = sim.log(1, r);
+    assert!(log.ended && log.error.is_none(), "{log:?}");
+    assert_eq!(log.data, b"all");
+    assert_eq!(sim.engine(1).poll_timeout(), None);
+}
+
+#[test]
+fn the_done_watchdog_fails_a_resumer_whose_stream_vanished_and_spares_a_live_one() {
+    let mut sim = sim(3);
+    let p = producer(&mut sim, "s");
+    push(&mut sim, p, "x");
+    let live = sim.engine(1).resumable_stream("s", None);
+    sim.settle();
+    // A live stream is read every interval and left alone.
+    sim.advance(Duration::from_secs(35));
+    assert!(sim.log(1, live).finals == 0);
+    assert!(sim.commands_sent.get("GET").copied().unwrap_or(0) >= 3);
+    sim.redis.delete(b"resumable-stream:rs:sentinel:s");
+    sim.advance(Duration::from_secs(25));
+    assert!(
+        matches!(sim.log(1, live).error, Some(Error::Vanished { .. })),
+        "{:?}",
+        sim.log(1, live)
+    );
 }

@@ -1,5 +1,5 @@
 //! Wire exactness: the commands a driver sends to a real redis-server, read back through
-//! `MONITOR`, are those of the deployed TypeScript library, byte for byte.
+//! `MONITOR`, are those of the deployed TypeScript library (npm 2.2.13), byte for byte.
 
 use crate::harness::{fixed, manual, Context, Harness, Reader};
 use crate::store::Store;
@@ -135,6 +135,7 @@ pub fn the_commands_on_the_wire_are_the_v1_protocol(harness: &dyn Harness, store
     let expected = vec![
         "INCR | resumable-stream:rs:sentinel:w".to_owned(),
         "SUBSCRIBE | resumable-stream:rs:request:w".to_owned(),
+        "SET | resumable-stream:rs:sentinel:w | 1 | EX | 86400".to_owned(),
         "INCR | resumable-stream:rs:sentinel:w".to_owned(),
         format!("SUBSCRIBE | {chunk_channel}"),
         format!("PUBLISH | resumable-stream:rs:request:w | {{\"listenerId\":\"{listener}\",\"skipCharacters\":2}}"),
