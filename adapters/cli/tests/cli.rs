@@ -1,0 +1,265 @@
+//! The command-line tool end to end: the built binary against a private redis-server on
+//! a free loopback port, started and killed by the test (the pattern of the tokio
+//! driver's test support).
+//!
+//! One test walks a stream's life: none, produced while resumers join the held-open
+//! stream with skips, done, produced again (exit 3); then not found (exit 4) and a gone
+//! producer (exit 1, "Timeout waiting for ack").
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_resumable-stream");
+const TEXT: &str = "héllo 日本 🚀 done";
+/// Nothing a step does should take this long; a step that does fails instead of hanging.
+const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A redis-server child process on 127.0.0.1, killed on drop.
+struct RedisServer {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl RedisServer {
+    fn start() -> RedisServer {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let dir = std::env::temp_dir().join(format!("rs-cli-test-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/test.sh installs it)");
+        let server = RedisServer { child, port, dir };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !server.pings() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not start on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    fn pings(&self) -> bool {
+        let Ok(mut conn) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let mut reply = [0u8; 7];
+        conn.write_all(b"PING\r\n").is_ok()
+            && conn.read_exact(&mut reply).is_ok()
+            && &reply == b"+PONG\r\n"
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `resumable-stream ARGS --redis URL`, not yet started.
+fn cli(server: &RedisServer, args: &[&str]) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .args(args)
+        .args(["--redis", &server.url()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// Waits for a child, killing it (and failing) past the step timeout.
+fn finish(mut child: Child, what: &str) -> Output {
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    while child.try_wait().expect("try_wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{what} did not finish within {STEP_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().expect("output")
+}
+
+fn run(server: &RedisServer, args: &[&str]) -> Output {
+    let child = cli(server, args).spawn().expect("run the CLI");
+    finish(child, &args.join(" "))
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn chunks_file(dir: &Path) -> PathBuf {
+    let path = dir.join("chunks.json");
+    std::fs::write(&path, r#"["héllo"," ","日本"," ","🚀"," done"]"#).expect("write chunks");
+    path
+}
+
+#[test]
+fn a_stream_from_start_to_done_and_the_error_exits() {
+    let server = RedisServer::start();
+    let chunks = chunks_file(&server.dir);
+    let chunks = chunks.to_str().expect("utf-8 path");
+
+    // The URL may come from the environment instead of --redis.
+    let none = Command::new(BIN)
+        .args(["state", "--id", "s"])
+        .env("REDIS_URL", server.url())
+        .output()
+        .expect("state");
+    assert_eq!(none.stdout, b"none\n", "{}", stderr(&none));
+
+    // A producer that holds its source open after the last chunk, so that resumers
+    // joining then see the whole content and their skips apply to all of it.
+    let mut producer = cli(
+        &server,
+        &[
+            "produce",
+            "--id",
+            "s",
+            "--chunks",
+            chunks,
+            "--delay-ms",
+            "20",
+            "--hold-ms",
+            "3000",
+        ],
+    )
+    .spawn()
+    .expect("produce");
+    let mut producer_out = producer.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let mut buf = [0u8; 256];
+        while let Ok(n @ 1..) = producer_out.read(&mut buf) {
+            all.extend_from_slice(&buf[..n]);
+            let _ = tx.send(all.len());
+        }
+        all
+    });
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    while rx.recv_timeout(Duration::from_secs(1)).ok() != Some(TEXT.len()) {
+        assert!(
+            Instant::now() < deadline,
+            "the producer never printed the whole text"
+        );
+    }
+
+    let resumers = [
+        (vec!["--skip", "2"], "llo 日本 🚀 done".as_bytes().to_vec()),
+        // 10 UTF-16 units end inside "🚀": U+FFFD, then the rest, as Node sends it.
+        (vec!["--skip", "10"], b"\xEF\xBF\xBD done".to_vec()),
+        (
+            vec!["--skip", "10", "--unit", "codepoint"],
+            b" done".to_vec(),
+        ),
+        (
+            vec!["--skip", "2", "--existing"],
+            "llo 日本 🚀 done".as_bytes().to_vec(),
+        ),
+    ]
+    .map(|(flags, expected)| {
+        let mut args = vec!["resume", "--id", "s"];
+        args.extend(flags);
+        let child = cli(&server, &args).spawn().expect("resume");
+        (args.join(" "), child, expected)
+    });
+    let active = run(&server, &["state", "--id", "s"]);
+    assert_eq!(active.stdout, b"active\n", "{}", stderr(&active));
+    for (what, child, expected) in resumers {
+        let output = finish(child, &what);
+        assert!(output.status.success(), "{what}: {}", stderr(&output));
+        assert_eq!(output.stdout, expected, "{what}");
+    }
+
+    let produced = finish(producer, "produce");
+    assert!(produced.status.success(), "{}", stderr(&produced));
+    assert_eq!(reader.join().expect("reader"), TEXT.as_bytes());
+
+    let done = run(&server, &["state", "--id", "s"]);
+    assert_eq!(done.stdout, b"done\n");
+
+    let again = run(&server, &["produce", "--id", "s", "--chunks", chunks]);
+    assert_eq!(again.status.code(), Some(3), "{}", stderr(&again));
+    assert!(again.stdout.is_empty());
+    assert!(stderr(&again).contains("DONE"));
+
+    let after = run(&server, &["resume", "--id", "s"]);
+    assert_eq!(after.status.code(), Some(3), "{}", stderr(&after));
+
+    let missing = run(&server, &["resume", "--existing", "--id", "missing"]);
+    assert_eq!(missing.status.code(), Some(4), "{}", stderr(&missing));
+
+    // A sentinel with no producer behind it: the resumer gives up after its ack timeout.
+    let set = Command::new("redis-cli")
+        .args([
+            "-p",
+            &server.port.to_string(),
+            "SET",
+            "resumable-stream:rs:sentinel:x",
+            "1",
+        ])
+        .output()
+        .expect("redis-cli");
+    assert!(set.status.success());
+    let started = Instant::now();
+    let gone = run(
+        &server,
+        &[
+            "resume",
+            "--existing",
+            "--id",
+            "x",
+            "--ack-timeout-ms",
+            "300",
+        ],
+    );
+    assert_eq!(gone.status.code(), Some(1), "{}", stderr(&gone));
+    assert!(
+        stderr(&gone).contains("Timeout waiting for ack"),
+        "{}",
+        stderr(&gone)
+    );
+    assert!(started.elapsed() < Duration::from_millis(300) + Duration::from_secs(2));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let output = Command::new(BIN)
+        .args(["state", "--id", "s"])
+        .env_remove("REDIS_URL")
+        .env_remove("KV_URL")
+        .output()
+        .expect("state");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("no Redis URL"));
+
+    let help = Command::new(BIN).arg("--help").output().expect("help");
+    let help = String::from_utf8_lossy(&help.stdout);
+    for command in ["state", "produce", "resume"] {
+        assert!(help.contains(command), "{help}");
+    }
+}

@@ -1,0 +1,517 @@
+#!/usr/bin/env python3
+"""The interop orchestrator: Rust, Node and Python services on one Redis.
+
+Drives three peers with one command-line interface (exit codes 0 ok, 1 error, 3 done,
+4 not found): our CLI (`resumable-stream`), tests/interop/node_peer.mjs (npm
+`resumable-stream` 2.2.13) and tests/interop/python_peer.py (PyPI `resumable-stream`
+0.2.0). For every producer language and every resumer language, with the resumer's
+idempotent (`resume`) and explicit (`resume --existing`) calls, it checks:
+
+- live streams: resumers joining before the first chunk, during production and after
+  the end (exit 3), on a Unicode and a longer ASCII stream, and the state each language
+  reads (none / active / done);
+- skips: resumers joining a stream whose content is complete while its producer holds
+  the source open, with skips counted in the producer's unit (the npm library counts
+  UTF-16 code units, the PyPI port code points, ours UTF-16 unless our resumer names
+  another unit in its request);
+- a burst of small chunks with resumers joining while publishes are in flight;
+- not found, and a gone producer (a sentinel with nobody listening).
+
+Each outcome is `pass`, `FAIL`, or `known-peer-bug`: the bytes are exactly what a
+deployed library's documented (or observed) behaviour gives, but that behaviour differs
+from what the resumer meant; the reason is printed. The matrix is printed as markdown
+(and written to .interop/matrix.md), then `N passed, M failed`. Standard library only;
+every subprocess has a timeout, everything runs on 127.0.0.1.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+import uuid
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+LANGS = ("rust", "node", "python")
+PREFIX = "rs-interop"
+TIMEOUT = 30.0
+
+UNICODE = ["héllo", " ", "日本", " ", "🚀", " done"]
+ASCII = [f"chunk {i:02d}: the quick brown fox jumps over the lazy dog\n" for i in range(10)]
+# Skips for the Unicode text: 10 UTF-16 units end between the two halves of "🚀".
+UNICODE_SKIPS = [0, 2, 7, 10]
+ASCII_SKIPS = [0, 2, 7, 100, 100000]
+# The unit each producer counts skipCharacters in (ours: unless the request names one).
+PRODUCER_UNIT = {"rust": "utf16", "node": "utf16", "python": "codepoint"}
+
+
+# ----- a minimal Redis client (RESP), for polling and inspection -----
+
+
+class Redis:
+    """Just enough RESP to send a command and read its reply."""
+
+    def __init__(self, url):
+        parts = urllib.parse.urlparse(url)
+        self.address = (parts.hostname or "127.0.0.1", parts.port or 6379)
+        self.sock = socket.create_connection(self.address, timeout=5)
+        self.file = self.sock.makefile("rb")
+
+    def __call__(self, *args):
+        out = [f"*{len(args)}\r\n".encode()]
+        for arg in args:
+            data = arg if isinstance(arg, bytes) else str(arg).encode()
+            out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+        self.sock.sendall(b"".join(out))
+        return self._read()
+
+    def _read(self):
+        line = self.file.readline()[:-2]
+        kind, rest = line[:1], line[1:]
+        if kind == b"+":
+            return rest.decode()
+        if kind == b"-":
+            raise RuntimeError(rest.decode())
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            n = int(rest)
+            if n < 0:
+                return None
+            data = self.file.read(n + 2)[:-2]
+            return data
+        if kind == b"*":
+            n = int(rest)
+            return None if n < 0 else [self._read() for _ in range(n)]
+        raise RuntimeError(f"unexpected RESP line {line!r}")
+
+
+# ----- peers as subprocesses -----
+
+
+class Peers:
+    """How to run each language's peer."""
+
+    def __init__(self, args):
+        self.redis_url = args.redis
+        self.argv = {
+            "rust": [args.rust],
+            "node": ["node", os.path.join(HERE, "node_peer.mjs")],
+            "python": [args.python, os.path.join(HERE, "python_peer.py")],
+        }
+
+    def run(self, lang, command, stream_id, *extra, timeout=TIMEOUT):
+        argv = self.argv[lang] + [command, "--redis", self.redis_url, "--prefix", PREFIX, "--id", stream_id]
+        return Proc(argv + [str(x) for x in extra], timeout)
+
+
+class Proc:
+    """A child process whose output is collected as it comes, killed at its deadline."""
+
+    def __init__(self, argv, timeout):
+        self.argv = argv
+        self.started = time.monotonic()
+        self.deadline = self.started + timeout
+        self.child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self._out, self._err = bytearray(), bytearray()
+        self._lock = threading.Lock()
+        self._readers = [
+            threading.Thread(target=self._pump, args=(self.child.stdout, self._out), daemon=True),
+            threading.Thread(target=self._pump, args=(self.child.stderr, self._err), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+        self.code = None
+        self.timed_out = False
+        self.elapsed = None
+
+    def _pump(self, pipe, into):
+        while True:
+            data = os.read(pipe.fileno(), 65536)
+            if not data:
+                return
+            with self._lock:
+                into.extend(data)
+
+    @property
+    def out(self):
+        with self._lock:
+            return bytes(self._out)
+
+    @property
+    def err(self):
+        with self._lock:
+            return bytes(self._err).decode(errors="replace")
+
+    def wait(self):
+        if self.code is None:
+            try:
+                self.code = self.child.wait(timeout=max(0.0, self.deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.timed_out = True
+                self.child.kill()
+                self.code = self.child.wait()
+            self.elapsed = time.monotonic() - self.started
+            for reader in self._readers:
+                reader.join(timeout=5)
+        return self
+
+    def describe(self):
+        """A short account of the run for a failing case."""
+        status = "timed out" if self.timed_out else f"exit {self.code}"
+        err = self.err.strip().splitlines()
+        return f"{status}, stdout {self.out[:80]!r}, stderr {err[-1][:120] if err else ''!r}"
+
+
+def wait_for(what, condition, timeout=10.0, step=0.01):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(step)
+    print(f"  (timing) gave up waiting for {what}", flush=True)
+    return False
+
+
+# ----- expected bytes -----
+
+
+def cut(text, skip, unit):
+    """The bytes a producer counting in `unit` sends for `skip` (as JS/Python slice)."""
+    if unit == "codepoint":
+        return text[skip:].encode()
+    if unit == "byte":
+        return text.encode()[skip:]
+    # UTF-16: a cut between the halves of a surrogate pair leaves a lone half, which
+    # UTF-8 encoding turns into U+FFFD (as Node does on the wire).
+    return text.encode("utf-16-le")[2 * skip :].decode("utf-16-le", errors="replace").encode()
+
+
+# ----- results -----
+
+
+class Results:
+    def __init__(self):
+        self.rows = []
+
+    def add(self, producer, resumer, api, case, status, detail=""):
+        self.rows.append(dict(producer=producer, resumer=resumer, api=api, case=case, status=status, detail=detail))
+        mark = {"pass": "ok  ", "FAIL": "FAIL", "known-peer-bug": "KNOWN"}[status]
+        print(f"  {mark} {producer:>6} -> {resumer:<16} {api:<10} {case}" + (f"  [{detail}]" if detail else ""), flush=True)
+
+    def check(self, producer, resumer, api, case, ok, proc=None, detail=""):
+        if not ok and proc is not None:
+            detail = (detail + "; " if detail else "") + proc.describe()
+        self.add(producer, resumer, api, case, "pass" if ok else "FAIL", detail)
+
+    def count(self, status):
+        return sum(1 for row in self.rows if row["status"] == status)
+
+    def markdown(self):
+        lines = [
+            "| # | producer | resumer | API | case | result | detail |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for i, row in enumerate(self.rows, 1):
+            detail = row["detail"].replace("|", "\\|")
+            lines.append(
+                f"| {i} | {row['producer']} | {row['resumer']} | {row['api']} | {row['case']} "
+                f"| {row['status']} | {detail} |"
+            )
+        return "\n".join(lines)
+
+
+# ----- the scenarios -----
+
+
+class Suite:
+    def __init__(self, args):
+        self.peers = Peers(args)
+        self.redis = Redis(args.redis)
+        self.redis_cli = args.redis_cli
+        self.redis_url = args.redis
+        self.results = Results()
+        self.tmp = tempfile.mkdtemp(prefix="rs-interop-")
+        self.files = {}
+
+    def chunks_file(self, name, chunks):
+        if name not in self.files:
+            path = os.path.join(self.tmp, f"{name}.json")
+            with open(path, "w", encoding="utf-8") as file:
+                json.dump(chunks, file, ensure_ascii=False)
+            self.files[name] = path
+        return self.files[name]
+
+    def fresh_id(self, *parts):
+        return "-".join(parts + (uuid.uuid4().hex[:8],))
+
+    def producer_ready(self, stream_id):
+        """The producer listens for requests (it subscribes before anything else)."""
+        channel = f"{PREFIX}:rs:request:{stream_id}"
+        return wait_for(f"{channel} to be subscribed", lambda: self.redis("PUBSUB", "NUMSUB", channel)[1] >= 1)
+
+    def listeners(self):
+        """Resumers currently subscribed to a chunk channel (one per resumer)."""
+        return len(self.redis("PUBSUB", "CHANNELS", f"{PREFIX}:rs:chunk:*"))
+
+    def resumers(self, stream_id, skip=None, unicode_units=False):
+        """Every resumer variant: (label, api, intended unit, process)."""
+        variants = []
+        # The slowest to start first (Python, then Node), so that all join about together.
+        for lang in reversed(LANGS):
+            # Our resumer's default (UTF-16, not named on the wire), then the units it names.
+            units = [None, "codepoint", "byte"] if lang == "rust" and unicode_units else [None]
+            for unit in units:
+                for api in ("idempotent", "explicit"):
+                    extra = [] if skip is None else ["--skip", skip]
+                    if api == "explicit":
+                        extra.append("--existing")
+                    if unit:
+                        extra += ["--unit", unit]
+                    label = f"{lang}({unit})" if unit else lang
+                    intended = unit or ("codepoint" if lang == "python" else "utf16")
+                    variants.append((label, api, intended, self.peers.run(lang, "resume", stream_id, *extra)))
+        order = {lang: i for i, lang in enumerate(LANGS)}
+        return sorted(variants, key=lambda v: order[v[0].split("(")[0]])
+
+    # -- live streams: join before, during, after --
+
+    def live(self, producer, name, chunks, delay_ms):
+        text = "".join(chunks)
+        full = text.encode()
+        stream_id = self.fresh_id(producer, name, "live")
+        tag = f"{name} live"
+        for lang in LANGS:
+            state = self.peers.run(lang, "state", stream_id).wait()
+            self.results.check(producer, lang, "state", f"{tag}: none before", state.code == 0 and state.out.strip() == b"none", state)
+
+        prod = self.peers.run(producer, "produce", stream_id, "--chunks", self.chunks_file(name, chunks), "--delay-ms", delay_ms)
+        self.producer_ready(stream_id)
+        before = self.resumers(stream_id)
+        joined = wait_for("the early resumers to subscribe", lambda: self.listeners() >= len(before))
+        early = joined and not prod.out
+        before_note = "all joined before the first chunk" if early else f"joined after {len(prod.out)} bytes (timing)"
+
+        states = [(lang, self.peers.run(lang, "state", stream_id)) for lang in LANGS]
+        for lang, state in states:
+            state.wait()
+            self.results.check(producer, lang, "state", f"{tag}: active during", state.code == 0 and state.out.strip() == b"active", state)
+
+        two = len("".join(chunks[:2]).encode())
+        wait_for("two chunks", lambda: len(prod.out) >= two, timeout=TIMEOUT)
+        at = len(prod.out)
+        during = self.resumers(stream_id)
+        joiners = [
+            (lang, self.peers.run(lang, "produce", stream_id, "--chunks", self.chunks_file("other", ["not", "used"])))
+            for lang in LANGS
+        ]
+
+        prod.wait()
+        self.results.check(producer, "(itself)", "produce", f"{tag}: producer's own output", prod.code == 0 and prod.out == full, prod)
+        for when, group, note in (("before first chunk", before, before_note), ("during", during, f"spawned at byte {at}/{len(full)}")):
+            for label, api, _, proc in group:
+                proc.wait()
+                ok = proc.code == 0 and proc.out == full
+                self.results.check(producer, label, api, f"{tag}: join {when}, whole stream", ok, proc, note if ok else "")
+        for lang, proc in joiners:
+            proc.wait()
+            ok = proc.code == 0 and proc.out == full
+            self.results.check(producer, lang, "produce", f"{tag}: produce while produced elsewhere resumes it", ok, proc)
+
+        after = self.resumers(stream_id)
+        again = [(lang, self.peers.run(lang, "produce", stream_id, "--chunks", self.chunks_file(name, chunks))) for lang in LANGS]
+        states = [(lang, self.peers.run(lang, "state", stream_id)) for lang in LANGS]
+        for label, api, _, proc in after:
+            proc.wait()
+            ok = proc.code == 3 and proc.out == b"" and "DONE" in proc.err
+            self.results.check(producer, label, api, f"{tag}: after the end -> done (exit 3)", ok, proc)
+        for lang, proc in again:
+            proc.wait()
+            ok = proc.code == 3 and proc.out == b"" and "DONE" in proc.err
+            self.results.check(producer, lang, "produce", f"{tag}: produce again -> done (exit 3)", ok, proc)
+        for lang, state in states:
+            state.wait()
+            self.results.check(producer, lang, "state", f"{tag}: done after", state.code == 0 and state.out.strip() == b"done", state)
+
+    # -- skips on a complete stream held open --
+
+    def skips(self, producer, name, chunks, skips, unicode_units):
+        text = "".join(chunks)
+        full = text.encode()
+        stream_id = self.fresh_id(producer, name, "skip")
+        hold_ms = 12000
+        prod = self.peers.run(producer, "produce", stream_id, "--chunks", self.chunks_file(name, chunks), "--delay-ms", 50, "--hold-ms", hold_ms)
+        wait_for("the whole text from the producer", lambda: prod.out == full, timeout=TIMEOUT)
+        held_at = time.monotonic()
+        groups = [(skip, self.resumers(stream_id, skip, unicode_units)) for skip in skips]
+        total = sum(len(group) for _, group in groups)
+        in_time = wait_for("every resumer to subscribe", lambda: self.listeners() >= total, timeout=hold_ms / 1000)
+        if in_time:
+            print(f"  {total} resumers subscribed {time.monotonic() - held_at:.1f} s into a {hold_ms / 1000:.0f} s hold", flush=True)
+        prod.wait()
+        self.results.check(producer, "(itself)", "produce", f"{name} skip: producer's own output", prod.code == 0 and prod.out == full, prod)
+        for skip, group in groups:
+            for label, api, intended, proc in group:
+                proc.wait()
+                case = f"{name} skip={skip}" + (" (inside 🚀)" if name == "unicode" and skip == 10 else "")
+                self.judge_skip(producer, label, api, case, text, skip, intended, proc)
+
+    def judge_skip(self, producer, label, api, case, text, skip, intended, proc):
+        # Our producer honours the unit our resumer names; v1 producers count in theirs.
+        names_unit = label.startswith("rust(") and intended != "utf16"
+        unit = intended if producer == "rust" and names_unit else PRODUCER_UNIT[producer]
+        got, expected, meant = proc.out, cut(text, skip, unit), cut(text, skip, intended)
+        if proc.code != 0 or got != expected:
+            self.results.check(producer, label, api, case, False, proc, f"expected {expected!r} ({unit})")
+        elif got == meant:
+            self.results.add(producer, label, api, case, "pass", f"{got.decode(errors='replace')!r} ({unit})" if skip else "")
+        else:
+            self.results.add(producer, label, api, case, "known-peer-bug", self.unit_reason(producer, label, unit, intended, got, meant))
+
+    @staticmethod
+    def unit_reason(producer, label, unit, intended, got, meant):
+        shown = f"got {got!r}, the resumer meant {meant!r}"
+        if producer == "python" and label.startswith("rust("):
+            why = f"the PyPI producer ignores skipUnit={intended} and counts code points"
+        elif producer == "python":
+            why = "the PyPI producer counts skipCharacters in code points, the npm library and browsers in UTF-16 units"
+        elif label == "python":
+            why = f"the PyPI resumer counts code points, v1 carries no unit, the {producer} producer counted UTF-16"
+        else:
+            why = f"the v1 {producer} producer ignores skipUnit={intended} and counts {unit}"
+        return f"{why}: {shown}"
+
+    # -- a burst of chunks with resumers joining while publishes are in flight --
+
+    def burst(self, producer):
+        chunks = [f"{i:04d}|" for i in range(1000)]
+        full = "".join(chunks).encode()
+        stream_id = self.fresh_id(producer, "burst")
+        prod = self.peers.run(producer, "produce", stream_id, "--chunks", self.chunks_file("burst", chunks), "--delay-ms", 1, "--hold-ms", 300)
+        self.producer_ready(stream_id)
+        joins = [("rust", "explicit"), ("rust", "explicit"), ("rust", "explicit")]
+        procs = [(lang, api, "first", self.peers.run(lang, "resume", stream_id, "--existing")) for lang, api in joins]
+        late = [("rust", "explicit"), ("node", "explicit"), ("rust", "idempotent"), ("python", "explicit"),
+                ("rust", "explicit"), ("node", "idempotent"), ("rust", "explicit"), ("python", "idempotent")]
+        for i, (lang, api) in enumerate(late):
+            mark = len(full) * (i + 1) // (len(late) + 2)
+            wait_for(f"byte {mark}", lambda: len(prod.out) >= mark, timeout=TIMEOUT)
+            extra = ["--existing"] if api == "explicit" else []
+            procs.append((lang, api, f"at byte {len(prod.out)}", self.peers.run(lang, "resume", stream_id, *extra)))
+        prod.wait()
+        self.results.check(producer, "(itself)", "produce", "burst 1000 chunks: producer's own output", prod.code == 0 and prod.out == full, prod)
+        for lang, api, when, proc in procs:
+            proc.wait()
+            case = f"burst 1000 chunks: join {when}"
+            if proc.code == 0 and proc.out == full:
+                self.results.add(producer, lang, api, case, "pass")
+                continue
+            duplicates = duplicated(proc.out, chunks)
+            if producer == "python" and proc.code == 0 and duplicates:
+                reason = (f"the PyPI producer sent chunk(s) {', '.join(duplicates[:3])} twice: a request handled while "
+                          "it awaited a PUBLISH to an earlier listener got the chunk in its catch-up and again live")
+                self.results.add(producer, lang, api, case, "known-peer-bug", reason)
+            else:
+                self.results.check(producer, lang, api, case, False, proc)
+
+    # -- not found, gone producer --
+
+    def not_found(self):
+        for lang in LANGS:
+            proc = self.peers.run(lang, "resume", self.fresh_id("missing"), "--existing").wait()
+            self.results.check("-", lang, "explicit", "unknown id -> not found (exit 4)", proc.code == 4 and proc.out == b"", proc)
+        for lang in LANGS:
+            stream_id = self.fresh_id("missing")
+            proc = self.peers.run(lang, "resume", stream_id).wait()
+            state = self.peers.run("rust", "state", stream_id).wait()
+            ok = proc.code == 0 and proc.out == b"" and state.out.strip() == b"done"
+            self.results.check("-", lang, "idempotent", "unknown id -> becomes producer of an empty stream, done", ok, proc)
+
+    def gone_producer(self):
+        subprocess.run([self.redis_cli, "-u", self.redis_url, "SET", f"{PREFIX}:rs:sentinel:gone", "1"],
+                       check=True, stdout=subprocess.DEVNULL, timeout=TIMEOUT)
+        cases = [("rust", ["--ack-timeout-ms", 300], 0.3), ("node", [], 1.0)]
+        for lang, extra, ack in cases:
+            for api in ("explicit", "idempotent"):
+                flags = (["--existing"] if api == "explicit" else []) + extra
+                proc = self.peers.run(lang, "resume", "gone", *flags).wait()
+                ok = proc.code == 1 and "Timeout waiting for ack" in proc.err and proc.elapsed <= ack + 2
+                self.results.check("(gone)", lang, api, f"gone producer -> 'Timeout waiting for ack' (ack {ack:g} s)", ok, proc,
+                                   f"exit {proc.code} after {proc.elapsed:.2f} s")
+        for api in ("explicit", "idempotent"):
+            flags = ["--existing"] if api == "explicit" else []
+            proc = self.peers.run("python", "resume", "gone", *flags, timeout=5).wait()
+            if proc.timed_out:
+                self.results.add("(gone)", "python", api, "gone producer", "known-peer-bug",
+                                 "the PyPI resumer has no ack timeout: still waiting after 5 s (it re-checks the "
+                                 "sentinel every 30 s and waits on while it is not DONE)")
+            else:
+                ok = proc.code == 1 and "Timeout waiting for ack" in proc.err
+                self.results.check("(gone)", "python", api, "gone producer -> error", ok, proc, f"after {proc.elapsed:.2f} s")
+
+    def run(self):
+        for producer in LANGS:
+            print(f"\n== producer: {producer}", flush=True)
+            self.live(producer, "unicode", UNICODE, 1500)
+            self.live(producer, "ascii", ASCII, 1000)
+            self.skips(producer, "unicode", UNICODE, UNICODE_SKIPS, unicode_units=True)
+            self.skips(producer, "ascii", ASCII, ASCII_SKIPS, unicode_units=False)
+            self.burst(producer)
+        print("\n== not found, gone producer", flush=True)
+        self.not_found()
+        self.gone_producer()
+
+
+def duplicated(out, chunks):
+    """The chunks `out` repeats, if `out` is exactly the chunks with some repeated."""
+    tokens = [t + "|" for t in out.decode(errors="replace").split("|")[:-1]]
+    seen, repeats, unique = set(), [], []
+    for token in tokens:
+        if token in seen:
+            repeats.append(token.rstrip("|"))
+        else:
+            seen.add(token)
+            unique.append(token)
+    return repeats if unique == chunks and "".join(tokens).encode() == out else []
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--redis", required=True, help="redis://127.0.0.1:PORT/ of a private server")
+    parser.add_argument("--rust", required=True, help="our CLI binary")
+    parser.add_argument("--python", required=True, help="the venv's python, with resumable-stream 0.2.0")
+    parser.add_argument("--redis-cli", default="redis-cli")
+    parser.add_argument("--out", default=os.path.join(ROOT, ".interop"), help="where matrix.md and results.json go")
+    args = parser.parse_args()
+
+    suite = Suite(args)
+    started = time.monotonic()
+    try:
+        suite.run()
+    finally:
+        shutil.rmtree(suite.tmp, ignore_errors=True)
+    results = suite.results
+    passed, failed, known = results.count("pass"), results.count("FAIL"), results.count("known-peer-bug")
+
+    table = results.markdown()
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "matrix.md"), "w", encoding="utf-8") as file:
+        file.write(table + "\n")
+    with open(os.path.join(args.out, "results.json"), "w", encoding="utf-8") as file:
+        json.dump(results.rows, file, ensure_ascii=False, indent=1)
+    print("\n" + table)
+    print(f"\n{len(results.rows)} cases in {time.monotonic() - started:.0f} s; "
+          f"known-peer-bug (documented differences of the deployed libraries, not counted below): {known}")
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
