@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# The whole test suite, on a fresh machine: installs what it needs (redis-server),
-# then runs formatting, lints, the core's simulation suite, the drivers' suites on a
-# private redis-server (each test starts its own on a free loopback port) and on the
-# in-memory backend, the doc examples, and the architecture checks.
+# The whole test suite, on a fresh machine: installs what it needs (redis-server, curl;
+# the interop step adds the npm and PyPI libraries outside the tree), then runs
+# formatting, lints, the architecture check, the core's simulation suite, the shared
+# behaviour suite on each driver (tokio, async-std, blocking) against a private
+# redis-server (each test starts its own on a free loopback port) and in memory, the
+# doc examples, the loom models, the examples, and the interop matrix with the
+# deployed Node and Python libraries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,10 +15,13 @@ need_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-if ! command -v redis-server >/dev/null 2>&1; then
-  step "installing redis-server"
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+if [ ${#missing[@]} -gt 0 ]; then
+  step "installing ${missing[*]}"
   need_root apt-get update -qq
-  need_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  need_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 redis-server --version
 
@@ -39,3 +45,13 @@ cargo test --workspace --doc
 
 step "rustdoc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+
+step "loom: the mailboxes and the hub the drivers' threads share"
+LOOM_MAX_PREEMPTIONS=3 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
+  cargo test -p resumable-stream-driver --release --test loom_mailbox --test loom_hub
+
+step "examples run"
+bash scripts/smoke-examples.sh
+
+step "interop with the npm and PyPI libraries"
+bash scripts/interop.sh
