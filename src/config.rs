@@ -24,6 +24,10 @@ pub struct Config {
     sentinel_ttl: Duration,
     ack_timeout: Duration,
     done_watchdog_interval: Duration,
+    heartbeat_interval: Duration,
+    grace_period: Duration,
+    max_buffer_bytes: Option<usize>,
+    extensions: bool,
     skip_unit: SkipUnit,
     seed: u64,
 }
@@ -35,6 +39,10 @@ impl Default for Config {
             sentinel_ttl: Duration::from_secs(24 * 60 * 60),
             ack_timeout: Duration::from_millis(1000),
             done_watchdog_interval: Duration::from_secs(10),
+            heartbeat_interval: Duration::from_secs(2),
+            grace_period: Duration::ZERO,
+            max_buffer_bytes: None,
+            extensions: true,
             skip_unit: SkipUnit::Utf16,
             seed: 0x005e_ed0f_5eed,
         }
@@ -65,6 +73,39 @@ impl Config {
     /// lost: two readings of `"DONE"` in a row end it, as npm 2.2.13 does. Default 10 s.
     pub fn with_done_watchdog_interval(mut self, interval: Duration) -> Self {
         self.done_watchdog_interval = interval;
+        self
+    }
+
+    /// How often a producer tells its listeners of ours that it is alive while its
+    /// source is idle (only while such listeners are attached: a stream nobody resumes
+    /// costs no traffic). A resumer of ours declares the producer gone after three
+    /// intervals of silence. Default 2 s.
+    pub fn with_heartbeat_interval(mut self, interval: Duration) -> Self {
+        self.heartbeat_interval = interval;
+        self
+    }
+
+    /// How long a producer keeps answering resume requests after its source ended
+    /// (for work after the stream, such as database writes). Default 0.
+    pub fn with_grace_period(mut self, grace: Duration) -> Self {
+        self.grace_period = grace;
+        self
+    }
+
+    /// Caps each producer's buffer: the oldest chunks are dropped beyond `bytes` (the
+    /// newest is always kept). A resume that needs dropped data gets
+    /// [`Error::Truncated`](crate::Error::Truncated) (a v1 resumer gets no answer and
+    /// fails with its ack timeout), never wrong data. Default: no cap.
+    pub fn with_max_buffer_bytes(mut self, bytes: usize) -> Self {
+        self.max_buffer_bytes = Some(bytes);
+        self
+    }
+
+    /// Whether this engine's resumers announce the extension protocol in their
+    /// requests (docs/protocol-extensions.md). Off, they send exactly the v1 request
+    /// and get v1 service. Default on; producers serve both kinds regardless.
+    pub fn with_extensions(mut self, enabled: bool) -> Self {
+        self.extensions = enabled;
         self
     }
 
@@ -107,6 +148,26 @@ impl Config {
     /// The done watchdog's interval.
     pub fn done_watchdog_interval(&self) -> Duration {
         self.done_watchdog_interval
+    }
+
+    /// The heartbeat interval.
+    pub fn heartbeat_interval(&self) -> Duration {
+        self.heartbeat_interval
+    }
+
+    /// The grace period.
+    pub fn grace_period(&self) -> Duration {
+        self.grace_period
+    }
+
+    /// The buffer cap, if any.
+    pub fn max_buffer_bytes(&self) -> Option<usize> {
+        self.max_buffer_bytes
+    }
+
+    /// Whether resumers announce the extension protocol.
+    pub fn extensions(&self) -> bool {
+        self.extensions
     }
 
     /// The default skip unit.

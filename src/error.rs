@@ -45,6 +45,35 @@ pub enum Error {
     },
     /// The producer's source failed; the text is the source's own error.
     Source(String),
+    /// The stream was cancelled (by [`Engine::cancel`](crate::Engine::cancel), from
+    /// any instance).
+    Cancelled,
+    /// A producer of ours stopped speaking: no chunk and no heartbeat for three of its
+    /// heartbeat intervals (killed, or cut off from Redis).
+    ProducerGone {
+        /// The stream id.
+        stream_id: String,
+        /// How long it has been silent.
+        silent_for: Duration,
+    },
+    /// The resume needs data the producer's bounded buffer no longer holds.
+    Truncated {
+        /// The stream id.
+        stream_id: String,
+    },
+    /// The producer speaks only the v1 protocol, which cannot do this.
+    Unsupported {
+        /// What was asked.
+        what: &'static str,
+    },
+    /// A producer of ours ended this reader with an error of a kind this version does
+    /// not know.
+    Remote {
+        /// The error's kind, as sent.
+        kind: String,
+        /// Its message.
+        message: String,
+    },
     /// This engine is already producing that stream.
     AlreadyProducing {
         /// The stream id.
@@ -77,6 +106,18 @@ impl fmt::Display for Error {
                 f,
                 "stream {stream_id:?} vanished: its sentinel expired or was deleted before its end arrived"
             ),
+            Error::Cancelled => f.write_str("the stream was cancelled"),
+            Error::ProducerGone { stream_id, silent_for } => write!(
+                f,
+                "the producer of stream {stream_id:?} is gone: silent for {} ms",
+                silent_for.as_millis()
+            ),
+            Error::Truncated { stream_id } => write!(
+                f,
+                "stream {stream_id:?} no longer holds the data this resume needs (its buffer is bounded)"
+            ),
+            Error::Unsupported { what } => write!(f, "not supported by this stream's producer: {what}"),
+            Error::Remote { kind, message } => write!(f, "the producer ended the stream ({kind}): {message}"),
             Error::Source(message) => write!(f, "the stream's source failed: {message}"),
             Error::AlreadyProducing { stream_id } => {
                 write!(f, "stream {stream_id:?} is already being produced by this engine")

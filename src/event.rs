@@ -73,6 +73,21 @@ pub enum Event {
         handle: Handle,
         /// The bytes, shared with the producer's buffer where possible.
         data: Bytes,
+        /// How many chunks of the stream this reader has once it has these bytes (the
+        /// index to resume at with [`Position::Chunk`](crate::Position::Chunk), e.g. as
+        /// an SSE event id). `None` from a v1 producer, which does not say.
+        chunk: Option<u64>,
+    },
+    /// The stream was cancelled, as [`Engine::cancel`](crate::Engine::cancel) asked.
+    Cancelled {
+        /// The cancel request.
+        handle: Handle,
+    },
+    /// For the driver, not a reader: stop pulling this producer's source and drop it
+    /// (the stream was cancelled). The reader's own ending follows.
+    StopSource {
+        /// The producer.
+        handle: Handle,
     },
     /// The stream ended cleanly; nothing follows for this handle.
     End {
@@ -97,6 +112,8 @@ impl Event {
             | Event::NotFound { handle }
             | Event::State { handle, .. }
             | Event::Data { handle, .. }
+            | Event::Cancelled { handle }
+            | Event::StopSource { handle }
             | Event::End { handle }
             | Event::Failed { handle, .. } => *handle,
         }
@@ -104,6 +121,9 @@ impl Event {
 
     /// Whether nothing more follows for this handle after this event.
     pub fn is_final(&self) -> bool {
-        !matches!(self, Event::Started { .. } | Event::Data { .. })
+        !matches!(
+            self,
+            Event::Started { .. } | Event::Data { .. } | Event::StopSource { .. }
+        )
     }
 }

@@ -62,7 +62,7 @@ pub mod skip;
 pub mod wire;
 
 pub use config::Config;
-pub use engine::{Engine, Stats};
+pub use engine::{Engine, Position, Stats};
 pub use error::Error;
 pub use event::{Event, Handle, Role, StreamState};
 pub use io::{Command, CommandId, Connection, Op, Reply, ReplyError};

@@ -55,6 +55,12 @@ pub struct ReaderLog {
     pub state: Option<StreamState>,
     /// `Failed` arrived with this error.
     pub error: Option<Error>,
+    /// `Cancelled` arrived (the answer to a cancel).
+    pub cancelled: bool,
+    /// `StopSource` arrived (a producer must drop its source).
+    pub stop_source: bool,
+    /// The chunk index of the last `Data` event, when the producer said.
+    pub last_chunk: Option<u64>,
     /// How many final events arrived (exactly one for a finished handle).
     pub finals: usize,
     /// Events that arrived after a final event: always a bug.
@@ -108,9 +114,16 @@ impl Sim {
     /// `nodes` engines with `config` (each with its own seed), links of `latency` each
     /// way.
     pub fn new(nodes: usize, latency: Duration, config: Config) -> Sim {
+        Sim::with_configs(vec![config; nodes], latency)
+    }
+
+    /// One engine per configuration (each with its own seed), links of `latency`.
+    pub fn with_configs(configs: Vec<Config>, latency: Duration) -> Sim {
         let mut redis = MemoryRedis::new();
-        let nodes = (0..nodes)
-            .map(|i| Node {
+        let nodes = configs
+            .into_iter()
+            .enumerate()
+            .map(|(i, config)| Node {
                 engine: Engine::new(
                     config
                         .clone()
@@ -322,10 +335,13 @@ fn record(logs: &mut HashMap<Handle, ReaderLog>, event: Event) {
     }
     match event {
         Event::Started { role, .. } => log.role = Some(role),
-        Event::Data { data, .. } => {
+        Event::Data { data, chunk, .. } => {
             log.data.extend_from_slice(&data);
             log.chunks.push(data);
+            log.last_chunk = chunk;
         }
+        Event::Cancelled { .. } => log.cancelled = true,
+        Event::StopSource { .. } => log.stop_source = true,
         Event::End { .. } => log.ended = true,
         Event::Done { .. } => log.done = true,
         Event::NotFound { .. } => log.not_found = true,

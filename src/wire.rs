@@ -84,7 +84,25 @@ pub struct ResumeRequest {
     /// The unit of `skip`, when the resumer names one (our extension field
     /// `skipUnit`; v1 peers never send it and ignore it).
     pub unit: Option<SkipUnit>,
+    /// The extension fields of a resumer of ours; `None` from a v1 peer.
+    pub ext: Option<Extension>,
 }
+
+/// What a resumer of ours adds to its request (protocol addendum, docs/protocol-extensions.md).
+/// A v1 producer ignores every one of these fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Extension {
+    /// The prefix that marks this listener's control messages (`"token"`), random per
+    /// listener, so that no content can be mistaken for one.
+    pub token: String,
+    /// Resume at this chunk index instead of at a character offset (`"fromChunk"`).
+    pub from_chunk: Option<u64>,
+    /// Not a resume: stop the stream (`"cancel": true`).
+    pub cancel: bool,
+}
+
+/// The version of the extension protocol this crate speaks (`"ext": 1`).
+pub const EXTENSION_VERSION: u64 = 1;
 
 /// Why a request message was dropped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +117,9 @@ pub enum RequestError {
     BadSkip,
     /// `skipUnit` is present but not one of the known names.
     BadUnit,
+    /// The extension fields are malformed (`token` missing or not hex, `fromChunk` not
+    /// a non-negative integer, `cancel` not a boolean).
+    BadExtension,
 }
 
 impl fmt::Display for RequestError {
@@ -113,6 +134,7 @@ impl fmt::Display for RequestError {
             RequestError::BadUnit => {
                 f.write_str("request's skipUnit is not utf16, codepoint or byte")
             }
+            RequestError::BadExtension => f.write_str("request's extension fields are malformed"),
         }
     }
 }
@@ -163,10 +185,36 @@ impl ResumeRequest {
             }
             Some(_) => return Err(RequestError::BadUnit),
         };
+        let ext = match object.get("ext") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(_) => {
+                let token = object
+                    .get("token")
+                    .and_then(|v| v.as_str())
+                    .filter(|t| {
+                        !t.is_empty() && t.len() <= 64 && t.bytes().all(|b| b.is_ascii_hexdigit())
+                    })
+                    .ok_or(RequestError::BadExtension)?;
+                let from_chunk = match object.get("fromChunk") {
+                    None | Some(serde_json::Value::Null) => None,
+                    Some(v) => Some(v.as_u64().ok_or(RequestError::BadExtension)?),
+                };
+                let cancel = match object.get("cancel") {
+                    None | Some(serde_json::Value::Null) => false,
+                    Some(v) => v.as_bool().ok_or(RequestError::BadExtension)?,
+                };
+                Some(Extension {
+                    token: token.to_owned(),
+                    from_chunk,
+                    cancel,
+                })
+            }
+        };
         Ok(ResumeRequest {
             listener_id: listener_id.to_owned(),
             skip,
             unit,
+            ext,
         })
     }
 
@@ -176,9 +224,9 @@ impl ResumeRequest {
     ///
     /// ```
     /// use resumable_stream::wire::ResumeRequest;
-    /// let request = ResumeRequest { listener_id: "l1".into(), skip: Some(3), unit: None };
+    /// let request = ResumeRequest { listener_id: "l1".into(), skip: Some(3), unit: None, ext: None };
     /// assert_eq!(request.encode(), r#"{"listenerId":"l1","skipCharacters":3}"#);
-    /// let request = ResumeRequest { listener_id: "l1".into(), skip: None, unit: None };
+    /// let request = ResumeRequest { listener_id: "l1".into(), skip: None, unit: None, ext: None };
     /// assert_eq!(request.encode(), r#"{"listenerId":"l1"}"#);
     /// ```
     pub fn encode(&self) -> Bytes {
@@ -194,8 +242,108 @@ impl ResumeRequest {
             out.push_str(unit.as_str());
             out.push('"');
         }
+        if let Some(ext) = &self.ext {
+            out.push_str(&format!(
+                ",\"ext\":{EXTENSION_VERSION},\"token\":\"{}\"",
+                ext.token
+            ));
+            if let Some(chunk) = ext.from_chunk {
+                out.push_str(&format!(",\"fromChunk\":{chunk}"));
+            }
+            if ext.cancel {
+                out.push_str(",\"cancel\":true");
+            }
+        }
         out.push('}');
         Bytes::from(out)
+    }
+}
+
+/// The start of every control message: `\x01rsx:` then the listener's token, then `:`.
+pub const CONTROL_MARK: &[u8] = b"\x01rsx:";
+
+/// A control message from a producer of ours to a listener that announced the
+/// extension protocol. On the wire: [`CONTROL_MARK`], the listener's token, `:`, JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Control {
+    /// The first message to an extended listener: the producer speaks the extension
+    /// protocol; `next` is the index the next live chunk will have (the catch-up that
+    /// follows holds the chunks before it); `heartbeat_ms` is how often the producer
+    /// speaks when idle.
+    Hello {
+        /// Index of the next live chunk.
+        next: u64,
+        /// The producer's heartbeat interval in milliseconds.
+        heartbeat_ms: u64,
+    },
+    /// The producer is alive; nothing else to say.
+    Heartbeat,
+    /// The stream ended with an error; nothing follows.
+    Error {
+        /// `source` (the producer's source failed), `truncated` (the data asked for is
+        /// no longer buffered), `lost` (a message to this listener was lost).
+        kind: String,
+        /// Human-readable detail.
+        message: String,
+    },
+    /// The stream was cancelled; nothing follows.
+    Cancelled,
+}
+
+impl Control {
+    /// Encodes for the listener with `token`.
+    pub fn encode(&self, token: &str) -> Bytes {
+        let body = match self {
+            Control::Hello { next, heartbeat_ms } => {
+                format!(
+                    r#"{{"t":"hello","v":{EXTENSION_VERSION},"next":{next},"hb":{heartbeat_ms}}}"#
+                )
+            }
+            Control::Heartbeat => r#"{"t":"hb"}"#.to_owned(),
+            Control::Error { kind, message } => {
+                serde_json::json!({"t": "error", "kind": kind, "message": message}).to_string()
+            }
+            Control::Cancelled => r#"{"t":"cancelled"}"#.to_owned(),
+        };
+        let mut out = BytesMut::with_capacity(CONTROL_MARK.len() + token.len() + 1 + body.len());
+        out.put_slice(CONTROL_MARK);
+        out.put_slice(token.as_bytes());
+        out.put_u8(b':');
+        out.put_slice(body.as_bytes());
+        out.freeze()
+    }
+
+    /// Decodes `message` if it is a control message for `token`: `None` for content,
+    /// `Some(Err(()))` for a control message that does not parse.
+    pub fn decode(message: &[u8], token: &str) -> Option<Result<Control, ()>> {
+        let rest = message.strip_prefix(CONTROL_MARK)?;
+        let rest = rest.strip_prefix(token.as_bytes())?;
+        let body = rest.strip_prefix(b":")?;
+        Some(Self::parse(body))
+    }
+
+    fn parse(body: &[u8]) -> Result<Control, ()> {
+        let value: serde_json::Value = serde_json::from_slice(body).map_err(drop)?;
+        let field = |name: &str| value.get(name);
+        match field("t").and_then(|t| t.as_str()) {
+            Some("hello") => Ok(Control::Hello {
+                next: field("next").and_then(|v| v.as_u64()).ok_or(())?,
+                heartbeat_ms: field("hb").and_then(|v| v.as_u64()).ok_or(())?,
+            }),
+            Some("hb") => Ok(Control::Heartbeat),
+            Some("error") => Ok(Control::Error {
+                kind: field("kind")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("unknown")
+                    .to_owned(),
+                message: field("message")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("")
+                    .to_owned(),
+            }),
+            Some("cancelled") => Ok(Control::Cancelled),
+            _ => Err(()),
+        }
     }
 }
 
@@ -342,8 +490,54 @@ mod tests {
             listener_id: "quote\"and\\slash".into(),
             skip: Some(-4),
             unit: Some(SkipUnit::CodePoint),
+            ext: None,
         };
         assert_eq!(ResumeRequest::decode(&request.encode()), Ok(request));
+        let extended = ResumeRequest {
+            listener_id: "l".into(),
+            skip: None,
+            unit: None,
+            ext: Some(Extension {
+                token: "00ff".into(),
+                from_chunk: Some(7),
+                cancel: true,
+            }),
+        };
+        assert_eq!(ResumeRequest::decode(&extended.encode()), Ok(extended));
+        for bad in [
+            &br#"{"listenerId":"l","ext":1}"#[..],
+            br#"{"listenerId":"l","ext":1,"token":"xyz"}"#,
+            br#"{"listenerId":"l","ext":1,"token":"ab","fromChunk":-1}"#,
+            br#"{"listenerId":"l","ext":1,"token":"ab","cancel":"yes"}"#,
+        ] {
+            assert_eq!(ResumeRequest::decode(bad), Err(RequestError::BadExtension));
+        }
+    }
+
+    #[test]
+    fn control_messages_round_trip_and_never_match_another_token() {
+        let all = [
+            Control::Hello {
+                next: 3,
+                heartbeat_ms: 2000,
+            },
+            Control::Heartbeat,
+            Control::Error {
+                kind: "source".into(),
+                message: "model \"crashed\"".into(),
+            },
+            Control::Cancelled,
+        ];
+        for control in all {
+            let wire = control.encode("abcd");
+            assert_eq!(Control::decode(&wire, "abcd"), Some(Ok(control)));
+            assert_eq!(Control::decode(&wire, "abce"), None);
+        }
+        assert_eq!(Control::decode(b"plain content", "abcd"), None);
+        assert_eq!(
+            Control::decode(b"\x01rsx:abcd:{nope", "abcd"),
+            Some(Err(()))
+        );
     }
 
     #[test]

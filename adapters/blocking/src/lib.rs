@@ -48,8 +48,8 @@ use std::fmt::Display;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use resumable_stream::{Error, SkipUnit, StreamState};
-pub use resumable_stream_driver::MemoryBackend;
+pub use resumable_stream::{Error, Position, SkipUnit, StreamState};
+pub use resumable_stream_driver::{Cancelled, MemoryBackend};
 
 /// How often the pub/sub thread stops waiting for messages to send new subscriptions.
 pub const PUBSUB_POLL: Duration = Duration::from_millis(5);
@@ -363,6 +363,7 @@ impl ResumableStreamContext {
             role,
             hub: self.hub().clone(),
             finished: false,
+            position: None,
         }
     }
 
@@ -390,14 +391,37 @@ impl ResumableStreamContext {
         B: Into<Bytes>,
         E: Display,
     {
+        self.resumable_stream_at(stream_id, make_source, Position::from_skip(skip))
+    }
+
+    /// [`resumable_stream`](Self::resumable_stream), resuming at any [`Position`]
+    /// (`Position::Chunk(n)` for an SSE `Last-Event-ID`; see
+    /// [`BlockingStream::chunk_position`]).
+    ///
+    /// # Errors
+    /// As [`resumable_stream`](Self::resumable_stream), and [`Error::Unsupported`] for
+    /// a chunk position on a v1 producer.
+    pub fn resumable_stream_at<F, I, B, E>(
+        &self,
+        stream_id: &str,
+        make_source: F,
+        position: Position,
+    ) -> Result<Option<BlockingStream>, Error>
+    where
+        F: FnOnce() -> I + Send + 'static,
+        I: IntoIterator<Item = Result<B, E>>,
+        I::IntoIter: Send + 'static,
+        B: Into<Bytes>,
+        E: Display,
+    {
         let (handle, answer) = self.ask(
-            |engine| engine.resumable_stream(stream_id, skip),
+            |engine| engine.resumable_stream_at(stream_id, position),
             Some(starter(make_source)),
         )?;
         match answer {
             Answer::Stream(role, receiver) => Ok(Some(self.stream(handle, role, receiver))),
             Answer::Done => Ok(None),
-            Answer::NotFound | Answer::State(_) => Err(unexpected_answer()),
+            Answer::NotFound | Answer::State(_) | Answer::Cancelled => Err(unexpected_answer()),
         }
     }
 
@@ -438,15 +462,27 @@ impl ResumableStreamContext {
         stream_id: &str,
         skip: Option<u64>,
     ) -> Result<Resumed, Error> {
+        self.resume_existing_stream_at(stream_id, Position::from_skip(skip))
+    }
+
+    /// [`resume_existing_stream`](Self::resume_existing_stream) at any [`Position`].
+    ///
+    /// # Errors
+    /// As [`resumable_stream_at`](Self::resumable_stream_at).
+    pub fn resume_existing_stream_at(
+        &self,
+        stream_id: &str,
+        position: Position,
+    ) -> Result<Resumed, Error> {
         let (handle, answer) = self.ask(
-            |engine| engine.resume_existing_stream(stream_id, skip),
+            |engine| engine.resume_existing_stream_at(stream_id, position),
             None,
         )?;
         Ok(match answer {
             Answer::Stream(role, receiver) => Resumed::Stream(self.stream(handle, role, receiver)),
             Answer::Done => Resumed::Done,
             Answer::NotFound => Resumed::NotFound,
-            Answer::State(_) => return Err(unexpected_answer()),
+            Answer::State(_) | Answer::Cancelled => return Err(unexpected_answer()),
         })
     }
 
@@ -460,6 +496,23 @@ impl ResumableStreamContext {
             .1
         {
             Answer::State(state) => Ok(state),
+            _ => Err(unexpected_answer()),
+        }
+    }
+
+    /// Stops the stream `stream_id` wherever it is produced, if its producer is ours:
+    /// the producer stops pulling its source (after the item it is waiting for: a
+    /// thread blocked in `next()` cannot be interrupted); readers end with
+    /// [`Error::Cancelled`].
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] for a v1 producer, [`Error::AckTimeout`] when nobody
+    /// produces it, Redis failures.
+    pub fn cancel(&self, stream_id: &str) -> Result<Cancelled, Error> {
+        match self.ask(|engine| engine.cancel(stream_id), None)?.1 {
+            Answer::Cancelled => Ok(Cancelled::Cancelled),
+            Answer::Done => Ok(Cancelled::AlreadyDone),
+            Answer::NotFound => Ok(Cancelled::NotFound),
             _ => Err(unexpected_answer()),
         }
     }
@@ -514,12 +567,33 @@ pub struct BlockingStream {
     role: Role,
     hub: Arc<Hub>,
     finished: bool,
+    position: Option<u64>,
 }
 
 impl BlockingStream {
     /// Whether this caller produces the stream or resumed one produced elsewhere.
     pub fn role(&self) -> Role {
         self.role
+    }
+
+    /// How many chunks of the stream this reader has received: resume at this
+    /// [`Position::Chunk`] to continue right after them (use it as an SSE event id).
+    /// `None` until a chunk arrives, and from a v1 producer, which does not say.
+    pub fn chunk_position(&self) -> Option<u64> {
+        self.position
+    }
+
+    fn take(&mut self, item: Option<ReaderItem>) -> Option<Result<Bytes, Error>> {
+        match item {
+            Some(Ok(chunk)) => {
+                self.position = chunk.index;
+                Some(Ok(chunk.data))
+            }
+            other => {
+                self.finished = true;
+                other.map(|item| item.map(|chunk| chunk.data))
+            }
+        }
     }
 
     /// Like [`Iterator::next`], but waits at most `timeout`; `Err(())` when it passed.
@@ -529,14 +603,8 @@ impl BlockingStream {
             return Ok(None);
         }
         match self.receiver.recv_deadline(Instant::now() + timeout) {
-            Ok(item) => {
-                self.finished = item.is_err();
-                Ok(Some(item))
-            }
-            Err(RecvTimeoutError::Closed) => {
-                self.finished = true;
-                Ok(None)
-            }
+            Ok(item) => Ok(self.take(Some(item))),
+            Err(RecvTimeoutError::Closed) => Ok(self.take(None)),
             Err(RecvTimeoutError::Timeout) => Err(()),
         }
     }
@@ -550,8 +618,7 @@ impl Iterator for BlockingStream {
             return None;
         }
         let item = self.receiver.recv_blocking();
-        self.finished = !matches!(item, Some(Ok(_)));
-        item
+        self.take(item)
     }
 }
 

@@ -3,8 +3,8 @@
 //! wire-capture cases.
 
 use bytes::Bytes;
-use resumable_stream::{Config, Error, Role, Stats, StreamState};
-use resumable_stream_blocking::{BlockingStream, ResumableStreamContext, Resumed};
+use resumable_stream::{Config, Error, Position, Role, Stats, StreamState};
+use resumable_stream_blocking::{BlockingStream, Cancelled, ResumableStreamContext, Resumed};
 use resumable_stream_testkit::{harness, Harness, Source, Store};
 use std::time::Duration;
 
@@ -18,6 +18,10 @@ struct Reader(BlockingStream);
 impl harness::Reader for Reader {
     fn role(&self) -> Role {
         self.0.role()
+    }
+
+    fn chunk_position(&self) -> Option<u64> {
+        self.0.chunk_position()
     }
 
     fn next(&mut self) -> Option<Result<Bytes, Error>> {
@@ -41,16 +45,20 @@ fn reader(stream: BlockingStream) -> Box<dyn harness::Reader> {
 }
 
 impl harness::Context for Context {
-    fn resumable_stream(
+    fn resumable_stream_at(
         &self,
         id: &str,
         source: Source,
-        skip: Option<u64>,
+        position: Position,
     ) -> Result<Option<Box<dyn harness::Reader>>, Error> {
         Ok(self
             .0
-            .resumable_stream(id, items(source), skip)?
+            .resumable_stream_at(id, items(source), position)?
             .map(reader))
+    }
+
+    fn cancel(&self, id: &str) -> Result<Cancelled, Error> {
+        self.0.cancel(id)
     }
 
     fn create_new_resumable_stream(

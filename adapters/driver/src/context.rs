@@ -7,13 +7,14 @@ use crate::hub::{Answer, Hub, Queues, ReaderItem, Starter};
 use crate::mailbox::Receiver;
 use crate::memory::MemoryBackend;
 use crate::transport::{AsyncTransport, CustomTransport, Inbox, Publisher, Subscriber};
+use crate::Cancelled;
 use bytes::Bytes;
 use futures_core::Stream;
 use futures_util::future::{self, BoxFuture, Either};
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 use resumable_stream::{
-    Command, Config, Engine, Error, Handle, Op, Reply, ReplyError, Role, StreamState,
+    Command, Config, Engine, Error, Handle, Op, Position, Reply, ReplyError, Role, StreamState,
 };
 use std::fmt::Display;
 use std::pin::Pin;
@@ -352,6 +353,7 @@ impl<R: AsyncRuntime> AsyncContext<R> {
             role,
             hub: self.hub().clone(),
             finished: false,
+            position: None,
         }
     }
 
@@ -380,17 +382,40 @@ impl<R: AsyncRuntime> AsyncContext<R> {
         B: Into<Bytes>,
         E: Display,
     {
+        self.resumable_stream_at(stream_id, make_stream, Position::from_skip(skip))
+            .await
+    }
+
+    /// [`resumable_stream`](Self::resumable_stream), resuming at any [`Position`]:
+    /// `Position::Chunk(n)` resumes at chunk `n` (an SSE `Last-Event-ID`; see
+    /// [`ResumableStream::chunk_position`]).
+    ///
+    /// # Errors
+    /// As [`resumable_stream`](Self::resumable_stream), and [`Error::Unsupported`] for
+    /// a chunk position on a v1 producer.
+    pub async fn resumable_stream_at<F, S, B, E>(
+        &self,
+        stream_id: &str,
+        make_stream: F,
+        position: Position,
+    ) -> Result<Option<ResumableStream>, Error>
+    where
+        F: FnOnce() -> S + Send + 'static,
+        S: Stream<Item = Result<B, E>> + Send + 'static,
+        B: Into<Bytes>,
+        E: Display,
+    {
         let starter = self.starter(make_stream);
         let (handle, answer) = self
             .ask(
-                |engine| engine.resumable_stream(stream_id, skip),
+                |engine| engine.resumable_stream_at(stream_id, position),
                 Some(starter),
             )
             .await?;
         match answer {
             Answer::Stream(role, receiver) => Ok(Some(self.stream(handle, role, receiver))),
             Answer::Done => Ok(None),
-            Answer::NotFound | Answer::State(_) => Err(unexpected_answer()),
+            Answer::NotFound | Answer::State(_) | Answer::Cancelled => Err(unexpected_answer()),
         }
     }
 
@@ -433,9 +458,22 @@ impl<R: AsyncRuntime> AsyncContext<R> {
         stream_id: &str,
         skip: Option<u64>,
     ) -> Result<Resumed, Error> {
+        self.resume_existing_stream_at(stream_id, Position::from_skip(skip))
+            .await
+    }
+
+    /// [`resume_existing_stream`](Self::resume_existing_stream) at any [`Position`].
+    ///
+    /// # Errors
+    /// As [`resumable_stream_at`](Self::resumable_stream_at).
+    pub async fn resume_existing_stream_at(
+        &self,
+        stream_id: &str,
+        position: Position,
+    ) -> Result<Resumed, Error> {
         let (handle, answer) = self
             .ask(
-                |engine| engine.resume_existing_stream(stream_id, skip),
+                |engine| engine.resume_existing_stream_at(stream_id, position),
                 None,
             )
             .await?;
@@ -443,7 +481,7 @@ impl<R: AsyncRuntime> AsyncContext<R> {
             Answer::Stream(role, receiver) => Resumed::Stream(self.stream(handle, role, receiver)),
             Answer::Done => Resumed::Done,
             Answer::NotFound => Resumed::NotFound,
-            Answer::State(_) => return Err(unexpected_answer()),
+            Answer::State(_) | Answer::Cancelled => return Err(unexpected_answer()),
         })
     }
 
@@ -458,6 +496,21 @@ impl<R: AsyncRuntime> AsyncContext<R> {
             .await?;
         match answer {
             Answer::State(state) => Ok(state),
+            _ => Err(unexpected_answer()),
+        }
+    }
+
+    /// Stops the stream `stream_id` wherever it is produced, if its producer is ours:
+    /// the producer drops its source; its readers end with [`Error::Cancelled`].
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] for a v1 producer, [`Error::AckTimeout`] when nobody
+    /// produces it, Redis failures.
+    pub async fn cancel(&self, stream_id: &str) -> Result<Cancelled, Error> {
+        match self.ask(|engine| engine.cancel(stream_id), None).await?.1 {
+            Answer::Cancelled => Ok(Cancelled::Cancelled),
+            Answer::Done => Ok(Cancelled::AlreadyDone),
+            Answer::NotFound => Ok(Cancelled::NotFound),
             _ => Err(unexpected_answer()),
         }
     }
@@ -492,12 +545,20 @@ pub struct ResumableStream {
     role: Role,
     hub: Arc<Hub>,
     finished: bool,
+    position: Option<u64>,
 }
 
 impl ResumableStream {
     /// Whether this caller produces the stream or resumed one produced elsewhere.
     pub fn role(&self) -> Role {
         self.role
+    }
+
+    /// How many chunks of the stream this reader has received: resume at this
+    /// [`Position::Chunk`] to continue right after them (use it as an SSE event id).
+    /// `None` until a chunk arrives, and from a v1 producer, which does not say.
+    pub fn chunk_position(&self) -> Option<u64> {
+        self.position
     }
 }
 
@@ -508,11 +569,17 @@ impl Stream for ResumableStream {
         if self.finished {
             return Poll::Ready(None);
         }
-        let polled = self.receiver.poll_recv(cx);
-        if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
-            self.finished = true;
+        match self.receiver.poll_recv(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                self.position = chunk.index;
+                Poll::Ready(Some(Ok(chunk.data)))
+            }
+            Poll::Ready(other) => {
+                self.finished = true;
+                Poll::Ready(other.map(|item| item.map(|chunk| chunk.data)))
+            }
+            Poll::Pending => Poll::Pending,
         }
-        polled
     }
 }
 
@@ -534,10 +601,10 @@ impl std::fmt::Debug for ResumableStream {
     }
 }
 
-/// Pulls a producer's source into the engine until it ends or fails, or the context
-/// closes. The local reader going away does not stop it.
+/// Pulls a producer's source into the engine until it ends or fails, the stream is
+/// cancelled, or the context closes. The local reader going away does not stop it.
 async fn produce(hub: Arc<Hub>, handle: Handle, mut source: Source) {
-    let closed = hub.close_signal();
+    let closed = hub.stop_signal(handle);
     loop {
         let next = source.next();
         let stop = std::pin::pin!(closed.recv());

@@ -17,7 +17,17 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 /// What a reader receives: the next chunk, or the error that ends the stream.
-pub type ReaderItem = Result<Bytes, Error>;
+pub type ReaderItem = Result<Chunk, Error>;
+
+/// Bytes of a stream, with the chunk position a reader has once it has them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk {
+    /// The bytes.
+    pub data: Bytes,
+    /// How many chunks of the stream the reader has with these bytes: the index to
+    /// resume at (an SSE event id). `None` from a v1 producer.
+    pub index: Option<u64>,
+}
 
 /// Starts pulling the source of a stream this caller produces, once the engine says
 /// so: a task on an async runtime, or a thread. Called with the hub and the handle to
@@ -34,6 +44,8 @@ pub enum Answer {
     NotFound,
     /// The stream's state.
     State(StreamState),
+    /// The stream was cancelled, as asked.
+    Cancelled,
 }
 
 enum Waiter {
@@ -50,8 +62,10 @@ struct Inner {
     /// The deadline the timer loop was last told about.
     armed: Option<Instant>,
     closed: bool,
-    /// Closed when the hub closes: producer loops wait on these to stop.
+    /// Closed when the hub closes: loops wait on these to stop.
     close_signals: Vec<Sender<()>>,
+    /// Closed when a producer's source must stop (cancelled) or the hub closes.
+    stop_signals: HashMap<Handle, Sender<()>>,
 }
 
 /// The receiving ends a driver's loops empty.
@@ -86,6 +100,7 @@ impl Hub {
                 armed: None,
                 closed: false,
                 close_signals: Vec::new(),
+                stop_signals: HashMap::new(),
             }),
             commands,
             subscriptions,
@@ -167,6 +182,20 @@ impl Hub {
         signalled
     }
 
+    /// A mailbox that ends when producer `handle`'s source must stop: the stream was
+    /// cancelled, or the hub closed. A producer loop waits on it beside its source.
+    pub fn stop_signal(&self, handle: Handle) -> Receiver<()> {
+        let (signal, signalled) = mailbox();
+        let mut inner = lock(&self.inner);
+        if inner.closed {
+            signal.close();
+        } else {
+            inner.stop_signals.retain(|_, s| !s.is_receiver_gone());
+            inner.stop_signals.insert(handle, signal);
+        }
+        signalled
+    }
+
     /// Replies to a batch of the command connection, in order.
     pub fn handle_replies(
         &self,
@@ -216,6 +245,9 @@ impl Hub {
             }
         }
         for signal in inner.close_signals.drain(..) {
+            signal.close();
+        }
+        for (_, signal) in inner.stop_signals.drain() {
             signal.close();
         }
         drop(inner);
@@ -282,9 +314,9 @@ impl Hub {
                     inner.engine.drop_reader(handle);
                 }
             }
-            Event::Data { data, .. } => {
+            Event::Data { data, chunk, .. } => {
                 if let Some(Waiter::Reader(reader)) = inner.waiters.get(&handle) {
-                    if reader.send(Ok(data)).is_err() {
+                    if reader.send(Ok(Chunk { data, index: chunk })).is_err() {
                         inner.waiters.remove(&handle);
                         inner.engine.drop_reader(handle);
                     }
@@ -306,6 +338,12 @@ impl Hub {
             Event::Done { .. } => answer(inner, handle, Answer::Done),
             Event::NotFound { .. } => answer(inner, handle, Answer::NotFound),
             Event::State { state, .. } => answer(inner, handle, Answer::State(state)),
+            Event::Cancelled { .. } => answer(inner, handle, Answer::Cancelled),
+            Event::StopSource { .. } => {
+                if let Some(signal) = inner.stop_signals.remove(&handle) {
+                    signal.close();
+                }
+            }
         }
     }
 }

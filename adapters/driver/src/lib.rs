@@ -17,6 +17,17 @@
 
 #![forbid(unsafe_code)]
 
+/// What a cancel found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cancelled {
+    /// The producer stopped the stream.
+    Cancelled,
+    /// The stream had already finished.
+    AlreadyDone,
+    /// No stream with that id exists.
+    NotFound,
+}
+
 pub mod hub;
 pub mod mailbox;
 mod sync;

@@ -6,8 +6,8 @@ use crate::store::Store;
 use futures_util::future::{self, Either};
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
-use resumable_stream::{Config, Error, Role, Stats, StreamState};
-use resumable_stream_driver::{AsyncContext, AsyncRuntime, ResumableStream, Resumed};
+use resumable_stream::{Config, Error, Position, Role, Stats, StreamState};
+use resumable_stream_driver::{AsyncContext, AsyncRuntime, Cancelled, ResumableStream, Resumed};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -57,6 +57,10 @@ impl<R: AsyncRuntime, E: Executor> harness::Reader for Reader<R, E> {
         self.stream.role()
     }
 
+    fn chunk_position(&self) -> Option<u64> {
+        self.stream.chunk_position()
+    }
+
     fn next(&mut self) -> Option<Result<bytes::Bytes, Error>> {
         let stream = &mut self.stream;
         let next = async move {
@@ -93,16 +97,22 @@ impl<R: AsyncRuntime, E: Executor> Context<R, E> {
 }
 
 impl<R: AsyncRuntime, E: Executor> harness::Context for Context<R, E> {
-    fn resumable_stream(
+    fn resumable_stream_at(
         &self,
         id: &str,
         source: Source,
-        skip: Option<u64>,
+        position: Position,
     ) -> Result<Option<Box<dyn harness::Reader>>, Error> {
-        let stream =
-            self.executor
-                .block_on(self.context.resumable_stream(id, chunks(source), skip))?;
+        let stream = self.executor.block_on(self.context.resumable_stream_at(
+            id,
+            chunks(source),
+            position,
+        ))?;
         Ok(stream.map(|s| self.reader(s)))
+    }
+
+    fn cancel(&self, id: &str) -> Result<Cancelled, Error> {
+        self.executor.block_on(self.context.cancel(id))
     }
 
     fn create_new_resumable_stream(

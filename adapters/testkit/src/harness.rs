@@ -3,8 +3,9 @@
 
 use crate::store::Store;
 use bytes::Bytes;
-use resumable_stream::{Config, Error, Role, Stats, StreamState};
+use resumable_stream::{Config, Error, Position, Role, Stats, StreamState};
 use resumable_stream_driver::mailbox::{mailbox, Receiver, Sender};
+use resumable_stream_driver::Cancelled;
 
 /// A source for a producer: chunks fed by the test, or a fixed list.
 pub enum Source {
@@ -59,6 +60,8 @@ pub trait Reader: Send {
     /// # Panics
     /// When nothing arrives within 30 s.
     fn next(&mut self) -> Option<Result<Bytes, Error>>;
+    /// The chunk position after what was read (see `chunk_position` of the drivers).
+    fn chunk_position(&self) -> Option<u64>;
 }
 
 /// One context (server instance) of the driver under test.
@@ -69,7 +72,18 @@ pub trait Context: Send + Sync {
         id: &str,
         source: Source,
         skip: Option<u64>,
+    ) -> Result<Option<Box<dyn Reader>>, Error> {
+        self.resumable_stream_at(id, source, Position::from_skip(skip))
+    }
+    /// `resumable_stream_at`.
+    fn resumable_stream_at(
+        &self,
+        id: &str,
+        source: Source,
+        position: Position,
     ) -> Result<Option<Box<dyn Reader>>, Error>;
+    /// `cancel`.
+    fn cancel(&self, id: &str) -> Result<Cancelled, Error>;
     /// `create_new_resumable_stream`.
     fn create_new_resumable_stream(
         &self,

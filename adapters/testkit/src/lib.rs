@@ -73,6 +73,8 @@ macro_rules! behaviour_suite {
                 a_source_error_reaches_the_local_reader,
                 the_producer_finishes_without_its_local_reader,
                 dropping_the_context_ends_its_streams,
+                cancel_from_another_instance,
+                resume_by_chunk_index,
             );
         }
     };

@@ -412,7 +412,8 @@ pub fn unexpected_sentinels_are_typed_errors(harness: &dyn Harness, store: &Stor
     }
 }
 
-/// A source error reaches the local reader as `Error::Source`; v1 listeners end.
+/// A source error reaches the local reader and every resumer of ours as
+/// `Error::Source`.
 pub fn a_source_error_reaches_the_local_reader(harness: &dyn Harness, store: &Store) {
     let (a, b) = (ctx(harness, store), ctx(harness, store));
     let (feed, source) = manual();
@@ -422,8 +423,10 @@ pub fn a_source_error_reaches_the_local_reader(harness: &dyn Harness, store: &St
     feed.fail("model crashed");
     let (bytes, error) = read_all(producer);
     assert_eq!(bytes, b"partial");
-    assert_eq!(error, Some(Error::Source("model crashed".into())));
-    assert_eq!(read_all(resumer), (b"partial".to_vec(), None));
+    let crashed = Some(Error::Source("model crashed".into()));
+    assert_eq!(error, crashed);
+    // A resumer of ours gets the same typed error (a v1 one would get a clean end).
+    assert_eq!(read_all(resumer), (b"partial".to_vec(), crashed));
     assert_eq!(store.get(SENTINEL).unwrap(), "DONE");
 }
 
@@ -493,4 +496,58 @@ pub fn redis_dying_mid_stream_ends_readers_with_typed_errors(
     assert_eq!(read_all(producer), (b" after".to_vec(), None));
     let request = a.has_existing_stream("s");
     assert!(matches!(request, Err(Error::Redis { .. })), "{request:?}");
+}
+
+/// A stream is cancelled from another instance: its producer stops, every reader ends
+/// with `Error::Cancelled`, and the stream is done.
+pub fn cancel_from_another_instance(harness: &dyn Harness, store: &Store) {
+    use resumable_stream_driver::Cancelled;
+    let (a, b, c) = (
+        ctx(harness, store),
+        ctx(harness, store),
+        ctx(harness, store),
+    );
+    let (feed, source) = manual();
+    let mut producer = new_stream(&*a, "s", source);
+    feed.chunk("some");
+    read_exactly(&mut producer, 4);
+    let resumer = resume(&*b, "s", None);
+    assert_eq!(c.cancel("s").unwrap(), Cancelled::Cancelled);
+    assert_eq!(read_all(producer), (vec![], Some(Error::Cancelled)));
+    assert_eq!(
+        read_all(resumer),
+        (b"some".to_vec(), Some(Error::Cancelled))
+    );
+    assert_eq!(store.get(SENTINEL).unwrap(), "DONE");
+    assert_eq!(c.cancel("s").unwrap(), Cancelled::AlreadyDone);
+    assert_eq!(c.cancel("nope").unwrap(), Cancelled::NotFound);
+    drop(feed);
+}
+
+/// A reader resumes at a chunk index (an SSE `Last-Event-ID`), and readers report
+/// their chunk position.
+pub fn resume_by_chunk_index(harness: &dyn Harness, store: &Store) {
+    let (a, b) = (ctx(harness, store), ctx(harness, store));
+    let (feed, source) = manual();
+    let mut producer = new_stream(&*a, "s", source);
+    for chunk in ["c0 ", "c1 ", "c2 "] {
+        feed.chunk(chunk);
+    }
+    read_exactly(&mut producer, 9);
+    assert_eq!(producer.chunk_position(), Some(3));
+    let mut resumer = b
+        .resumable_stream_at(
+            "s",
+            fixed(Vec::<String>::new()),
+            resumable_stream::Position::Chunk(1),
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(read_exactly(&mut resumer, 6), b"c1 c2 ");
+    assert_eq!(resumer.chunk_position(), Some(3));
+    feed.chunk("c3");
+    drop(feed);
+    assert_eq!(read_exactly(&mut resumer, 2), b"c3");
+    assert_eq!(resumer.chunk_position(), Some(4));
+    assert_eq!(read_all(resumer), (vec![], None));
 }

@@ -87,7 +87,8 @@ pub fn the_commands_on_the_wire_are_the_v1_protocol(harness: &dyn Harness, store
     assert_eq!(lines.recv_timeout(Duration::from_secs(10)).unwrap(), "OK");
 
     let producer_ctx = harness.context(store, Config::default());
-    let resumer_ctx = harness.context(store, Config::default());
+    // A resumer that does not announce the extension protocol: the v1 wire exactly.
+    let resumer_ctx = harness.context(store, Config::default().with_extensions(false));
     let (feed, source) = manual();
     let mut producer = producer_ctx
         .resumable_stream("w", source, None)

@@ -42,10 +42,10 @@
 use futures_util::future::BoxFuture;
 use std::time::Instant;
 
-pub use resumable_stream::{Config, Error, ReplyError, Role, SkipUnit, StreamState};
+pub use resumable_stream::{Config, Error, Position, ReplyError, Role, SkipUnit, StreamState};
 pub use resumable_stream_driver::{
-    AsyncTransport as Transport, Inbox, MemoryBackend, Publisher, ResumableStream, Resumed,
-    Subscriber,
+    AsyncTransport as Transport, Cancelled, Inbox, MemoryBackend, Publisher, ResumableStream,
+    Resumed, Subscriber,
 };
 
 /// The tokio runtime, as the shared async driver needs it.

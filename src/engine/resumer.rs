@@ -1,0 +1,418 @@
+//! The resumer's side: subscribing to a private chunk channel, asking the producer for
+//! the stream, and turning what arrives into reader events, with the deadlines that
+//! keep it from waiting forever: the acknowledgement timeout (v1), the done watchdog
+//! (npm 2.2.13) and, toward producers of ours, the liveness bound.
+
+use super::{Engine, Pending, Position, Purpose, Route, State, Timer};
+use crate::error::Error;
+use crate::event::{Event, Handle, Role};
+use crate::io::{Op, Reply, ReplyError};
+use crate::skip::SkipUnit;
+use crate::wire::{Control, Extension, ResumeRequest, StreamNames, DONE_MESSAGE, DONE_VALUE};
+use bytes::Bytes;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Subscribing,
+    AwaitingAck { deadline: Instant },
+    Streaming,
+}
+
+/// What the producer turned out to be, from its first message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Peer {
+    Unknown,
+    V1,
+    /// Speaks the extension protocol; `next` is the index of the next live chunk.
+    Extended {
+        next: u64,
+        expecting_catch_up: bool,
+    },
+}
+
+#[derive(Debug)]
+pub(super) struct Resumer {
+    pub(super) stream_id: String,
+    pub(super) names: StreamNames,
+    listener_id: String,
+    pub(super) channel: Bytes,
+    token: String,
+    purpose: Purpose,
+    phase: Phase,
+    peer: Peer,
+    /// The producer's promise to speak at least this often (from its hello).
+    heartbeat: Duration,
+    last_heard: Option<Instant>,
+    liveness_at: Option<Instant>,
+    /// When the done watchdog next reads the sentinel (none while a read is in flight).
+    watchdog_at: Option<Instant>,
+    /// Consecutive watchdog readings of a finished stream.
+    done_readings: u8,
+}
+
+impl Resumer {
+    pub(super) fn deadline(&self, timer: Timer) -> Option<Instant> {
+        match (timer, self.phase) {
+            (Timer::Ack, Phase::AwaitingAck { deadline }) => Some(deadline),
+            (Timer::Watchdog, _) => self.watchdog_at,
+            (Timer::Liveness, _) => self.liveness_at,
+            _ => None,
+        }
+    }
+
+    /// The request this resumer publishes; the extension fields go along when
+    /// `extensions` is on, or when the purpose needs them.
+    fn request(&self, unit: SkipUnit, extensions: bool) -> ResumeRequest {
+        let (skip, from_chunk, cancel) = match self.purpose {
+            Purpose::Read(Position::Start) => (None, None, false),
+            Purpose::Read(Position::Units(n)) => (Some(n.min(i64::MAX as u64) as i64), None, false),
+            Purpose::Read(Position::Chunk(n)) => (None, Some(n), false),
+            Purpose::Cancel => (None, None, true),
+        };
+        let extended = extensions || cancel || from_chunk.is_some();
+        ResumeRequest {
+            listener_id: self.listener_id.clone(),
+            skip,
+            // v1 peers count UTF-16: name the unit only when it differs.
+            unit: (unit != SkipUnit::Utf16 && skip.is_some()).then_some(unit),
+            ext: extended.then(|| Extension {
+                token: self.token.clone(),
+                from_chunk,
+                cancel,
+            }),
+        }
+    }
+}
+
+/// The error an extended producer's control message stands for.
+fn remote_error(stream_id: &str, kind: &str, message: String) -> Error {
+    match kind {
+        "source" => Error::Source(message),
+        "truncated" => Error::Truncated {
+            stream_id: stream_id.to_owned(),
+        },
+        _ => Error::Remote {
+            kind: kind.to_owned(),
+            message,
+        },
+    }
+}
+
+impl Engine {
+    pub(super) fn become_resumer(&mut self, handle: Handle) {
+        let Some(State::Starting(s)) = self.states.remove(&handle) else {
+            return;
+        };
+        if !s.reader_attached {
+            return;
+        }
+        let listener_id = self.listener_ids.next_id();
+        let token = self.listener_ids.next_id().replace('-', "");
+        let channel = self.names.chunk_channel(&listener_id);
+        self.routes.insert(channel.clone(), Route::Resumer(handle));
+        self.states.insert(
+            handle,
+            State::Resumer(Resumer {
+                stream_id: s.stream_id,
+                names: s.names,
+                listener_id,
+                channel: channel.clone(),
+                token,
+                purpose: s.purpose,
+                phase: Phase::Subscribing,
+                peer: Peer::Unknown,
+                heartbeat: Duration::ZERO,
+                last_heard: None,
+                liveness_at: None,
+                watchdog_at: None,
+                done_readings: 0,
+            }),
+        );
+        self.send(Op::Subscribe { channel }, Pending::Subscribe(handle));
+    }
+
+    /// Subscribed: ask the producer, and start the acknowledgement timeout.
+    pub(super) fn on_resumer_subscribed(&mut self, now: Instant, handle: Handle) {
+        let ack = self.config.ack_timeout();
+        let unit = self.config.skip_unit();
+        let extensions = self.config.extensions();
+        let Some(State::Resumer(r)) = self.states.get_mut(&handle) else {
+            return;
+        };
+        if r.phase != Phase::Subscribing {
+            return;
+        }
+        let deadline = now + ack;
+        r.phase = Phase::AwaitingAck { deadline };
+        let op = Op::Publish {
+            channel: r.names.request_channel.clone(),
+            message: r.request(unit, extensions).encode(),
+        };
+        self.arm(handle, Timer::Ack, deadline);
+        self.send(op, Pending::Write);
+    }
+
+    /// The reader went away: stop listening. The producer notices (a PUBLISH that
+    /// reaches nobody) and stops publishing to this channel.
+    pub(super) fn leave(&mut self, handle: Handle) {
+        if let Some(State::Resumer(r)) = self.states.remove(&handle) {
+            self.routes.remove(&r.channel);
+            self.send(Op::Unsubscribe { channel: r.channel }, Pending::Write);
+        }
+    }
+
+    /// Ends the resumer with `event` and leaves its channel.
+    fn close_resumer(&mut self, handle: Handle, event: Event) {
+        self.leave(handle);
+        self.emit(event);
+    }
+
+    pub(super) fn on_chunk_message(&mut self, now: Instant, handle: Handle, message: Bytes) {
+        let watchdog = self.config.done_watchdog_interval();
+        let Some(State::Resumer(r)) = self.states.get_mut(&handle) else {
+            return;
+        };
+        r.last_heard = Some(now);
+        let control = Control::decode(&message, &r.token);
+        let first = r.phase != Phase::Streaming;
+        let cancel = r.purpose == Purpose::Cancel;
+
+        // A cancel is answered by one message.
+        if cancel {
+            let event = match control {
+                Some(Ok(Control::Cancelled)) => Event::Cancelled { handle },
+                Some(Ok(Control::Hello { .. } | Control::Heartbeat)) => return,
+                Some(Ok(Control::Error { kind, message })) => Event::Failed {
+                    handle,
+                    error: remote_error(&r.stream_id, &kind, message),
+                },
+                _ if message == DONE_MESSAGE => Event::Done { handle },
+                _ => Event::Failed {
+                    handle,
+                    error: Error::Unsupported {
+                        what: "cancel (the producer speaks only the v1 protocol)",
+                    },
+                },
+            };
+            return self.close_resumer(handle, event);
+        }
+
+        match control {
+            Some(Ok(Control::Hello { next, heartbeat_ms })) => {
+                r.peer = Peer::Extended {
+                    next,
+                    expecting_catch_up: true,
+                };
+                r.heartbeat = Duration::from_millis(heartbeat_ms);
+                if first {
+                    r.phase = Phase::Streaming;
+                    let watch_at = now + watchdog;
+                    r.watchdog_at = Some(watch_at);
+                    let live_at = now + liveness_window(r.heartbeat);
+                    r.liveness_at = Some(live_at);
+                    self.arm(handle, Timer::Watchdog, watch_at);
+                    self.arm(handle, Timer::Liveness, live_at);
+                    self.emit(Event::Started {
+                        handle,
+                        role: Role::Resumer,
+                    });
+                }
+            }
+            Some(Ok(Control::Heartbeat)) => {}
+            Some(Ok(Control::Cancelled)) => {
+                self.close_resumer(
+                    handle,
+                    Event::Failed {
+                        handle,
+                        error: Error::Cancelled,
+                    },
+                );
+            }
+            Some(Ok(Control::Error { kind, message })) => {
+                if kind == "lost" {
+                    if let Peer::Extended {
+                        next,
+                        expecting_catch_up: false,
+                    } = r.peer
+                    {
+                        // A chunk to us was lost: ask again from what we have.
+                        return self.ask_again(handle, next);
+                    }
+                }
+                let error = remote_error(&r.stream_id, &kind, message);
+                self.close_resumer(handle, Event::Failed { handle, error });
+            }
+            Some(Err(())) => {
+                log::debug!("resumable-stream: an unreadable control message was dropped")
+            }
+            None if message == DONE_MESSAGE => {
+                if first {
+                    r.phase = Phase::Streaming;
+                    self.emit(Event::Started {
+                        handle,
+                        role: Role::Resumer,
+                    });
+                }
+                self.close_resumer(handle, Event::End { handle });
+            }
+            None => {
+                let mut watch_at = None;
+                if first {
+                    // Content before any hello: a v1 producer.
+                    r.peer = Peer::V1;
+                    if let Purpose::Read(Position::Chunk(_)) = r.purpose {
+                        let error = Error::Unsupported {
+                            what:
+                                "resuming by chunk index (the producer speaks only the v1 protocol)",
+                        };
+                        return self.close_resumer(handle, Event::Failed { handle, error });
+                    }
+                    r.phase = Phase::Streaming;
+                    let at = now + watchdog;
+                    r.watchdog_at = Some(at);
+                    watch_at = Some(at);
+                }
+                let chunk = match &mut r.peer {
+                    Peer::Extended {
+                        next,
+                        expecting_catch_up,
+                    } => {
+                        // The catch-up holds the chunks before `next`; each later
+                        // message is one more chunk.
+                        if !std::mem::take(expecting_catch_up) {
+                            *next += 1;
+                        }
+                        Some(*next)
+                    }
+                    _ => None,
+                };
+                if let Some(at) = watch_at {
+                    self.arm(handle, Timer::Watchdog, at);
+                    self.emit(Event::Started {
+                        handle,
+                        role: Role::Resumer,
+                    });
+                }
+                if !message.is_empty() {
+                    self.emit(Event::Data {
+                        handle,
+                        data: message,
+                        chunk,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Asks the producer again for everything from chunk `from` on, under the same
+    /// listener id: the producer replaces the old registration.
+    fn ask_again(&mut self, handle: Handle, from: u64) {
+        let unit = self.config.skip_unit();
+        let Some(State::Resumer(r)) = self.states.get_mut(&handle) else {
+            return;
+        };
+        r.purpose = Purpose::Read(Position::Chunk(from));
+        r.peer = Peer::Extended {
+            next: from,
+            expecting_catch_up: true,
+        };
+        let op = Op::Publish {
+            channel: r.names.request_channel.clone(),
+            message: r.request(unit, true).encode(),
+        };
+        self.send(op, Pending::Write);
+    }
+
+    pub(super) fn on_ack_timeout(&mut self, handle: Handle) {
+        let Some(State::Resumer(r)) = self.states.get_mut(&handle) else {
+            return;
+        };
+        let cause = Error::AckTimeout {
+            stream_id: r.stream_id.clone(),
+            waited: self.config.ack_timeout(),
+        };
+        let channel = r.channel.clone();
+        self.routes.remove(&channel);
+        self.send(Op::Unsubscribe { channel }, Pending::Write);
+        self.check_done(handle, cause);
+    }
+
+    pub(super) fn on_watchdog_due(&mut self, handle: Handle) {
+        if let Some(State::Resumer(r)) = self.states.get_mut(&handle) {
+            r.watchdog_at = None;
+            let key = r.names.sentinel.clone();
+            self.send(Op::Get { key }, Pending::Watchdog(handle));
+        }
+    }
+
+    /// The done watchdog's reading: two readings of a finished (or vanished) stream in
+    /// a row end the resumer, giving in-flight messages a whole interval to arrive.
+    pub(super) fn on_watchdog(
+        &mut self,
+        now: Instant,
+        handle: Handle,
+        reply: Result<Reply, ReplyError>,
+    ) {
+        let interval = self.config.done_watchdog_interval();
+        let Some(State::Resumer(r)) = self.states.get_mut(&handle) else {
+            return;
+        };
+        let finished = match &reply {
+            Ok(Reply::Data(value)) if value == DONE_VALUE => Some(true),
+            Ok(Reply::Nil) => Some(false),
+            // A failed reading proves nothing either way.
+            Err(_) => None,
+            Ok(_) => {
+                r.done_readings = 0;
+                None
+            }
+        };
+        if let Some(done) = finished {
+            r.done_readings += 1;
+            if r.done_readings >= 2 {
+                log::debug!("resumable-stream: done watchdog ends {handle:?}: the end message never arrived");
+                let stream_id = r.stream_id.clone();
+                let event = if done {
+                    Event::End { handle }
+                } else {
+                    Event::Failed {
+                        handle,
+                        error: Error::Vanished { stream_id },
+                    }
+                };
+                return self.close_resumer(handle, event);
+            }
+        }
+        let at = now + interval;
+        r.watchdog_at = Some(at);
+        self.arm(handle, Timer::Watchdog, at);
+    }
+
+    /// Nothing heard from an extended producer for three of its heartbeat intervals:
+    /// it is gone (killed, or cut off from Redis).
+    pub(super) fn on_liveness_due(&mut self, now: Instant, handle: Handle) {
+        let Some(State::Resumer(r)) = self.states.get_mut(&handle) else {
+            return;
+        };
+        r.liveness_at = None;
+        let window = liveness_window(r.heartbeat);
+        let heard = r.last_heard.unwrap_or(now);
+        if now < heard + window {
+            let at = heard + window;
+            r.liveness_at = Some(at);
+            return self.arm(handle, Timer::Liveness, at);
+        }
+        let error = Error::ProducerGone {
+            stream_id: r.stream_id.clone(),
+            silent_for: now - heard,
+        };
+        self.close_resumer(handle, Event::Failed { handle, error });
+    }
+}
+
+/// How long a resumer waits for an extended producer that promised a heartbeat every
+/// `heartbeat`: three intervals, so that one late or lost heartbeat is no failure.
+fn liveness_window(heartbeat: Duration) -> Duration {
+    heartbeat.max(Duration::from_millis(100)) * 3
+}
