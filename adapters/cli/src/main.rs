@@ -23,7 +23,8 @@ use bytes::Bytes;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use futures_util::{stream, Stream, StreamExt};
 use resumable_stream_tokio::{
-    Config, Error, ResumableStream, ResumableStreamContext, Resumed, Role, SkipUnit, StreamState,
+    Cancelled, Config, Error, ResumableStream, ResumableStreamContext, Resumed, Role, SkipUnit,
+    StreamState,
 };
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -77,6 +78,14 @@ enum Command {
     /// deployed libraries do. A pure reader should pass --existing.
     #[command(after_help = EXIT_CODES)]
     Resume(ResumeArgs),
+    /// Stop the stream wherever it is produced (a producer of this library): prints
+    /// `cancelled`, or DONE on stderr and exits 3 when it had finished, or exits 4 when
+    /// no stream exists. A v1 producer cannot be stopped: exit 1.
+    #[command(after_help = EXIT_CODES)]
+    Cancel {
+        #[command(flatten)]
+        target: Target,
+    },
 }
 
 /// Where the stream lives.
@@ -107,6 +116,10 @@ struct ProduceArgs {
     /// a stream whose content is complete [default: the delay].
     #[arg(long, value_name = "H")]
     hold_ms: Option<u64>,
+    /// While resumers of this library listen, say "alive" this often when no chunk
+    /// flows; they declare this producer gone after three silent intervals.
+    #[arg(long, value_name = "MS", default_value_t = 2000)]
+    heartbeat_ms: u64,
 }
 
 #[derive(Debug, Args)]
@@ -190,6 +203,7 @@ async fn main() -> ExitCode {
         Command::State { target } => state(target).await,
         Command::Produce(args) => produce(args).await,
         Command::Resume(args) => resume(args).await,
+        Command::Cancel { target } => cancel(target).await,
     }
     .unwrap_or_else(|exit| exit);
     if let Some(message) = exit.message {
@@ -237,11 +251,25 @@ async fn state(target: Target) -> Result<Exit, Exit> {
     Ok(Exit::ok())
 }
 
+async fn cancel(target: Target) -> Result<Exit, Exit> {
+    let ctx = context(&target, Config::default()).await?;
+    match ctx.cancel(&target.id).await? {
+        Cancelled::Cancelled => {
+            println!("cancelled");
+            Ok(Exit::ok())
+        }
+        Cancelled::AlreadyDone => Ok(Exit::done()),
+        Cancelled::NotFound => Ok(Exit::with(EXIT_NOT_FOUND, "NOT_FOUND")),
+    }
+}
+
 async fn produce(args: ProduceArgs) -> Result<Exit, Exit> {
     let chunks = read_chunks(&args.chunks)?;
     let delay = Duration::from_millis(args.delay_ms);
     let hold = Duration::from_millis(args.hold_ms.unwrap_or(args.delay_ms));
-    let ctx = context(&args.target, Config::default()).await?;
+    let config =
+        Config::default().with_heartbeat_interval(Duration::from_millis(args.heartbeat_ms.max(1)));
+    let ctx = context(&args.target, config).await?;
     let make_stream = move || paced(chunks, delay, hold);
     match ctx
         .resumable_stream(&args.target.id, make_stream, None)

@@ -1,13 +1,12 @@
 //! The command-line tool end to end: the built binary against a private redis-server on
-//! a free loopback port, started and killed by the test (the pattern of the tokio
-//! driver's test support).
+//! a free loopback port, started and killed by the test (the testkit's harness).
 //!
 //! One test walks a stream's life: none, produced while resumers join the held-open
 //! stream with skips, done, produced again (exit 3); then not found (exit 4) and a gone
 //! producer (exit 1, "Timeout waiting for ack").
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use resumable_stream_testkit::RedisServer;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -17,65 +16,6 @@ const BIN: &str = env!("CARGO_BIN_EXE_resumable-stream");
 const TEXT: &str = "héllo 日本 🚀 done";
 /// Nothing a step does should take this long; a step that does fails instead of hanging.
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A redis-server child process on 127.0.0.1, killed on drop.
-struct RedisServer {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl RedisServer {
-    fn start() -> RedisServer {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let dir = std::env::temp_dir().join(format!("rs-cli-test-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (scripts/test.sh installs it)");
-        let server = RedisServer { child, port, dir };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !server.pings() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not start on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        server
-    }
-
-    fn pings(&self) -> bool {
-        let Ok(mut conn) = TcpStream::connect(("127.0.0.1", self.port)) else {
-            return false;
-        };
-        let mut reply = [0u8; 7];
-        conn.write_all(b"PING\r\n").is_ok()
-            && conn.read_exact(&mut reply).is_ok()
-            && &reply == b"+PONG\r\n"
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// `resumable-stream ARGS --redis URL`, not yet started.
 fn cli(server: &RedisServer, args: &[&str]) -> Command {
@@ -120,7 +60,9 @@ fn chunks_file(dir: &Path) -> PathBuf {
 #[test]
 fn a_stream_from_start_to_done_and_the_error_exits() {
     let server = RedisServer::start();
-    let chunks = chunks_file(&server.dir);
+    let dir = std::env::temp_dir().join(format!("rs-cli-life-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let chunks = chunks_file(&dir);
     let chunks = chunks.to_str().expect("utf-8 path");
 
     // The URL may come from the environment instead of --redis.
@@ -262,4 +204,104 @@ fn usage_errors_exit_2() {
     for command in ["state", "produce", "resume"] {
         assert!(help.contains(command), "{help}");
     }
+}
+
+/// A killed producer process: our resumer fails with the typed "gone" error within
+/// three heartbeat intervals, where the deployed libraries wait forever.
+#[test]
+fn a_killed_producer_fails_the_resumer_within_the_liveness_bound() {
+    let server = RedisServer::start();
+    let dir = std::env::temp_dir().join(format!("rs-cli-kill-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let chunks = chunks_file(&dir);
+    let chunks = chunks.to_str().unwrap();
+    let mut producer = cli(
+        &server,
+        &[
+            "produce",
+            "--id",
+            "k",
+            "--chunks",
+            chunks,
+            "--hold-ms",
+            "60000",
+            "--heartbeat-ms",
+            "200",
+        ],
+    )
+    .spawn()
+    .expect("producer");
+    // Wait until the stream is active.
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    while String::from_utf8_lossy(&run(&server, &["state", "--id", "k"]).stdout).trim() != "active"
+    {
+        assert!(Instant::now() < deadline, "the producer never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let resumer = cli(&server, &["resume", "--id", "k", "--existing"])
+        .spawn()
+        .expect("resumer");
+    std::thread::sleep(Duration::from_millis(500));
+    producer.kill().expect("kill the producer");
+    let _ = producer.wait();
+    let killed = Instant::now();
+    let output = finish(resumer, "resume of a killed producer");
+    let waited = killed.elapsed();
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(stderr(&output).contains("is gone"), "{}", stderr(&output));
+    // A bound only a hang crosses: three 200 ms heartbeats, plus generous slack.
+    assert!(waited < Duration::from_secs(10), "took {waited:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `cancel` stops a stream produced by another process.
+#[test]
+fn cancel_stops_a_stream_produced_elsewhere() {
+    let server = RedisServer::start();
+    let dir = std::env::temp_dir().join(format!("rs-cli-cancel-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let chunks = chunks_file(&dir);
+    let producer = cli(
+        &server,
+        &[
+            "produce",
+            "--id",
+            "c",
+            "--chunks",
+            chunks.to_str().unwrap(),
+            "--hold-ms",
+            "60000",
+        ],
+    )
+    .spawn()
+    .expect("producer");
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    while String::from_utf8_lossy(&run(&server, &["state", "--id", "c"]).stdout).trim() != "active"
+    {
+        assert!(Instant::now() < deadline, "the producer never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let cancelled = run(&server, &["cancel", "--id", "c"]);
+    assert_eq!(cancelled.status.code(), Some(0), "{}", stderr(&cancelled));
+    assert_eq!(
+        String::from_utf8_lossy(&cancelled.stdout).trim(),
+        "cancelled"
+    );
+    // The producer's own reader ends with the typed error: exit 1, not a 60 s hold.
+    let produced = finish(producer, "the cancelled producer");
+    assert_eq!(produced.status.code(), Some(1), "{}", stderr(&produced));
+    assert!(
+        stderr(&produced).contains("cancelled"),
+        "{}",
+        stderr(&produced)
+    );
+    assert_eq!(
+        run(&server, &["cancel", "--id", "c"]).status.code(),
+        Some(3)
+    );
+    assert_eq!(
+        run(&server, &["cancel", "--id", "none"]).status.code(),
+        Some(4)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
