@@ -934,3 +934,38 @@ fn a_bounded_buffer_refuses_what_it_no_longer_holds_and_serves_the_rest() {
     );
     assert_eq!(sim.log(3, tail).data, b"ccdddd");
 }
+
+#[test]
+fn a_resumer_of_ours_survives_a_pubsub_reconnect_byte_exact() {
+    let v1 = Config::default().with_extensions(false);
+    let mut sim = Sim::with_configs(vec![Config::default(), Config::default(), v1], MS);
+    let p = producer(&mut sim, "s");
+    push(&mut sim, p, "before ");
+    let ours = sim.engine(1).resumable_stream("s", None);
+    let theirs = sim.engine(2).resumable_stream("s", None);
+    sim.settle();
+    // Both resumers' pub/sub connections drop; what is published meanwhile is lost.
+    sim.partition(1, true);
+    sim.partition(2, true);
+    sim.engine(1)
+        .handle_connection_interrupted(resumable_stream::Connection::PubSub);
+    sim.engine(2)
+        .handle_connection_interrupted(resumable_stream::Connection::PubSub);
+    push(&mut sim, p, "during ");
+    sim.settle();
+    assert!(
+        matches!(sim.log(2, theirs).error, Some(Error::Redis { .. })),
+        "a resumer of a v1 peer cannot know what it missed: {:?}",
+        sim.log(2, theirs)
+    );
+    sim.partition(1, false);
+    sim.engine(1)
+        .handle_connection_restored(resumable_stream::Connection::PubSub);
+    sim.settle();
+    push(&mut sim, p, "after");
+    sim.engine(0).finish(p).unwrap();
+    sim.settle();
+    let log = sim.log(1, ours);
+    assert_eq!(log.data, b"before during after", "{log:?}");
+    assert!(log.ended && log.error.is_none());
+}

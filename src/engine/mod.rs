@@ -107,6 +107,8 @@ enum Pending {
     Watchdog(Handle),
     /// The `SUBSCRIBE` of a producer's request channel or a resumer's chunk channel.
     Subscribe(Handle),
+    /// A `SUBSCRIBE` sent again after the pub/sub connection came back.
+    Resubscribe(Handle),
     /// A write whose reply only matters if it fails.
     Write,
 }
@@ -428,6 +430,7 @@ impl Engine {
             Pending::DoneCheck(handle) => self.on_done_check(handle, reply),
             Pending::Watchdog(handle) => self.on_watchdog(now, handle, reply),
             Pending::Subscribe(handle) => self.on_subscribed(now, handle, reply),
+            Pending::Resubscribe(handle) => self.on_resubscribed(handle, reply),
         }
     }
 
@@ -462,6 +465,62 @@ impl Engine {
                 Timer::Heartbeat => self.on_heartbeat_due(now, handle),
                 Timer::Grace => self.on_grace_over(handle),
             }
+        }
+    }
+
+    /// The connection `connection` dropped, and the driver is reconnecting. Redis forgot
+    /// every subscription of a pub/sub connection, and messages published meanwhile are
+    /// lost: resumers of v1 producers fail now with a typed error (nothing can tell
+    /// them what they missed); resumers of producers of ours wait for
+    /// [`handle_connection_restored`](Self::handle_connection_restored) and then ask
+    /// again from the chunk they have.
+    pub fn handle_connection_interrupted(&mut self, connection: Connection) {
+        if connection != Connection::PubSub {
+            return;
+        }
+        let doomed: Vec<Handle> = self
+            .states
+            .iter()
+            .filter(|(_, state)| matches!(state, State::Resumer(r) if !r.can_recover()))
+            .map(|(handle, _)| *handle)
+            .collect();
+        for handle in doomed {
+            let error = Error::Redis {
+                command: "SUBSCRIBE",
+                error: ReplyError::Connection("the pub/sub connection was lost".to_owned()),
+            };
+            self.fail_handle(handle, error);
+        }
+    }
+
+    /// The connection `connection` is back after
+    /// [`handle_connection_interrupted`](Self::handle_connection_interrupted): every
+    /// channel is subscribed again; producers hear requests again, and each resumer of
+    /// a producer of ours asks again from what it has (no byte lost, none repeated).
+    pub fn handle_connection_restored(&mut self, connection: Connection) {
+        if connection != Connection::PubSub {
+            return;
+        }
+        let mut channels: Vec<(Handle, Bytes)> = Vec::new();
+        for (handle, state) in &self.states {
+            match state {
+                State::Producer(p) => channels.push((*handle, p.names.request_channel.clone())),
+                State::Resumer(r) => channels.push((*handle, r.channel.clone())),
+                _ => {}
+            }
+        }
+        channels.sort_by_key(|(handle, _)| *handle);
+        for (handle, channel) in channels {
+            self.send(Op::Subscribe { channel }, Pending::Resubscribe(handle));
+        }
+    }
+
+    fn on_resubscribed(&mut self, handle: Handle, reply: Result<Reply, ReplyError>) {
+        if let Err(error) = reply {
+            return self.fail_handle(handle, redis_error("SUBSCRIBE", error));
+        }
+        if matches!(self.states.get(&handle), Some(State::Resumer(_))) {
+            self.resume_after_reconnect(handle);
         }
     }
 

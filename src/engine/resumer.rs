@@ -49,6 +49,9 @@ pub(super) struct Resumer {
     watchdog_at: Option<Instant>,
     /// Consecutive watchdog readings of a finished stream.
     done_readings: u8,
+    /// Asked again from a chunk index: content is dropped until the producer's hello,
+    /// since the catch-up after it holds that content again.
+    rewinding: bool,
 }
 
 impl Resumer {
@@ -63,6 +66,12 @@ impl Resumer {
 
     /// The request this resumer publishes; the extension fields go along when
     /// `extensions` is on, or when the purpose needs them.
+    /// Whether this resumer can recover from lost messages: its producer is one of
+    /// ours (or has not answered yet, so nothing was missed).
+    pub(super) fn can_recover(&self) -> bool {
+        !matches!(self.peer, Peer::V1)
+    }
+
     fn request(&self, unit: SkipUnit, extensions: bool) -> ResumeRequest {
         let (skip, from_chunk, cancel) = match self.purpose {
             Purpose::Read(Position::Start) => (None, None, false),
@@ -127,6 +136,7 @@ impl Engine {
                 liveness_at: None,
                 watchdog_at: None,
                 done_readings: 0,
+                rewinding: false,
             }),
         );
         self.send(Op::Subscribe { channel }, Pending::Subscribe(handle));
@@ -200,6 +210,7 @@ impl Engine {
 
         match control {
             Some(Ok(Control::Hello { next, heartbeat_ms })) => {
+                r.rewinding = false;
                 r.peer = Peer::Extended {
                     next,
                     expecting_catch_up: true,
@@ -246,6 +257,8 @@ impl Engine {
             Some(Err(())) => {
                 log::debug!("resumable-stream: an unreadable control message was dropped")
             }
+            // Asked again: what arrives before the hello comes again after it.
+            None if r.rewinding => {}
             None if message == DONE_MESSAGE => {
                 if first {
                     r.phase = Phase::Streaming;
@@ -313,6 +326,7 @@ impl Engine {
             return;
         };
         r.purpose = Purpose::Read(Position::Chunk(from));
+        r.rewinding = true;
         r.peer = Peer::Extended {
             next: from,
             expecting_catch_up: true,
@@ -322,6 +336,31 @@ impl Engine {
             message: r.request(unit, true).encode(),
         };
         self.send(op, Pending::Write);
+    }
+
+    /// Subscribed again after a reconnect: ask again from what was received, or send
+    /// the first request again if no answer had come.
+    pub(super) fn resume_after_reconnect(&mut self, handle: Handle) {
+        let unit = self.config.skip_unit();
+        let extensions = self.config.extensions();
+        let Some(State::Resumer(r)) = self.states.get_mut(&handle) else {
+            return;
+        };
+        match r.peer {
+            Peer::Extended {
+                next,
+                expecting_catch_up: false,
+            } => self.ask_again(handle, next),
+            Peer::V1 => {}
+            // No content yet: the original request is still exact.
+            _ => {
+                let op = Op::Publish {
+                    channel: r.names.request_channel.clone(),
+                    message: r.request(unit, extensions).encode(),
+                };
+                self.send(op, Pending::Write);
+            }
+        }
     }
 
     pub(super) fn on_ack_timeout(&mut self, handle: Handle) {
