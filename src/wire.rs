@@ -99,6 +99,9 @@ pub struct Extension {
     pub from_chunk: Option<u64>,
     /// Not a resume: stop the stream (`"cancel": true`).
     pub cancel: bool,
+    /// Numbers a listener's successive requests (`"seq"`); the producer's hello echoes
+    /// it, so that a listener that asked twice knows which answer is the last.
+    pub seq: u64,
 }
 
 /// The version of the extension protocol this crate speaks (`"ext": 1`).
@@ -203,10 +206,15 @@ impl ResumeRequest {
                     None | Some(serde_json::Value::Null) => false,
                     Some(v) => v.as_bool().ok_or(RequestError::BadExtension)?,
                 };
+                let seq = match object.get("seq") {
+                    None | Some(serde_json::Value::Null) => 0,
+                    Some(v) => v.as_u64().ok_or(RequestError::BadExtension)?,
+                };
                 Some(Extension {
                     token: token.to_owned(),
                     from_chunk,
                     cancel,
+                    seq,
                 })
             }
         };
@@ -253,6 +261,9 @@ impl ResumeRequest {
             if ext.cancel {
                 out.push_str(",\"cancel\":true");
             }
+            if ext.seq > 0 {
+                out.push_str(&format!(",\"seq\":{}", ext.seq));
+            }
         }
         out.push('}');
         Bytes::from(out)
@@ -275,6 +286,8 @@ pub enum Control {
         next: u64,
         /// The producer's heartbeat interval in milliseconds.
         heartbeat_ms: u64,
+        /// The `seq` of the request this answers.
+        seq: u64,
     },
     /// The producer is alive; nothing else to say.
     Heartbeat,
@@ -294,11 +307,13 @@ impl Control {
     /// Encodes for the listener with `token`.
     pub fn encode(&self, token: &str) -> Bytes {
         let body = match self {
-            Control::Hello { next, heartbeat_ms } => {
-                format!(
-                    r#"{{"t":"hello","v":{EXTENSION_VERSION},"next":{next},"hb":{heartbeat_ms}}}"#
-                )
-            }
+            Control::Hello {
+                next,
+                heartbeat_ms,
+                seq,
+            } => format!(
+                r#"{{"t":"hello","v":{EXTENSION_VERSION},"next":{next},"hb":{heartbeat_ms},"seq":{seq}}}"#
+            ),
             Control::Heartbeat => r#"{"t":"hb"}"#.to_owned(),
             Control::Error { kind, message } => {
                 serde_json::json!({"t": "error", "kind": kind, "message": message}).to_string()
@@ -329,6 +344,7 @@ impl Control {
             Some("hello") => Ok(Control::Hello {
                 next: field("next").and_then(|v| v.as_u64()).ok_or(())?,
                 heartbeat_ms: field("hb").and_then(|v| v.as_u64()).ok_or(())?,
+                seq: field("seq").and_then(|v| v.as_u64()).unwrap_or(0),
             }),
             Some("hb") => Ok(Control::Heartbeat),
             Some("error") => Ok(Control::Error {
@@ -501,6 +517,7 @@ mod tests {
                 token: "00ff".into(),
                 from_chunk: Some(7),
                 cancel: true,
+                seq: 3,
             }),
         };
         assert_eq!(ResumeRequest::decode(&extended.encode()), Ok(extended));
@@ -520,6 +537,7 @@ mod tests {
             Control::Hello {
                 next: 3,
                 heartbeat_ms: 2000,
+                seq: 1,
             },
             Control::Heartbeat,
             Control::Error {

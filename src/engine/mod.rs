@@ -150,6 +150,8 @@ enum Timer {
     Watchdog,
     /// A resumer of an extended producer has heard nothing for too long.
     Liveness,
+    /// A resumer that asked again has had no hello: ask once more.
+    Rewind,
     /// A producer speaks to its extended listeners when idle.
     Heartbeat,
     /// A finished producer stops answering late requests.
@@ -430,7 +432,7 @@ impl Engine {
             Pending::DoneCheck(handle) => self.on_done_check(handle, reply),
             Pending::Watchdog(handle) => self.on_watchdog(now, handle, reply),
             Pending::Subscribe(handle) => self.on_subscribed(now, handle, reply),
-            Pending::Resubscribe(handle) => self.on_resubscribed(handle, reply),
+            Pending::Resubscribe(handle) => self.on_resubscribed(now, handle, reply),
         }
     }
 
@@ -462,6 +464,7 @@ impl Engine {
                 Timer::Ack => self.on_ack_timeout(handle),
                 Timer::Watchdog => self.on_watchdog_due(handle),
                 Timer::Liveness => self.on_liveness_due(now, handle),
+                Timer::Rewind => self.on_rewind_due(now, handle),
                 Timer::Heartbeat => self.on_heartbeat_due(now, handle),
                 Timer::Grace => self.on_grace_over(handle),
             }
@@ -515,12 +518,12 @@ impl Engine {
         }
     }
 
-    fn on_resubscribed(&mut self, handle: Handle, reply: Result<Reply, ReplyError>) {
+    fn on_resubscribed(&mut self, now: Instant, handle: Handle, reply: Result<Reply, ReplyError>) {
         if let Err(error) = reply {
             return self.fail_handle(handle, redis_error("SUBSCRIBE", error));
         }
         if matches!(self.states.get(&handle), Some(State::Resumer(_))) {
-            self.resume_after_reconnect(handle);
+            self.resume_after_reconnect(now, handle);
         }
     }
 

@@ -521,6 +521,7 @@ impl Engine {
                 Control::Hello {
                     next,
                     heartbeat_ms: heartbeat.as_millis().min(u128::from(u64::MAX)) as u64,
+                    seq: request.ext.as_ref().map_or(0, |ext| ext.seq),
                 }
                 .encode(token),
             );

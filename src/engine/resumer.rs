@@ -52,6 +52,12 @@ pub(super) struct Resumer {
     /// Asked again from a chunk index: content is dropped until the producer's hello,
     /// since the catch-up after it holds that content again.
     rewinding: bool,
+    /// When to ask again if no hello came (the request may have crossed a producer
+    /// that was itself reconnecting).
+    rewind_at: Option<Instant>,
+    rewind_attempts: u8,
+    /// The `seq` of the latest request: only the hello that echoes it counts.
+    seq: u64,
 }
 
 impl Resumer {
@@ -60,6 +66,7 @@ impl Resumer {
             (Timer::Ack, Phase::AwaitingAck { deadline }) => Some(deadline),
             (Timer::Watchdog, _) => self.watchdog_at,
             (Timer::Liveness, _) => self.liveness_at,
+            (Timer::Rewind, _) => self.rewind_at,
             _ => None,
         }
     }
@@ -89,6 +96,7 @@ impl Resumer {
                 token: self.token.clone(),
                 from_chunk,
                 cancel,
+                seq: self.seq,
             }),
         }
     }
@@ -137,6 +145,9 @@ impl Engine {
                 watchdog_at: None,
                 done_readings: 0,
                 rewinding: false,
+                rewind_at: None,
+                rewind_attempts: 0,
+                seq: 0,
             }),
         );
         self.send(Op::Subscribe { channel }, Pending::Subscribe(handle));
@@ -209,8 +220,15 @@ impl Engine {
         }
 
         match control {
-            Some(Ok(Control::Hello { next, heartbeat_ms })) => {
+            // The answer to an earlier request, overtaken by a later one: what follows
+            // it comes again after the latest hello.
+            Some(Ok(Control::Hello { seq, .. })) if seq != r.seq => r.rewinding = true,
+            Some(Ok(Control::Hello {
+                next, heartbeat_ms, ..
+            })) => {
                 r.rewinding = false;
+                r.rewind_at = None;
+                r.rewind_attempts = 0;
                 r.peer = Peer::Extended {
                     next,
                     expecting_catch_up: true,
@@ -248,7 +266,7 @@ impl Engine {
                     } = r.peer
                     {
                         // A chunk to us was lost: ask again from what we have.
-                        return self.ask_again(handle, next);
+                        return self.ask_again(now, handle, next);
                     }
                 }
                 let error = remote_error(&r.stream_id, &kind, message);
@@ -320,13 +338,15 @@ impl Engine {
 
     /// Asks the producer again for everything from chunk `from` on, under the same
     /// listener id: the producer replaces the old registration.
-    fn ask_again(&mut self, handle: Handle, from: u64) {
+    fn ask_again(&mut self, now: Instant, handle: Handle, from: u64) {
         let unit = self.config.skip_unit();
+        let wait = self.config.ack_timeout();
         let Some(State::Resumer(r)) = self.states.get_mut(&handle) else {
             return;
         };
         r.purpose = Purpose::Read(Position::Chunk(from));
         r.rewinding = true;
+        r.seq += 1;
         r.peer = Peer::Extended {
             next: from,
             expecting_catch_up: true,
@@ -335,12 +355,31 @@ impl Engine {
             channel: r.names.request_channel.clone(),
             message: r.request(unit, true).encode(),
         };
+        let at = now + wait;
+        r.rewind_at = Some(at);
+        self.arm(handle, Timer::Rewind, at);
         self.send(op, Pending::Write);
+    }
+
+    /// No hello since asking again: ask once more, a few times, then leave it to the
+    /// liveness bound.
+    pub(super) fn on_rewind_due(&mut self, now: Instant, handle: Handle) {
+        let Some(State::Resumer(r)) = self.states.get_mut(&handle) else {
+            return;
+        };
+        r.rewind_at = None;
+        let Peer::Extended { next, .. } = r.peer else {
+            return;
+        };
+        if r.rewinding && r.rewind_attempts < 5 {
+            r.rewind_attempts += 1;
+            self.ask_again(now, handle, next);
+        }
     }
 
     /// Subscribed again after a reconnect: ask again from what was received, or send
     /// the first request again if no answer had come.
-    pub(super) fn resume_after_reconnect(&mut self, handle: Handle) {
+    pub(super) fn resume_after_reconnect(&mut self, now: Instant, handle: Handle) {
         let unit = self.config.skip_unit();
         let extensions = self.config.extensions();
         let Some(State::Resumer(r)) = self.states.get_mut(&handle) else {
@@ -350,7 +389,7 @@ impl Engine {
             Peer::Extended {
                 next,
                 expecting_catch_up: false,
-            } => self.ask_again(handle, next),
+            } => self.ask_again(now, handle, next),
             Peer::V1 => {}
             // No content yet: the original request is still exact.
             _ => {

@@ -162,25 +162,38 @@ impl ContextBuilder {
             subscriptions,
             timer,
         } = queues;
-        let mut commands = commands;
+        let mut commands = Some(commands);
+        let command_client = client.clone();
         spawn("commands", {
             let hub = hub.clone();
             move || {
                 run_commands(&hub, &command_queue, |batch| {
+                    if commands.is_none() {
+                        commands = retry(|| command_client.get_connection());
+                    }
+                    let Some(connection) = commands.as_mut() else {
+                        let error =
+                            ReplyError::Connection("the Redis command connection is down".into());
+                        return vec![Err(error); batch.len()];
+                    };
                     let pipe = pipeline(batch);
                     let result = redis::ConnectionLike::req_packed_commands(
-                        &mut commands,
+                        connection,
                         &pipe.get_packed_pipeline(),
                         0,
                         batch.len(),
                     );
+                    if matches!(&result, Err(error) if error.code().is_none()) {
+                        // Reopened before the next pipeline.
+                        commands = None;
+                    }
                     replies(result, batch.len())
                 });
             }
         });
         spawn("pubsub", {
             let hub = hub.clone();
-            move || run_redis_pubsub(&hub, pubsub, &subscriptions, &inbox)
+            move || run_redis_pubsub(&hub, &client, pubsub, &subscriptions, &inbox)
         });
         Ok(ResumableStreamContext::start_timer(hub, timer))
     }
@@ -208,52 +221,91 @@ fn run_commands(
     }
 }
 
+/// How long a dropped connection is retried before what waits on it fails.
+pub const RECONNECT_WINDOW: Duration = Duration::from_secs(10);
+
+/// Tries `open` with a growing pause until it succeeds or [`RECONNECT_WINDOW`] is spent.
+fn retry<T>(mut open: impl FnMut() -> redis::RedisResult<T>) -> Option<T> {
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(20);
+    loop {
+        match open() {
+            Ok(value) => return Some(value),
+            Err(error) if started.elapsed() >= RECONNECT_WINDOW => {
+                log::warn!("resumable-stream: giving up reconnecting to Redis: {error}");
+                return None;
+            }
+            Err(_) => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(500));
+            }
+        }
+    }
+}
+
 /// Owns the pub/sub connection: sends queued (un)subscriptions, then waits up to
-/// [`PUBSUB_POLL`] for a message, until the context closes.
+/// [`PUBSUB_POLL`] for a message, until the context closes. When the connection drops
+/// it is reopened (the engine then subscribes every channel again); when that fails
+/// for [`RECONNECT_WINDOW`], the loss is final and subscriptions fail.
 fn run_redis_pubsub(
     hub: &Hub,
-    mut connection: redis::Connection,
+    client: &redis::Client,
+    connection: redis::Connection,
     queue: &Receiver<Command>,
     inbox: &Inbox,
 ) {
+    let mut connection = Some(connection);
+    while let Some(mut open) = connection.take() {
+        let failure = serve_pubsub(hub, &mut open, queue, inbox);
+        let Some(error) = failure else {
+            return; // The context closed.
+        };
+        log::warn!("resumable-stream: the Redis pub/sub connection failed: {error}");
+        inbox.connection_interrupted();
+        connection = retry(|| {
+            let reopened = client.get_connection()?;
+            reopened.set_read_timeout(Some(PUBSUB_POLL))?;
+            Ok(reopened)
+        });
+        match &connection {
+            Some(_) => inbox.connection_restored(),
+            None => inbox.connection_lost(),
+        }
+    }
+    // Lost for good: answer what is still asked, until the context closes.
+    while let Some(command) = queue.recv_blocking() {
+        let error = ReplyError::Connection("the Redis pub/sub connection is down".into());
+        hub.with_engine(|engine| engine.handle_reply(Instant::now(), command.id, Err(error)));
+    }
+}
+
+/// Serves one pub/sub connection until it fails (the error) or the context closes.
+fn serve_pubsub(
+    hub: &Hub,
+    connection: &mut redis::Connection,
+    queue: &Receiver<Command>,
+    inbox: &Inbox,
+) -> Option<redis::RedisError> {
     let mut pubsub = connection.as_pubsub();
-    let mut lost: Option<ReplyError> = None;
     loop {
         loop {
             let command = match queue.try_recv() {
                 Ok(Some(command)) => command,
                 Ok(None) => break,
-                Err(()) => return,
+                Err(()) => return None,
             };
-            let result = match (&lost, &command.op) {
-                (Some(error), _) => Err(error.clone()),
-                (None, Op::Subscribe { channel }) => pubsub
-                    .subscribe(channel.as_ref())
-                    .map_err(|e| to_reply_error(&e)),
-                (None, Op::Unsubscribe { channel }) => pubsub
-                    .unsubscribe(channel.as_ref())
-                    .map_err(|e| to_reply_error(&e)),
-                (None, _) => Err(ReplyError::Connection("not a pub/sub command".into())),
+            let result = match &command.op {
+                Op::Subscribe { channel } => pubsub.subscribe(channel.as_ref()),
+                Op::Unsubscribe { channel } => pubsub.unsubscribe(channel.as_ref()),
+                _ => Ok(()),
             };
-            hub.with_engine(|engine| {
-                engine.handle_reply(Instant::now(), command.id, result.map(|()| Reply::Ok))
-            });
-        }
-        if lost.is_some() {
-            // Nothing to read any more: wait for commands to answer, or the end.
-            match queue.recv_deadline(Instant::now() + Duration::from_millis(100)) {
-                Ok(command) => {
-                    let error = lost
-                        .clone()
-                        .unwrap_or_else(|| ReplyError::Connection("lost".into()));
-                    hub.with_engine(|engine| {
-                        engine.handle_reply(Instant::now(), command.id, Err(error))
-                    });
+            let reply = result.as_ref().map(|()| Reply::Ok).map_err(to_reply_error);
+            hub.with_engine(|engine| engine.handle_reply(Instant::now(), command.id, reply));
+            if let Err(error) = result {
+                if error.code().is_none() {
+                    return Some(error);
                 }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Closed) => return,
             }
-            continue;
         }
         match pubsub.get_message() {
             Ok(message) => {
@@ -265,11 +317,7 @@ fn run_redis_pubsub(
                 }
             }
             Err(error) if error.is_timeout() => {}
-            Err(error) => {
-                log::warn!("resumable-stream: the Redis pub/sub connection failed: {error}");
-                lost = Some(ReplyError::Connection(error.to_string()));
-                inbox.connection_lost();
-            }
+            Err(error) => return Some(error),
         }
     }
 }

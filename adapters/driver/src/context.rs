@@ -204,9 +204,12 @@ impl<R: AsyncRuntime> AsyncContextBuilder<R> {
 }
 
 #[cfg(feature = "redis-aio")]
-fn spawner<R: AsyncRuntime>(runtime: &R) -> crate::redis_aio::Spawn {
-    let runtime = runtime.clone();
-    Box::new(move |task| runtime.spawn(task))
+fn spawner<R: AsyncRuntime>(runtime: &R) -> crate::redis_aio::Hooks {
+    let (spawn, sleep) = (runtime.clone(), runtime.clone());
+    crate::redis_aio::Hooks {
+        spawn: Box::new(move |task| spawn.spawn(task)),
+        sleep: Box::new(move |pause| sleep.sleep_until(Instant::now() + pause)),
+    }
 }
 
 #[cfg(feature = "redis-aio")]

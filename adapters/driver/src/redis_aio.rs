@@ -1,47 +1,76 @@
 //! Redis over redis-rs's async API: one multiplexed connection for commands (pipelined),
 //! one pub/sub connection for every subscription. redis-rs runs it on tokio or on
 //! async-io (smol, async-std), whichever the caller runs on.
+//!
+//! Both connections come back after Redis restarts or drops them: the command
+//! connection is reopened before the next pipeline (retrying for up to
+//! [`RECONNECT_WINDOW`]), the pub/sub connection as soon as its stream ends, after which
+//! the engine subscribes every channel again. A transport built from existing
+//! connections has no client to reopen them with, and reports the loss instead.
 
 use crate::redis_wire::{connect_error, pipeline, replies, to_reply_error};
 use crate::transport::{AsyncTransport, Inbox};
 use bytes::Bytes;
 use futures_util::future::{self, BoxFuture, Either};
+use futures_util::lock::Mutex as AsyncMutex;
 use futures_util::StreamExt;
 use resumable_stream::{Command, Error, Reply, ReplyError};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-/// Spawns a background future on the caller's runtime.
-pub type Spawn = Box<dyn Fn(BoxFuture<'static, ()>) + Send + Sync>;
+/// How long a dropped connection is retried before the commands waiting for it fail
+/// (or, for pub/sub, before every resumer of the context fails).
+pub const RECONNECT_WINDOW: Duration = Duration::from_secs(10);
+
+/// What the transport needs of the caller's runtime.
+pub struct Hooks {
+    /// Runs a background future.
+    pub spawn: Box<dyn Fn(BoxFuture<'static, ()>) + Send + Sync>,
+    /// Resolves after the given time.
+    pub sleep: Box<dyn Fn(Duration) -> BoxFuture<'static, ()> + Send + Sync>,
+}
 
 /// Redis through redis-rs's async connections.
 pub struct RedisTransport {
-    commands: redis::aio::MultiplexedConnection,
-    sink: futures_util::lock::Mutex<redis::aio::PubSubSink>,
+    client: Option<redis::Client>,
+    commands: AsyncMutex<Option<redis::aio::MultiplexedConnection>>,
+    sink: Arc<AsyncMutex<Option<redis::aio::PubSubSink>>>,
     stream: Mutex<Option<redis::aio::PubSubStream>>,
-    spawn: Spawn,
+    hooks: Arc<Hooks>,
 }
 
 impl RedisTransport {
-    /// A transport over existing connections; `spawn` runs the message loop.
+    /// A transport over existing connections. Without a client it cannot reconnect:
+    /// a lost connection is reported to the engine as lost for good.
     pub fn new(
         commands: redis::aio::MultiplexedConnection,
         pubsub: redis::aio::PubSub,
-        spawn: Spawn,
+        hooks: Hooks,
+    ) -> RedisTransport {
+        Self::assemble(None, commands, pubsub, hooks)
+    }
+
+    fn assemble(
+        client: Option<redis::Client>,
+        commands: redis::aio::MultiplexedConnection,
+        pubsub: redis::aio::PubSub,
+        hooks: Hooks,
     ) -> RedisTransport {
         let (sink, stream) = pubsub.split();
         RedisTransport {
-            commands,
-            sink: futures_util::lock::Mutex::new(sink),
+            client,
+            commands: AsyncMutex::new(Some(commands)),
+            sink: Arc::new(AsyncMutex::new(Some(sink))),
             stream: Mutex::new(Some(stream)),
-            spawn,
+            hooks: Arc::new(hooks),
         }
     }
 
-    /// Opens the two connections of `client`.
+    /// Opens the two connections of `client`, and reopens them when they drop.
     ///
     /// # Errors
     /// [`Error::Redis`] (`CONNECT`) when Redis cannot be reached.
-    pub async fn connect(client: &redis::Client, spawn: Spawn) -> Result<RedisTransport, Error> {
+    pub async fn connect(client: &redis::Client, hooks: Hooks) -> Result<RedisTransport, Error> {
         let commands = client
             .get_multiplexed_async_connection()
             .await
@@ -50,38 +79,88 @@ impl RedisTransport {
             .get_async_pubsub()
             .await
             .map_err(|e| connect_error(&e))?;
-        Ok(RedisTransport::new(commands, pubsub, spawn))
+        Ok(Self::assemble(
+            Some(client.clone()),
+            commands,
+            pubsub,
+            hooks,
+        ))
     }
+}
+
+/// Tries `open` with a growing pause until it succeeds or [`RECONNECT_WINDOW`] is spent.
+async fn retry<T, F>(hooks: &Hooks, mut open: impl FnMut() -> F) -> Option<T>
+where
+    F: std::future::Future<Output = redis::RedisResult<T>>,
+{
+    let started = std::time::Instant::now();
+    let mut pause = Duration::from_millis(20);
+    loop {
+        match open().await {
+            Ok(value) => return Some(value),
+            Err(error) if started.elapsed() >= RECONNECT_WINDOW => {
+                log::warn!("resumable-stream: giving up reconnecting to Redis: {error}");
+                return None;
+            }
+            Err(_) => {
+                (hooks.sleep)(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(500));
+            }
+        }
+    }
+}
+
+/// Whether a pipeline failed because the connection did (not because of a reply).
+fn connection_failed(result: &redis::RedisResult<Vec<redis::Value>>) -> bool {
+    matches!(result, Err(error) if error.code().is_none())
 }
 
 impl AsyncTransport for RedisTransport {
     fn attach(&self, inbox: Inbox) {
-        let Some(mut stream) = crate::sync::lock(&self.stream).take() else {
+        let Some(stream) = crate::sync::lock(&self.stream).take() else {
             return;
         };
         let Some(closed) = inbox.close_signal() else {
             return;
         };
-        (self.spawn)(Box::pin(async move {
+        let client = self.client.clone();
+        let sink = self.sink.clone();
+        let hooks = self.hooks.clone();
+        (self.hooks.spawn)(Box::pin(async move {
+            let mut stream = stream;
             loop {
-                let next = std::pin::pin!(stream.next());
-                let stop = std::pin::pin!(closed.recv());
-                let message = match future::select(next, stop).await {
-                    Either::Left((Some(message), _)) => message,
-                    Either::Left((None, _)) => break,
-                    // The context closed: stop reading; dropping the stream closes it.
-                    Either::Right(_) => return,
+                loop {
+                    let next = std::pin::pin!(stream.next());
+                    let stop = std::pin::pin!(closed.recv());
+                    let message = match future::select(next, stop).await {
+                        Either::Left((Some(message), _)) => message,
+                        Either::Left((None, _)) => break,
+                        // The context closed: stop reading; dropping the stream closes it.
+                        Either::Right(_) => return,
+                    };
+                    let Ok(channel) = message.get_channel::<Vec<u8>>() else {
+                        continue;
+                    };
+                    inbox.deliver(
+                        &channel,
+                        Bytes::copy_from_slice(message.get_payload_bytes()),
+                    );
+                }
+                log::warn!("resumable-stream: the Redis pub/sub connection closed");
+                *sink.lock().await = None;
+                let Some(client) = &client else {
+                    return inbox.connection_lost();
                 };
-                let Ok(channel) = message.get_channel::<Vec<u8>>() else {
-                    continue;
+                inbox.connection_interrupted();
+                let Some(pubsub) = retry(&hooks, || client.get_async_pubsub()).await else {
+                    return inbox.connection_lost();
                 };
-                inbox.deliver(
-                    &channel,
-                    Bytes::copy_from_slice(message.get_payload_bytes()),
-                );
+                let (new_sink, new_stream) = pubsub.split();
+                *sink.lock().await = Some(new_sink);
+                stream = new_stream;
+                log::info!("resumable-stream: the Redis pub/sub connection is back");
+                inbox.connection_restored();
             }
-            log::warn!("resumable-stream: the Redis pub/sub connection closed");
-            inbox.connection_lost();
         }));
     }
 
@@ -90,34 +169,54 @@ impl AsyncTransport for RedisTransport {
         commands: &'a [Command],
     ) -> BoxFuture<'a, Vec<Result<Reply, ReplyError>>> {
         Box::pin(async move {
+            let mut connection = self.commands.lock().await;
+            if connection.is_none() {
+                if let Some(client) = &self.client {
+                    *connection =
+                        retry(&self.hooks, || client.get_multiplexed_async_connection()).await;
+                }
+            }
+            let Some(open) = connection.as_mut() else {
+                let error = ReplyError::Connection("the Redis command connection is down".into());
+                return vec![Err(error); commands.len()];
+            };
             let pipe = pipeline(commands);
-            let mut connection = self.commands.clone();
-            let result = redis::aio::ConnectionLike::req_packed_commands(
-                &mut connection,
-                &pipe,
-                0,
-                commands.len(),
-            )
-            .await;
+            let result =
+                redis::aio::ConnectionLike::req_packed_commands(open, &pipe, 0, commands.len())
+                    .await;
+            if connection_failed(&result) {
+                // Reopened before the next pipeline.
+                *connection = None;
+            }
             replies(result, commands.len())
         })
     }
 
     fn subscribe(&self, channel: Bytes) -> BoxFuture<'_, Result<(), ReplyError>> {
         Box::pin(async move {
-            let mut sink = self.sink.lock().await;
-            sink.subscribe(channel.as_ref())
-                .await
-                .map_err(|e| to_reply_error(&e))
+            match self.sink.lock().await.as_mut() {
+                Some(sink) => sink
+                    .subscribe(channel.as_ref())
+                    .await
+                    .map_err(|e| to_reply_error(&e)),
+                None => Err(ReplyError::Connection(
+                    "the Redis pub/sub connection is down".into(),
+                )),
+            }
         })
     }
 
     fn unsubscribe(&self, channel: Bytes) -> BoxFuture<'_, Result<(), ReplyError>> {
         Box::pin(async move {
-            let mut sink = self.sink.lock().await;
-            sink.unsubscribe(channel.as_ref())
-                .await
-                .map_err(|e| to_reply_error(&e))
+            match self.sink.lock().await.as_mut() {
+                Some(sink) => sink
+                    .unsubscribe(channel.as_ref())
+                    .await
+                    .map_err(|e| to_reply_error(&e)),
+                None => Err(ReplyError::Connection(
+                    "the Redis pub/sub connection is down".into(),
+                )),
+            }
         })
     }
 }

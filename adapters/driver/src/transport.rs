@@ -35,7 +35,21 @@ impl Inbox {
         }
     }
 
-    /// The pub/sub connection was lost: every subscription is gone.
+    /// The pub/sub connection dropped and is being reopened.
+    pub fn connection_interrupted(&self) {
+        if let Some(hub) = self.hub.upgrade() {
+            hub.with_engine(|engine| engine.handle_connection_interrupted(Connection::PubSub));
+        }
+    }
+
+    /// The pub/sub connection is back: the engine subscribes every channel again.
+    pub fn connection_restored(&self) {
+        if let Some(hub) = self.hub.upgrade() {
+            hub.with_engine(|engine| engine.handle_connection_restored(Connection::PubSub));
+        }
+    }
+
+    /// The pub/sub connection was lost for good: every subscription is gone.
     pub fn connection_lost(&self) {
         if let Some(hub) = self.hub.upgrade() {
             hub.with_engine(|engine| engine.handle_connection_lost(Connection::PubSub));

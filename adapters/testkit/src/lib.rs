@@ -42,6 +42,11 @@ macro_rules! behaviour_suite {
                 $crate::suite::redis_dying_mid_stream_ends_readers_with_typed_errors(&$harness, &mut store);
             }
             #[test]
+            fn redis_restarting_mid_stream_loses_no_byte() {
+                let mut store = $crate::Store::redis();
+                $crate::suite::redis_restarting_mid_stream_loses_no_byte(&$harness, &mut store);
+            }
+            #[test]
             fn the_commands_on_the_wire_are_the_v1_protocol() {
                 $crate::wire::the_commands_on_the_wire_are_the_v1_protocol(&$harness, &$crate::Store::redis());
             }
