@@ -969,3 +969,33 @@ fn a_resumer_of_ours_survives_a_pubsub_reconnect_byte_exact() {
     assert_eq!(log.data, b"before during after", "{log:?}");
     assert!(log.ended && log.error.is_none());
 }
+
+#[test]
+fn both_sides_cut_off_while_chunks_flow_recover_byte_exact() {
+    let mut sim = sim(2);
+    let p = producer(&mut sim, "s");
+    push(&mut sim, p, "a ");
+    let r = sim.engine(1).resumable_stream("s", None);
+    sim.settle();
+    for node in [0, 1] {
+        sim.partition(node, true);
+        sim.engine(node)
+            .handle_connection_interrupted(resumable_stream::Connection::PubSub);
+    }
+    push(&mut sim, p, "b ");
+    push(&mut sim, p, "c ");
+    sim.advance(Duration::from_millis(300));
+    for node in [0, 1] {
+        sim.partition(node, false);
+        sim.engine(node)
+            .handle_connection_restored(resumable_stream::Connection::PubSub);
+    }
+    sim.advance(Duration::from_millis(10));
+    push(&mut sim, p, "d");
+    sim.advance(Duration::from_secs(3));
+    sim.engine(0).finish(p).unwrap();
+    sim.advance(Duration::from_secs(3));
+    let log = sim.log(1, r);
+    assert_eq!(log.data, b"a b c d", "{log:?}");
+    assert!(log.ended && log.error.is_none(), "{log:?}");
+}

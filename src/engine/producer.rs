@@ -73,6 +73,18 @@ struct Listener {
     channel: Bytes,
     /// The control-message token of a listener that speaks the extension protocol.
     token: Option<String>,
+    /// A publish to this extended listener failed: it gets no more content, only the
+    /// `lost` notice (again at every heartbeat tick, in case that one is lost too),
+    /// until it asks again or leaves.
+    lost: bool,
+}
+
+fn lost_notice(token: &str) -> Bytes {
+    Control::Error {
+        kind: "lost".to_owned(),
+        message: "a message to this listener could not be published".to_owned(),
+    }
+    .encode(token)
 }
 
 /// What a bounded buffer dropped from its front, to keep skips exact.
@@ -115,6 +127,10 @@ pub(super) struct Producer {
     /// Nothing was published to extended listeners since the last heartbeat tick.
     quiet: bool,
     grace_until: Option<Instant>,
+    /// An extended listener's publish failed or reached nobody: it may be
+    /// reconnecting, so after the end the producer keeps answering requests for a
+    /// liveness window, long enough for it to ask again.
+    unsettled: bool,
 }
 
 impl Producer {
@@ -225,6 +241,7 @@ impl Engine {
                 heartbeat_at: None,
                 quiet: true,
                 grace_until: None,
+                unsettled: false,
             })),
         );
         self.send(Op::Subscribe { channel }, Pending::Subscribe(handle));
@@ -282,7 +299,7 @@ impl Engine {
         if producer.phase != Phase::Live {
             return Err(Error::NotProducing);
         }
-        for listener in &producer.listeners {
+        for listener in producer.listeners.iter().filter(|l| !l.lost) {
             let id = crate::io::CommandId(self.next_command);
             self.next_command += 1;
             self.pending.insert(
@@ -381,9 +398,15 @@ impl Engine {
             self.stats.failed_writes += 1;
             log::warn!("resumable-stream: marking a stream done failed: {error}");
         }
-        let grace = self.config.grace_period();
+        let configured = self.config.grace_period();
+        let window = self.config.heartbeat_interval() * 3;
         let Some(State::Producer(p)) = self.states.get_mut(&handle) else {
             return;
+        };
+        let grace = if p.unsettled {
+            configured.max(window)
+        } else {
+            configured
         };
         let end = p.end.take();
         if std::mem::take(&mut p.reader_attached) {
@@ -435,7 +458,8 @@ impl Engine {
         };
         match reply {
             Ok(Reply::Integer(0)) => {
-                p.listeners.remove(index);
+                let listener = p.listeners.remove(index);
+                p.unsettled |= listener.token.is_some();
                 self.stats.departed_listeners += 1;
             }
             Ok(_) => {}
@@ -444,19 +468,18 @@ impl Engine {
                 log::warn!("resumable-stream: a chunk was not published: {error}");
                 // An extended listener is told, and asks again from what it has; a v1
                 // listener cannot be told anything, so it keeps getting what follows.
-                if p.listeners[index].token.is_some() {
-                    let listener = p.listeners.remove(index);
-                    let control = Control::Error {
-                        kind: "lost".to_owned(),
-                        message: format!("a chunk could not be published: {error}"),
-                    };
-                    let token = listener.token.unwrap_or_default();
+                p.unsettled |= p.listeners[index].token.is_some();
+                let listener = &mut p.listeners[index];
+                if let (Some(token), false) = (&listener.token, listener.lost) {
+                    listener.lost = true;
+                    let message = lost_notice(token);
+                    let channel = listener.channel.clone();
                     self.send(
-                        Op::Publish {
-                            channel: listener.channel,
-                            message: control.encode(&token),
+                        Op::Publish { channel, message },
+                        Pending::Deliver {
+                            producer: handle,
+                            listener: serial,
                         },
-                        Pending::Write,
                     );
                 }
             }
@@ -536,6 +559,7 @@ impl Engine {
                     serial,
                     channel: channel.clone(),
                     token,
+                    lost: false,
                 });
                 if extended && producer.heartbeat_at.is_none() {
                     let at = now + heartbeat;

@@ -258,17 +258,21 @@ impl Engine {
                     },
                 );
             }
-            Some(Ok(Control::Error { kind, message })) => {
-                if kind == "lost" {
-                    if let Peer::Extended {
-                        next,
-                        expecting_catch_up: false,
-                    } = r.peer
-                    {
-                        // A chunk to us was lost: ask again from what we have.
-                        return self.ask_again(now, handle, next);
-                    }
+            Some(Ok(Control::Error { kind, .. })) if kind == "lost" => {
+                // Something to us was lost: ask again from what we have (unless we
+                // already did: the rewind timer covers that request).
+                if !r.rewinding {
+                    let from = match r.peer {
+                        Peer::Extended {
+                            next,
+                            expecting_catch_up: false,
+                        } => Some(next),
+                        _ => None,
+                    };
+                    self.ask_again(now, handle, from);
                 }
+            }
+            Some(Ok(Control::Error { kind, message })) => {
                 let error = remote_error(&r.stream_id, &kind, message);
                 self.close_resumer(handle, Event::Failed { handle, error });
             }
@@ -336,21 +340,20 @@ impl Engine {
         }
     }
 
-    /// Asks the producer again for everything from chunk `from` on, under the same
-    /// listener id: the producer replaces the old registration.
-    fn ask_again(&mut self, now: Instant, handle: Handle, from: u64) {
+    /// Asks the producer again, from chunk `from`, or (no content received since the
+    /// hello: `None`) with the original request, under the same listener id: the
+    /// producer replaces the old registration.
+    fn ask_again(&mut self, now: Instant, handle: Handle, from: Option<u64>) {
         let unit = self.config.skip_unit();
         let wait = self.config.ack_timeout();
         let Some(State::Resumer(r)) = self.states.get_mut(&handle) else {
             return;
         };
-        r.purpose = Purpose::Read(Position::Chunk(from));
+        if let Some(from) = from {
+            r.purpose = Purpose::Read(Position::Chunk(from));
+        }
         r.rewinding = true;
         r.seq += 1;
-        r.peer = Peer::Extended {
-            next: from,
-            expecting_catch_up: true,
-        };
         let op = Op::Publish {
             channel: r.names.request_channel.clone(),
             message: r.request(unit, true).encode(),
@@ -368,12 +371,10 @@ impl Engine {
             return;
         };
         r.rewind_at = None;
-        let Peer::Extended { next, .. } = r.peer else {
-            return;
-        };
         if r.rewinding && r.rewind_attempts < 5 {
             r.rewind_attempts += 1;
-            self.ask_again(now, handle, next);
+            // The purpose already names where to start.
+            self.ask_again(now, handle, None);
         }
     }
 
@@ -389,7 +390,8 @@ impl Engine {
             Peer::Extended {
                 next,
                 expecting_catch_up: false,
-            } => self.ask_again(now, handle, next),
+            } => self.ask_again(now, handle, Some(next)),
+            Peer::Extended { .. } => self.ask_again(now, handle, None),
             Peer::V1 => {}
             // No content yet: the original request is still exact.
             _ => {
