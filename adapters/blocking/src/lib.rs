@@ -38,6 +38,7 @@ use bytes::Bytes;
 use resumable_stream::{Command, Config, Engine, Handle, Op, Reply, ReplyError, Role};
 use resumable_stream_driver::hub::{Answer, Hub, Queues, ReaderItem, Starter};
 use resumable_stream_driver::mailbox::{Receiver, RecvTimeoutError};
+use resumable_stream_driver::reader::Reader;
 use resumable_stream_driver::redis_wire::{
     client_for, connect_error, pipeline, replies, to_reply_error,
 };
@@ -53,6 +54,9 @@ pub use resumable_stream_driver::{Cancelled, MemoryBackend};
 
 /// How often the pub/sub thread stops waiting for messages to send new subscriptions.
 pub const PUBSUB_POLL: Duration = Duration::from_millis(5);
+
+/// How long the pub/sub thread waits for Redis to confirm a (un)subscription.
+const CONFIRMATION_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What [`ResumableStreamContext::resume_existing_stream`] found.
 #[derive(Debug)]
@@ -294,11 +298,14 @@ fn serve_pubsub(
                 Ok(None) => break,
                 Err(()) => return None,
             };
+            // The confirmation may take longer than a poll: wait for it properly.
+            let _ = pubsub.set_read_timeout(Some(CONFIRMATION_TIMEOUT));
             let result = match &command.op {
                 Op::Subscribe { channel } => pubsub.subscribe(channel.as_ref()),
                 Op::Unsubscribe { channel } => pubsub.unsubscribe(channel.as_ref()),
                 _ => Ok(()),
             };
+            let _ = pubsub.set_read_timeout(Some(PUBSUB_POLL));
             let reply = result.as_ref().map(|()| Reply::Ok).map_err(to_reply_error);
             hub.with_engine(|engine| engine.handle_reply(Instant::now(), command.id, reply));
             if let Err(error) = result {
@@ -406,12 +413,7 @@ impl ResumableStreamContext {
 
     fn stream(&self, handle: Handle, role: Role, receiver: Receiver<ReaderItem>) -> BlockingStream {
         BlockingStream {
-            receiver,
-            handle,
-            role,
-            hub: self.hub().clone(),
-            finished: false,
-            position: None,
+            reader: Reader::new(self.hub().clone(), handle, role, receiver),
         }
     }
 
@@ -609,50 +611,37 @@ where
 ///
 /// Dropping it detaches the reader: a resumer stops listening; a producer keeps
 /// producing for its other readers.
+#[derive(Debug)]
 pub struct BlockingStream {
-    receiver: Receiver<ReaderItem>,
-    handle: Handle,
-    role: Role,
-    hub: Arc<Hub>,
-    finished: bool,
-    position: Option<u64>,
+    reader: Reader,
 }
 
 impl BlockingStream {
     /// Whether this caller produces the stream or resumed one produced elsewhere.
     pub fn role(&self) -> Role {
-        self.role
+        self.reader.role()
     }
 
     /// How many chunks of the stream this reader has received: resume at this
     /// [`Position::Chunk`] to continue right after them (use it as an SSE event id).
     /// `None` until a chunk arrives, and from a v1 producer, which does not say.
     pub fn chunk_position(&self) -> Option<u64> {
-        self.position
-    }
-
-    fn take(&mut self, item: Option<ReaderItem>) -> Option<Result<Bytes, Error>> {
-        match item {
-            Some(Ok(chunk)) => {
-                self.position = chunk.index;
-                Some(Ok(chunk.data))
-            }
-            other => {
-                self.finished = true;
-                other.map(|item| item.map(|chunk| chunk.data))
-            }
-        }
+        self.reader.chunk_position()
     }
 
     /// Like [`Iterator::next`], but waits at most `timeout`; `Err(())` when it passed.
     #[allow(clippy::result_unit_err)]
     pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Result<Bytes, Error>>, ()> {
-        if self.finished {
+        if self.reader.is_finished() {
             return Ok(None);
         }
-        match self.receiver.recv_deadline(Instant::now() + timeout) {
-            Ok(item) => Ok(self.take(Some(item))),
-            Err(RecvTimeoutError::Closed) => Ok(self.take(None)),
+        match self
+            .reader
+            .receiver()
+            .recv_deadline(Instant::now() + timeout)
+        {
+            Ok(item) => Ok(self.reader.accept(Some(item))),
+            Err(RecvTimeoutError::Closed) => Ok(self.reader.accept(None)),
             Err(RecvTimeoutError::Timeout) => Err(()),
         }
     }
@@ -662,28 +651,10 @@ impl Iterator for BlockingStream {
     type Item = Result<Bytes, Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.finished {
+        if self.reader.is_finished() {
             return None;
         }
-        let item = self.receiver.recv_blocking();
-        self.take(item)
-    }
-}
-
-impl Drop for BlockingStream {
-    fn drop(&mut self) {
-        if !self.finished {
-            self.hub.drop_reader(self.handle);
-        }
-    }
-}
-
-impl std::fmt::Debug for BlockingStream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BlockingStream")
-            .field("handle", &self.handle)
-            .field("role", &self.role)
-            .field("finished", &self.finished)
-            .finish()
+        let item = self.reader.receiver().recv_blocking();
+        self.reader.accept(item)
     }
 }

@@ -6,6 +6,7 @@
 use crate::hub::{Answer, Hub, Queues, ReaderItem, Starter};
 use crate::mailbox::Receiver;
 use crate::memory::MemoryBackend;
+use crate::reader::Reader;
 use crate::transport::{AsyncTransport, CustomTransport, Inbox, Publisher, Subscriber};
 use crate::Cancelled;
 use bytes::Bytes;
@@ -351,12 +352,7 @@ impl<R: AsyncRuntime> AsyncContext<R> {
         receiver: Receiver<ReaderItem>,
     ) -> ResumableStream {
         ResumableStream {
-            receiver,
-            handle,
-            role,
-            hub: self.hub().clone(),
-            finished: false,
-            position: None,
+            reader: Reader::new(self.hub().clone(), handle, role, receiver),
         }
     }
 
@@ -542,26 +538,22 @@ pub fn unexpected_answer() -> Error {
 ///
 /// Dropping it detaches the reader: a resumer stops listening; a producer keeps
 /// producing for its other readers, as the protocol requires.
+#[derive(Debug)]
 pub struct ResumableStream {
-    receiver: Receiver<ReaderItem>,
-    handle: Handle,
-    role: Role,
-    hub: Arc<Hub>,
-    finished: bool,
-    position: Option<u64>,
+    reader: Reader,
 }
 
 impl ResumableStream {
     /// Whether this caller produces the stream or resumed one produced elsewhere.
     pub fn role(&self) -> Role {
-        self.role
+        self.reader.role()
     }
 
     /// How many chunks of the stream this reader has received: resume at this
     /// [`Position::Chunk`] to continue right after them (use it as an SSE event id).
     /// `None` until a chunk arrives, and from a v1 producer, which does not say.
     pub fn chunk_position(&self) -> Option<u64> {
-        self.position
+        self.reader.chunk_position()
     }
 }
 
@@ -569,38 +561,13 @@ impl Stream for ResumableStream {
     type Item = Result<Bytes, Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.finished {
+        if self.reader.is_finished() {
             return Poll::Ready(None);
         }
-        match self.receiver.poll_recv(cx) {
-            Poll::Ready(Some(Ok(chunk))) => {
-                self.position = chunk.index;
-                Poll::Ready(Some(Ok(chunk.data)))
-            }
-            Poll::Ready(other) => {
-                self.finished = true;
-                Poll::Ready(other.map(|item| item.map(|chunk| chunk.data)))
-            }
+        match self.reader.receiver().poll_recv(cx) {
+            Poll::Ready(item) => Poll::Ready(self.reader.accept(item)),
             Poll::Pending => Poll::Pending,
         }
-    }
-}
-
-impl Drop for ResumableStream {
-    fn drop(&mut self) {
-        if !self.finished {
-            self.hub.drop_reader(self.handle);
-        }
-    }
-}
-
-impl std::fmt::Debug for ResumableStream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResumableStream")
-            .field("handle", &self.handle)
-            .field("role", &self.role)
-            .field("finished", &self.finished)
-            .finish()
     }
 }
 

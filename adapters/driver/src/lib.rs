@@ -30,6 +30,8 @@ pub enum Cancelled {
 
 pub mod hub;
 pub mod mailbox;
+#[cfg(not(loom))]
+pub mod reader;
 mod sync;
 
 #[cfg(not(loom))]

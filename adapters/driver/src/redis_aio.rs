@@ -71,10 +71,7 @@ impl RedisTransport {
     /// # Errors
     /// [`Error::Redis`] (`CONNECT`) when Redis cannot be reached.
     pub async fn connect(client: &redis::Client, hooks: Hooks) -> Result<RedisTransport, Error> {
-        let commands = client
-            .get_multiplexed_async_connection()
-            .await
-            .map_err(|e| connect_error(&e))?;
+        let commands = open_commands(client).await.map_err(|e| connect_error(&e))?;
         let pubsub = client
             .get_async_pubsub()
             .await
@@ -86,6 +83,19 @@ impl RedisTransport {
             hooks,
         ))
     }
+}
+
+/// How long one pipeline may wait for its replies: generous, since a dead server fails
+/// at once and a busy one is not dead (redis-rs's default is 500 ms).
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn open_commands(
+    client: &redis::Client,
+) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    let config = redis::AsyncConnectionConfig::new().set_response_timeout(Some(RESPONSE_TIMEOUT));
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
 }
 
 /// Tries `open` with a growing pause until it succeeds or [`RECONNECT_WINDOW`] is spent.
@@ -172,8 +182,7 @@ impl AsyncTransport for RedisTransport {
             let mut connection = self.commands.lock().await;
             if connection.is_none() {
                 if let Some(client) = &self.client {
-                    *connection =
-                        retry(&self.hooks, || client.get_multiplexed_async_connection()).await;
+                    *connection = retry(&self.hooks, || open_commands(client)).await;
                 }
             }
             let Some(open) = connection.as_mut() else {

@@ -1,0 +1,92 @@
+//! One reader's end of a stream, shared by every driver's stream type: it receives what
+//! the hub routes to its handle, remembers the chunk position, and detaches the reader
+//! from the engine when dropped before the end.
+
+use crate::hub::{Hub, ReaderItem};
+use crate::mailbox::Receiver;
+use bytes::Bytes;
+use resumable_stream::{Error, Handle, Role};
+use std::sync::Arc;
+
+/// A reader's mailbox and state; drivers wrap it in a `Stream` or an `Iterator`.
+pub struct Reader {
+    receiver: Receiver<ReaderItem>,
+    handle: Handle,
+    role: Role,
+    hub: Arc<Hub>,
+    finished: bool,
+    position: Option<u64>,
+}
+
+impl Reader {
+    /// The reader of `handle`, receiving from `receiver`.
+    pub fn new(
+        hub: Arc<Hub>,
+        handle: Handle,
+        role: Role,
+        receiver: Receiver<ReaderItem>,
+    ) -> Reader {
+        Reader {
+            receiver,
+            handle,
+            role,
+            hub,
+            finished: false,
+            position: None,
+        }
+    }
+
+    /// Producer or resumer.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// How many chunks of the stream this reader has received (see the drivers'
+    /// `chunk_position`).
+    pub fn chunk_position(&self) -> Option<u64> {
+        self.position
+    }
+
+    /// Whether the end or an error was delivered: nothing follows.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// The mailbox to wait on.
+    pub fn receiver(&self) -> &Receiver<ReaderItem> {
+        &self.receiver
+    }
+
+    /// Takes what the mailbox gave (`None`: it ended) and returns what the reader sees.
+    pub fn accept(&mut self, item: Option<ReaderItem>) -> Option<Result<Bytes, Error>> {
+        match item {
+            Some(Ok(chunk)) => {
+                self.position = chunk.index;
+                Some(Ok(chunk.data))
+            }
+            other => {
+                self.finished = true;
+                other.map(|item| item.map(|chunk| chunk.data))
+            }
+        }
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.hub.drop_reader(self.handle);
+        }
+    }
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader")
+            .field("handle", &self.handle)
+            .field("role", &self.role)
+            .field("finished", &self.finished)
+            .field("position", &self.position)
+            .finish()
+    }
+}
