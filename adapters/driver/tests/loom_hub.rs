@@ -8,7 +8,7 @@ use bytes::Bytes;
 use loom::sync::Arc;
 use loom::thread;
 use resumable_stream::{Config, Engine, Error, Op, Reply, StreamState};
-use resumable_stream_driver::hub::{Answer, Hub, Queues};
+use resumable_stream_driver::hub::{Answer, Chunk, Hub, Queues};
 use std::time::Instant;
 
 /// A hub with one resumer streaming: returns the hub, its queues, the reader's
@@ -16,7 +16,7 @@ use std::time::Instant;
 fn streaming_resumer() -> (
     Arc<Hub>,
     Queues,
-    resumable_stream_driver::mailbox::Receiver<Result<Bytes, Error>>,
+    resumable_stream_driver::mailbox::Receiver<Result<Chunk, Error>>,
     Bytes,
 ) {
     let (hub, queues) = Hub::new(Engine::new(Config::default().with_seed(1)));
@@ -80,7 +80,10 @@ fn messages_racing_a_dropped_reader_deliver_a_prefix_and_never_deadlock() {
             })
         };
         let first = reader.recv_blocking();
-        assert_eq!(first.map(Result::unwrap), Some(Bytes::from_static(b"a")));
+        assert_eq!(
+            first.map(|item| item.unwrap().data),
+            Some(Bytes::from_static(b"a"))
+        );
         drop(reader);
         hub.drop_reader(resumable_stream::Handle(0));
         io.join().unwrap();
@@ -106,7 +109,7 @@ fn closing_while_messages_arrive_ends_the_reader_with_closed_after_a_prefix() {
         let mut got = Vec::new();
         let ending = loop {
             match reader.recv_blocking() {
-                Some(Ok(chunk)) => got.extend_from_slice(&chunk),
+                Some(Ok(chunk)) => got.extend_from_slice(&chunk.data),
                 other => break other,
             }
         };
