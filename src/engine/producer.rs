@@ -594,7 +594,10 @@ impl Engine {
         let answer = match producer.phase {
             // Already over: the canceller learns it finished.
             Phase::Finished => Bytes::from_static(DONE_MESSAGE),
-            _ => Control::Cancelled.encode(&token),
+            Phase::Live => Control::Cancelled.encode(&token),
+            // Still starting: nothing to stop yet. No answer, so the canceller fails
+            // with its ack timeout rather than being told a lie.
+            Phase::Subscribing | Phase::Marking => return,
         };
         let live = producer.phase == Phase::Live;
         self.send(
