@@ -152,7 +152,8 @@ impl Config {
 
     /// The heartbeat interval.
     pub fn heartbeat_interval(&self) -> Duration {
-        self.heartbeat_interval
+        // A zero interval would re-arm at "now" forever.
+        self.heartbeat_interval.max(Duration::from_millis(1))
     }
 
     /// The grace period.

@@ -242,9 +242,22 @@ impl Sim {
             let next_transit = self.queue.peek().map(|Reverse((at, _))| *at);
             let next_deadline = self.next_deadline();
             let horizon = until.unwrap_or(self.now);
+            // With a horizon (`advance`), nothing after it happens yet; without one
+            // (`settle`), every delivery happens, and deadlines only before them.
+            let beyond = |at: Instant| until.is_some() && at > horizon;
             match (next_transit, next_deadline) {
-                (Some(t), Some(d)) if d < t => self.fire(d),
-                (Some(_), _) => self.deliver_next(),
+                (Some(t), Some(d)) if d < t => {
+                    if beyond(d) {
+                        return;
+                    }
+                    self.fire(d)
+                }
+                (Some(t), _) => {
+                    if beyond(t) {
+                        return;
+                    }
+                    self.deliver_next()
+                }
                 (None, Some(d)) if d <= horizon => self.fire(d),
                 (None, _) => return,
             }

@@ -999,3 +999,52 @@ fn both_sides_cut_off_while_chunks_flow_recover_byte_exact() {
     assert_eq!(log.data, b"a b c d", "{log:?}");
     assert!(log.ended && log.error.is_none(), "{log:?}");
 }
+
+#[test]
+fn a_stream_created_again_while_an_incr_was_refused_is_resumed_not_an_error() {
+    let mut sim = sim(2);
+    sim.redis.set_raw("resumable-stream:rs:sentinel:s", "DONE");
+    let r = sim.engine(1).resumable_stream("s", None);
+    // Deliver the INCR (refused), then recreate the stream before the GET runs.
+    let now = sim.now();
+    let incr = sim.engine(1).poll_command().unwrap();
+    let (reply, _) = sim
+        .redis
+        .execute(now, resumable_stream::ClientId(1), &incr.op);
+    sim.engine(1).handle_reply(now, incr.id, reply);
+    // Hold the GET that tells "done" from a failure until the stream exists again.
+    let get = sim.engine(1).poll_command().unwrap();
+    assert_eq!(get.op.name(), "GET");
+    let p = sim.engine(0).create_new_resumable_stream("s");
+    sim.settle();
+    assert_eq!(sim.log(0, p).role, Some(Role::Producer));
+    let now = sim.now();
+    let (reply, _) = sim
+        .redis
+        .execute(now, resumable_stream::ClientId(1), &get.op);
+    sim.engine(1).handle_reply(now, get.id, reply);
+    sim.settle();
+    assert_eq!(
+        sim.log(1, r).role,
+        Some(Role::Resumer),
+        "{:?}",
+        sim.log(1, r)
+    );
+}
+
+#[test]
+fn a_zero_heartbeat_interval_does_not_spin() {
+    let mut sim = Sim::new(
+        2,
+        MS,
+        Config::default().with_heartbeat_interval(Duration::ZERO),
+    );
+    let p = producer(&mut sim, "s");
+    let r = sim.engine(1).resumable_stream("s", None);
+    sim.advance(Duration::from_millis(50));
+    push(&mut sim, p, "x");
+    sim.engine(0).finish(p).unwrap();
+    // Heartbeats every millisecond keep the simulated network busy: advance, not settle.
+    sim.advance(Duration::from_millis(100));
+    assert!(sim.log(1, r).ended);
+}

@@ -138,6 +138,9 @@ enum State {
     Checking {
         stream_id: String,
         cause: Error,
+        /// The idempotent request that found the stream done: if the sentinel says
+        /// "active" now (the stream was created again meanwhile), it resumes.
+        retry: Option<Starting>,
     },
 }
 
@@ -494,6 +497,15 @@ impl Engine {
             };
             self.fail_handle(handle, error);
         }
+        let survivors: Vec<Handle> = self
+            .states
+            .iter()
+            .filter(|(_, state)| matches!(state, State::Resumer(_)))
+            .map(|(handle, _)| *handle)
+            .collect();
+        for handle in survivors {
+            self.on_interrupted(handle);
+        }
     }
 
     /// The connection `connection` is back after
@@ -520,6 +532,12 @@ impl Engine {
 
     fn on_resubscribed(&mut self, now: Instant, handle: Handle, reply: Result<Reply, ReplyError>) {
         if let Err(error) = reply {
+            // A producer keeps producing for its reader and the listeners it has; it
+            // only cannot hear new requests. A resumer cannot go on.
+            if matches!(self.states.get(&handle), Some(State::Producer(_))) {
+                log::warn!("resumable-stream: a producer could not subscribe again: {error}");
+                return;
+            }
             return self.fail_handle(handle, redis_error("SUBSCRIBE", error));
         }
         if matches!(self.states.get(&handle), Some(State::Resumer(_))) {
@@ -704,15 +722,31 @@ impl Engine {
             return;
         }
         let stream_id = self.stream_id_of(handle);
-        self.states
-            .insert(handle, State::Checking { stream_id, cause });
+        let retry = match self.states.remove(&handle) {
+            Some(State::Starting(s)) => Some(s),
+            _ => None,
+        };
+        self.states.insert(
+            handle,
+            State::Checking {
+                stream_id,
+                cause,
+                retry,
+            },
+        );
         self.send(Op::Get { key }, Pending::DoneCheck(handle));
     }
 
     fn on_done_check(&mut self, handle: Handle, reply: Result<Reply, ReplyError>) {
-        let Some(State::Checking { cause, .. }) = self.states.remove(&handle) else {
+        let Some(State::Checking { cause, retry, .. }) = self.states.remove(&handle) else {
             return;
         };
+        if let (Some(starting), Ok(Reply::Data(value))) = (retry, &reply) {
+            if Sentinel::parse(value.as_ref()) == Some(Sentinel::Active) {
+                self.states.insert(handle, State::Starting(starting));
+                return self.become_resumer(handle);
+            }
+        }
         let event = match reply {
             Ok(Reply::Data(value)) if value == DONE_VALUE => Event::Done { handle },
             Ok(Reply::Data(value)) if matches!(cause, Error::Redis { .. }) => Event::Failed {

@@ -58,6 +58,8 @@ pub(super) struct Resumer {
     rewind_attempts: u8,
     /// The `seq` of the latest request: only the hello that echoes it counts.
     seq: u64,
+    /// The request announced the extension protocol (only then can it be recovered).
+    extended: bool,
 }
 
 impl Resumer {
@@ -76,7 +78,7 @@ impl Resumer {
     /// Whether this resumer can recover from lost messages: its producer is one of
     /// ours (or has not answered yet, so nothing was missed).
     pub(super) fn can_recover(&self) -> bool {
-        !matches!(self.peer, Peer::V1)
+        self.extended && !matches!(self.peer, Peer::V1)
     }
 
     fn request(&self, unit: SkipUnit, extensions: bool) -> ResumeRequest {
@@ -148,6 +150,11 @@ impl Engine {
                 rewind_at: None,
                 rewind_attempts: 0,
                 seq: 0,
+                extended: self.config.extensions()
+                    || matches!(
+                        s.purpose,
+                        Purpose::Cancel | Purpose::Read(Position::Chunk(_))
+                    ),
             }),
         );
         self.send(Op::Subscribe { channel }, Pending::Subscribe(handle));
@@ -375,6 +382,16 @@ impl Engine {
             r.rewind_attempts += 1;
             // The purpose already names where to start.
             self.ask_again(now, handle, None);
+        }
+    }
+
+    /// The pub/sub connection dropped: what arrives from now on may follow a gap, so
+    /// content is dropped until the hello of the request sent after the restore.
+    pub(super) fn on_interrupted(&mut self, handle: Handle) {
+        if let Some(State::Resumer(r)) = self.states.get_mut(&handle) {
+            if matches!(r.peer, Peer::Extended { .. }) {
+                r.rewinding = true;
+            }
         }
     }
 
