@@ -22,7 +22,10 @@ check_server() {
   trap 'kill $pid 2>/dev/null || true' RETURN
   for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
   local base="http://127.0.0.1:$port"
-  curl -fsS "$base/" | grep -q EventSource
+  # Captured first: `grep -q` closing a pipe early would fail curl under pipefail.
+  local page
+  page="$(curl -fsS "$base/")"
+  grep -q EventSource <<<"$page"
   # A whole stream, and a resume of it from a second client while it runs.
   curl -fsSN --max-time 30 "$base/api/stream/smoke" >"/tmp/smoke-$name.full" &
   local full=$!
@@ -49,7 +52,9 @@ assert resumed == units[20:].decode("utf-16-le"), (full, resumed)
 print(f"  {len(full)} characters streamed; the resume from UTF-16 offset 10 matches")
 PY
   [ "$(curl -s -o /dev/null -w '%{http_code}' "$base/api/stream/smoke")" = 422 ]
-  curl -fsS "$base/api/state/smoke" | grep -q '"done"'
+  local state
+  state="$(curl -fsS "$base/api/state/smoke")"
+  grep -q '"done"' <<<"$state"
   echo "$name: ok"
 }
 
