@@ -1,0 +1,21 @@
+//! Shared pieces of the fuzz targets: the reference implementation of the skip rules.
+
+pub mod known;
+pub mod reference;
+
+/// Whether `RS_FUZZ_TRACE` is set: targets then print what they do, to diagnose a crash
+/// (`RS_FUZZ_TRACE=1 cargo fuzz run -s none engine_model <input>`).
+pub fn tracing() -> bool {
+    static TRACE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *TRACE.get_or_init(|| std::env::var_os("RS_FUZZ_TRACE").is_some_and(|v| v != "0"))
+}
+
+/// Prints when tracing.
+#[macro_export]
+macro_rules! trace {
+    ($($arg:tt)*) => {
+        if $crate::tracing() {
+            eprintln!($($arg)*);
+        }
+    };
+}
