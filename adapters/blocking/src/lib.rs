@@ -36,15 +36,13 @@
 
 use bytes::Bytes;
 use resumable_stream::{Command, Config, Engine, Handle, Op, Reply, ReplyError, Role};
-use resumable_stream_driver::hub::{Answer, Hub, Queues, ReaderItem, Starter};
+use resumable_stream_driver::hub::{unexpected_answer, Answer, Hub, Queues, ReaderItem, Starter};
 use resumable_stream_driver::mailbox::{Receiver, RecvTimeoutError};
 use resumable_stream_driver::reader::Reader;
 use resumable_stream_driver::redis_wire::{
     client_for, connect_error, pipeline, replies, to_reply_error,
 };
-use resumable_stream_driver::{
-    engine_for, redis_url_from_env, unexpected_answer, Inbox, MemoryConnection,
-};
+use resumable_stream_driver::{engine_for, redis_url_from_env, Inbox, MemoryConnection};
 use std::fmt::Display;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -541,13 +539,9 @@ impl ResumableStreamContext {
     /// # Errors
     /// Redis failures and an unexpected sentinel, as typed [`Error`]s.
     pub fn has_existing_stream(&self, stream_id: &str) -> Result<StreamState, Error> {
-        match self
-            .ask(|engine| engine.has_existing_stream(stream_id), None)?
+        self.ask(|engine| engine.has_existing_stream(stream_id), None)?
             .1
-        {
-            Answer::State(state) => Ok(state),
-            _ => Err(unexpected_answer()),
-        }
+            .into_state()
     }
 
     /// Stops the stream `stream_id` wherever it is produced, if its producer is ours:
@@ -559,12 +553,9 @@ impl ResumableStreamContext {
     /// [`Error::Unsupported`] for a v1 producer, [`Error::AckTimeout`] when nobody
     /// produces it, Redis failures.
     pub fn cancel(&self, stream_id: &str) -> Result<Cancelled, Error> {
-        match self.ask(|engine| engine.cancel(stream_id), None)?.1 {
-            Answer::Cancelled => Ok(Cancelled::Cancelled),
-            Answer::Done => Ok(Cancelled::AlreadyDone),
-            Answer::NotFound => Ok(Cancelled::NotFound),
-            _ => Err(unexpected_answer()),
-        }
+        self.ask(|engine| engine.cancel(stream_id), None)?
+            .1
+            .into_cancelled()
     }
 
     /// Counters of the inputs the engine dropped (malformed requests, stray messages).

@@ -3,7 +3,7 @@
 //! deadlines. A driver supplies only an [`AsyncRuntime`]: how to spawn a task and how to
 //! sleep.
 
-use crate::hub::{Answer, Hub, Queues, ReaderItem, Starter};
+use crate::hub::{unexpected_answer, Answer, Hub, Queues, ReaderItem, Starter};
 use crate::mailbox::Receiver;
 use crate::memory::MemoryBackend;
 use crate::reader::Reader;
@@ -493,10 +493,7 @@ impl<R: AsyncRuntime> AsyncContext<R> {
         let (_, answer) = self
             .ask(|engine| engine.has_existing_stream(stream_id), None)
             .await?;
-        match answer {
-            Answer::State(state) => Ok(state),
-            _ => Err(unexpected_answer()),
-        }
+        answer.into_state()
     }
 
     /// Stops the stream `stream_id` wherever it is produced, if its producer is ours:
@@ -506,12 +503,10 @@ impl<R: AsyncRuntime> AsyncContext<R> {
     /// [`Error::Unsupported`] for a v1 producer, [`Error::AckTimeout`] when nobody
     /// produces it, Redis failures.
     pub async fn cancel(&self, stream_id: &str) -> Result<Cancelled, Error> {
-        match self.ask(|engine| engine.cancel(stream_id), None).await?.1 {
-            Answer::Cancelled => Ok(Cancelled::Cancelled),
-            Answer::Done => Ok(Cancelled::AlreadyDone),
-            Answer::NotFound => Ok(Cancelled::NotFound),
-            _ => Err(unexpected_answer()),
-        }
+        self.ask(|engine| engine.cancel(stream_id), None)
+            .await?
+            .1
+            .into_cancelled()
     }
 
     /// Counters of the inputs the engine dropped (malformed requests, stray messages).
@@ -521,15 +516,6 @@ impl<R: AsyncRuntime> AsyncContext<R> {
 
     fn hub(&self) -> &Arc<Hub> {
         &self.inner.hub
-    }
-}
-
-/// An answer of the wrong kind for the request: a bug in the engine, reported rather
-/// than panicking.
-pub fn unexpected_answer() -> Error {
-    Error::UnexpectedReply {
-        command: "engine",
-        reply: "an answer of the wrong kind for this request".into(),
     }
 }
 

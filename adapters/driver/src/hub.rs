@@ -48,6 +48,41 @@ pub enum Answer {
     Cancelled,
 }
 
+impl Answer {
+    /// The answer to a state query.
+    ///
+    /// # Errors
+    /// [`unexpected_answer`] for any other kind.
+    pub fn into_state(self) -> Result<StreamState, Error> {
+        match self {
+            Answer::State(state) => Ok(state),
+            _ => Err(unexpected_answer()),
+        }
+    }
+
+    /// The answer to a cancel.
+    ///
+    /// # Errors
+    /// [`unexpected_answer`] for any other kind.
+    pub fn into_cancelled(self) -> Result<crate::Cancelled, Error> {
+        match self {
+            Answer::Cancelled => Ok(crate::Cancelled::Cancelled),
+            Answer::Done => Ok(crate::Cancelled::AlreadyDone),
+            Answer::NotFound => Ok(crate::Cancelled::NotFound),
+            _ => Err(unexpected_answer()),
+        }
+    }
+}
+
+/// An answer of the wrong kind for the request: a bug in the engine, reported rather
+/// than panicking.
+pub fn unexpected_answer() -> Error {
+    Error::UnexpectedReply {
+        command: "engine",
+        reply: "an answer of the wrong kind for this request".into(),
+    }
+}
+
 enum Waiter {
     Request {
         answer: Sender<Result<Answer, Error>>,

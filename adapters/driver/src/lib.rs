@@ -47,8 +47,8 @@ mod transport;
 
 #[cfg(not(loom))]
 pub use context::{
-    engine_for, entropy, redis_url_from_env, unexpected_answer, AsyncContext, AsyncContextBuilder,
-    AsyncRuntime, ResumableStream, Resumed,
+    engine_for, entropy, redis_url_from_env, AsyncContext, AsyncContextBuilder, AsyncRuntime,
+    ResumableStream, Resumed,
 };
 #[cfg(not(loom))]
 pub use memory::{MemoryBackend, MemoryConnection};
