@@ -90,6 +90,9 @@ struct Node {
     logs: HashMap<Handle, ReaderLog>,
     /// While set, commands of this node are lost and its pub/sub receives nothing.
     partitioned: bool,
+    /// PUBLISHes of this node still to be refused with an error reply, oldest first:
+    /// the ones whose message contains the given bytes.
+    refused_publishes: Vec<Bytes>,
 }
 
 /// The simulated network of engines around one in-memory Redis.
@@ -132,6 +135,7 @@ impl Sim {
                 client: redis.connect(),
                 logs: HashMap::new(),
                 partitioned: false,
+                refused_publishes: Vec::new(),
             })
             .collect();
         let start = Instant::now();
@@ -180,6 +184,13 @@ impl Sim {
             let client = self.nodes[node].client;
             self.redis.disconnect(client);
         }
+    }
+
+    /// Answers the next PUBLISH of `node` whose message contains `part` with an error
+    /// reply instead of executing it, while the commands around it succeed: what a
+    /// proxy or a Redis under memory pressure may do to one command of a pipeline.
+    pub fn refuse_publish(&mut self, node: usize, part: impl Into<Bytes>) {
+        self.nodes[node].refused_publishes.push(part.into());
     }
 
     fn schedule(&mut self, at: Instant, transit: Transit) {
@@ -285,6 +296,26 @@ impl Sim {
         let back = now + self.latency;
         match transit {
             Transit::ToRedis { node, command } => {
+                let refused = match &command.op {
+                    crate::io::Op::Publish { message, .. } => self.nodes[node]
+                        .refused_publishes
+                        .iter()
+                        .position(|part| contains(message, part)),
+                    _ => None,
+                };
+                if let Some(index) = refused {
+                    self.nodes[node].refused_publishes.remove(index);
+                    let reply = Err(ReplyError::Server("ERR injected by the simulation".into()));
+                    self.schedule(
+                        back,
+                        Transit::Reply {
+                            node,
+                            id: command.id,
+                            reply,
+                        },
+                    );
+                    return;
+                }
                 if self.nodes[node].partitioned {
                     let reply = Err(ReplyError::Connection("connection reset".into()));
                     self.schedule(
@@ -361,4 +392,8 @@ fn record(logs: &mut HashMap<Handle, ReaderLog>, event: Event) {
         Event::State { state, .. } => log.state = Some(state),
         Event::Failed { error, .. } => log.error = Some(error),
     }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
 }

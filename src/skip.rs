@@ -295,6 +295,49 @@ fn find_cut(chunks: &[Bytes], skip: u64, unit: SkipUnit) -> CutResult {
     }
 }
 
+/// The units of `bytes`, the start of a longer stream, as these rules count them in
+/// the joined stream: counted up to where a character that the following bytes may
+/// complete begins. Returns (UTF-16 units, code points, length of the counted part);
+/// the rest (at most 3 bytes) is to be counted with what follows.
+pub(crate) fn settled_units(bytes: &[u8]) -> (u64, u64, usize) {
+    let (mut utf16, mut code_points, mut at) = (0u64, 0u64, 0usize);
+    while at < bytes.len() {
+        let lead = bytes[at];
+        // The sequence length a lead byte announces, and its second byte's range.
+        let (len, lo, hi) = match lead {
+            0xC2..=0xDF => (2, 0x80, 0xBF),
+            0xE0 => (3, 0xA0, 0xBF),
+            0xED => (3, 0x80, 0x9F),
+            0xE1..=0xEF => (3, 0x80, 0xBF),
+            0xF0 => (4, 0x90, 0xBF),
+            0xF4 => (4, 0x80, 0x8F),
+            0xF1..=0xF3 => (4, 0x80, 0xBF),
+            _ => (1, 0, 0),
+        };
+        let fits = |i: usize, b: u8| {
+            if i == 1 {
+                (lo..=hi).contains(&b)
+            } else {
+                (0x80..=0xBF).contains(&b)
+            }
+        };
+        let available = (bytes.len() - at).min(len);
+        let valid_so_far = (1..available).all(|i| fits(i, bytes[at + i]));
+        let step = if len > 1 && valid_so_far && available < len {
+            // May be completed by the bytes that follow: not settled yet.
+            break;
+        } else if len > 1 && valid_so_far {
+            len
+        } else {
+            1
+        };
+        code_points += 1;
+        utf16 += if step == 4 { 2 } else { 1 };
+        at += step;
+    }
+    (utf16, code_points, at)
+}
+
 fn assemble(chunks: &[Bytes], cut: Cut) -> Bytes {
     let rest = chunks.get(cut.chunk..).unwrap_or(&[]);
     let first_len = rest
@@ -385,6 +428,36 @@ mod tests {
         );
         assert_eq!(catch_up(&chunks, 4, SkipUnit::Utf16), &b"\xe6\x97"[..]);
         assert_eq!(catch_up(&chunks, 5, SkipUnit::Utf16), &b"\x97"[..]);
+    }
+
+    #[test]
+    fn settled_units_match_the_joined_count_at_every_split() {
+        let text = "aé€🚀\u{7ff}x"
+            .as_bytes()
+            .iter()
+            .copied()
+            .chain([0xFF, 0xE2, 0x82])
+            .chain("€".bytes())
+            .collect::<Vec<u8>>();
+        for split in 0..=text.len() {
+            let (utf16, cp, settled) = settled_units(&text[..split]);
+            assert!(
+                split - settled <= 3,
+                "at most an unfinished sequence is left"
+            );
+            let rest = vec![Bytes::copy_from_slice(&text[settled..])];
+            let whole = vec![Bytes::copy_from_slice(&text)];
+            assert_eq!(
+                utf16 + count_units(&rest, SkipUnit::Utf16),
+                count_units(&whole, SkipUnit::Utf16),
+                "split {split}"
+            );
+            assert_eq!(
+                cp + count_units(&rest, SkipUnit::CodePoint),
+                count_units(&whole, SkipUnit::CodePoint),
+                "split {split}"
+            );
+        }
     }
 
     #[test]

@@ -270,6 +270,120 @@ impl ResumeRequest {
     }
 }
 
+/// What a producer of ours sends an extended listener, after the control mark and
+/// the listener's token: a control message (JSON), or content framed with its chunk
+/// index, so that a listener can tell a lost or repeated message from the next one.
+///
+/// On the wire, after [`CONTROL_MARK`], the token and `:`:
+/// - `{...}`: a [`Control`] message;
+/// - `=N:` then bytes: the catch-up, holding the stream before chunk `N`;
+/// - `#K:` then bytes: live chunk `K` (0-based).
+///
+/// ```
+/// use bytes::Bytes;
+/// use resumable_stream::wire::{Incoming, Control};
+/// let framed = Incoming::encode_chunk("9f", 7, b"hello");
+/// match Incoming::decode(&framed, "9f") {
+///     Some(Ok(Incoming::Chunk { index: 7, data })) => assert_eq!(data, "hello"),
+///     other => panic!("{other:?}"),
+/// }
+/// let hb = Control::Heartbeat.encode("9f");
+/// assert!(matches!(Incoming::decode(&hb, "9f"), Some(Ok(Incoming::Control(Control::Heartbeat)))));
+/// // Content of a v1 producer is not for the extension.
+/// assert!(Incoming::decode(&Bytes::from("hello"), "9f").is_none());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming {
+    /// A control message.
+    Control(Control),
+    /// The catch-up: the stream from the resume position up to chunk `next`.
+    CatchUp {
+        /// The index of the first live chunk after the catch-up.
+        next: u64,
+        /// The catch-up bytes (possibly empty).
+        data: Bytes,
+    },
+    /// One live chunk.
+    Chunk {
+        /// The chunk's index in the stream, from 0.
+        index: u64,
+        /// The chunk's bytes.
+        data: Bytes,
+    },
+}
+
+impl Incoming {
+    /// Frames the catch-up for the listener with `token`.
+    pub fn encode_catch_up(token: &str, next: u64, data: &[u8]) -> Bytes {
+        frame(token, b'=', next, data)
+    }
+
+    /// Frames live chunk `index` for the listener with `token`.
+    pub fn encode_chunk(token: &str, index: u64, data: &[u8]) -> Bytes {
+        frame(token, b'#', index, data)
+    }
+
+    /// Decodes `message` if it is for `token` (`None`: content of a v1 producer, or a
+    /// message for another token); `Some(Err(()))` for one that does not parse.
+    pub fn decode(message: &Bytes, token: &str) -> Option<Result<Incoming, ()>> {
+        let rest = message.strip_prefix(CONTROL_MARK)?;
+        let rest = rest.strip_prefix(token.as_bytes())?;
+        let body = rest.strip_prefix(b":")?;
+        let (tag, framed) = match body.first() {
+            Some(b'=') => (b'=', &body[1..]),
+            Some(b'#') => (b'#', &body[1..]),
+            _ => return Some(Control::parse(body).map(Incoming::Control)),
+        };
+        let Some(colon) = framed.iter().position(|&b| b == b':') else {
+            return Some(Err(()));
+        };
+        let digits = &framed[..colon];
+        if digits.is_empty() || digits.len() > 20 || !digits.iter().all(u8::is_ascii_digit) {
+            return Some(Err(()));
+        }
+        let Some(number) = std::str::from_utf8(digits)
+            .ok()
+            .and_then(|d| d.parse::<u64>().ok())
+        else {
+            return Some(Err(()));
+        };
+        let start = message.len() - framed.len() + colon + 1;
+        let data = message.slice(start..);
+        Some(Ok(match tag {
+            b'=' => Incoming::CatchUp { next: number, data },
+            _ => Incoming::Chunk {
+                index: number,
+                data,
+            },
+        }))
+    }
+}
+
+fn frame(token: &str, tag: u8, number: u64, data: &[u8]) -> Bytes {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = number;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    let number = &digits[at..];
+    let mut out =
+        BytesMut::with_capacity(CONTROL_MARK.len() + token.len() + 3 + number.len() + data.len());
+    out.put_slice(CONTROL_MARK);
+    out.put_slice(token.as_bytes());
+    out.put_u8(b':');
+    out.put_u8(tag);
+    out.put_slice(number);
+    out.put_u8(b':');
+    out.put_slice(data);
+    out.freeze()
+}
+
 /// The start of every control message: `\x01rsx:` then the listener's token, then `:`.
 pub const CONTROL_MARK: &[u8] = b"\x01rsx:";
 
@@ -291,6 +405,12 @@ pub enum Control {
     },
     /// The producer is alive; nothing else to say.
     Heartbeat,
+    /// The stream ended cleanly after chunk `next - 1`: an extended listener's end
+    /// message, which says how many chunks it should have had.
+    End {
+        /// The number of chunks the stream had.
+        next: u64,
+    },
     /// The stream ended with an error; nothing follows.
     Error {
         /// `source` (the producer's source failed), `truncated` (the data asked for is
@@ -315,6 +435,7 @@ impl Control {
                 r#"{{"t":"hello","v":{EXTENSION_VERSION},"next":{next},"hb":{heartbeat_ms},"seq":{seq}}}"#
             ),
             Control::Heartbeat => r#"{"t":"hb"}"#.to_owned(),
+            Control::End { next } => format!(r#"{{"t":"end","next":{next}}}"#),
             Control::Error { kind, message } => {
                 serde_json::json!({"t": "error", "kind": kind, "message": message}).to_string()
             }
@@ -347,6 +468,9 @@ impl Control {
                 seq: field("seq").and_then(|v| v.as_u64()).unwrap_or(0),
             }),
             Some("hb") => Ok(Control::Heartbeat),
+            Some("end") => Ok(Control::End {
+                next: field("next").and_then(|v| v.as_u64()).ok_or(())?,
+            }),
             Some("error") => Ok(Control::Error {
                 kind: field("kind")
                     .and_then(|v| v.as_str())

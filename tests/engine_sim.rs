@@ -1048,3 +1048,125 @@ fn a_zero_heartbeat_interval_does_not_spin() {
     sim.advance(Duration::from_millis(100));
     assert!(sim.log(1, r).ended);
 }
+
+#[test]
+fn one_refused_publish_in_a_pipeline_loses_nothing_and_repeats_nothing() {
+    let mut sim = sim(2);
+    let p = producer(&mut sim, "s");
+    push(&mut sim, p, "c0 ");
+    let r = sim.engine(1).resumable_stream("s", None);
+    sim.settle();
+    // c2's PUBLISH fails while c3's, sent right behind it, succeeds.
+    sim.refuse_publish(0, "c2 ");
+    for chunk in ["c1 ", "c2 ", "c3 ", "c4 "] {
+        push(&mut sim, p, chunk);
+    }
+    sim.advance(Duration::from_millis(50));
+    push(&mut sim, p, "c5");
+    sim.engine(0).finish(p).unwrap();
+    sim.advance(Duration::from_secs(5));
+    let log = sim.log(1, r);
+    assert_eq!(log.data, b"c0 c1 c2 c3 c4 c5", "{log:?}");
+    assert!(log.ended && log.error.is_none(), "{log:?}");
+    assert_eq!(log.last_chunk, Some(6));
+    assert_eq!(sim.engine(0).stats().failed_writes, 1);
+}
+
+#[test]
+fn a_refused_last_chunk_before_the_end_is_asked_for_again() {
+    let mut sim = sim(2);
+    let p = producer(&mut sim, "s");
+    let r = sim.engine(1).resumable_stream("s", None);
+    sim.settle();
+    push(&mut sim, p, "first ");
+    sim.refuse_publish(0, "last");
+    push(&mut sim, p, "last");
+    // The end message goes out right behind the refused chunk.
+    sim.engine(0).finish(p).unwrap();
+    sim.advance(Duration::from_secs(5));
+    let log = sim.log(1, r);
+    assert_eq!(log.data, b"first last", "{log:?}");
+    assert!(log.ended && log.error.is_none(), "{log:?}");
+}
+
+#[test]
+fn an_interruption_before_the_first_hello_loses_and_repeats_nothing() {
+    // 10 ms each way: the resumer's request reaches the producer at 60 ms, its hello
+    // would arrive at 80 ms; the resumer's pub/sub drops at 65 ms.
+    let latency = Duration::from_millis(10);
+    for skip in [None, Some(3), Some(100)] {
+        let mut sim = Sim::new(2, latency, Config::default());
+        let p = producer(&mut sim, "s");
+        push(&mut sim, p, "abcdef");
+        let r = sim.engine(1).resumable_stream("s", skip);
+        sim.advance(Duration::from_millis(65));
+        assert_eq!(sim.log(1, r).role, None, "no hello yet");
+        sim.partition(1, true);
+        sim.engine(1)
+            .handle_connection_interrupted(resumable_stream::Connection::PubSub);
+        push(&mut sim, p, "ghi");
+        sim.advance(Duration::from_millis(40));
+        sim.partition(1, false);
+        sim.engine(1)
+            .handle_connection_restored(resumable_stream::Connection::PubSub);
+        sim.advance(Duration::from_millis(5));
+        push(&mut sim, p, "jkl");
+        sim.advance(Duration::from_millis(200));
+        sim.engine(0).finish(p).unwrap();
+        sim.advance(Duration::from_secs(5));
+        let log = sim.log(1, r);
+        let whole = b"abcdefghijkl";
+        // A skip past what exists when the request is answered gives what follows.
+        let expected: &[u8] = match skip {
+            None => whole,
+            Some(n) => &whole[(n as usize).min(whole.len())..],
+        };
+        assert_eq!(log.data, expected, "skip {skip:?}: {log:?}");
+        assert!(log.ended && log.error.is_none(), "skip {skip:?}: {log:?}");
+    }
+}
+
+#[test]
+fn a_bounded_buffer_cuts_characters_split_across_chunks_exactly() {
+    use resumable_stream::skip::catch_up;
+    // "é" (C3 A9), "€" (E2 82 AC) and "🚀" (F0 9F 9A 80) split across chunks.
+    // The buffer keeps 9 bytes: the last two chunks, and "é"'s first byte is dropped.
+    let chunks: Vec<Bytes> = [
+        &b"ab\xC3"[..],
+        b"\xA9c\xE2\x82",
+        b"\xACd\xF0\x9F",
+        b"\x9A\x80e\xC3",
+        b"\xA9hij",
+        b"klmn",
+    ]
+    .iter()
+    .map(|c| Bytes::copy_from_slice(c))
+    .collect();
+    for unit in [SkipUnit::Utf16, SkipUnit::CodePoint] {
+        for skip in 0..16u64 {
+            let config = Config::default()
+                .with_max_buffer_bytes(9)
+                .with_skip_unit(unit);
+            let mut sim = Sim::new(2, MS, config);
+            let p = producer(&mut sim, "s");
+            for chunk in &chunks {
+                sim.engine(0).push_chunk(p, chunk.clone()).unwrap();
+            }
+            let r = sim.engine(1).resumable_stream("s", Some(skip));
+            sim.advance(Duration::from_millis(20));
+            sim.engine(0).finish(p).unwrap();
+            sim.advance(Duration::from_secs(3));
+            let log = sim.log(1, r);
+            let exact = catch_up(&chunks, skip as i64, unit);
+            match &log.error {
+                // Refused only where the answer needs more than the 9 bytes held (the
+                // held chunks and the dropped half of "é"): never wrong data.
+                Some(Error::Truncated { .. }) => {
+                    assert!(exact.len() > 9, "{unit:?} skip {skip}: refused {exact:?}")
+                }
+                None => assert_eq!(log.data, exact, "{unit:?} skip {skip}: {log:?}"),
+                Some(other) => panic!("{unit:?} skip {skip}: {other:?}"),
+            }
+        }
+    }
+}

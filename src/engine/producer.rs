@@ -10,8 +10,8 @@ use super::{Engine, Pending, Route, State, Timer};
 use crate::error::Error;
 use crate::event::{Event, Handle, Role};
 use crate::io::{Op, Reply, ReplyError};
-use crate::skip::{catch_up, count_units, SkipUnit};
-use crate::wire::{Control, ResumeRequest, StreamNames, DONE_MESSAGE, DONE_VALUE};
+use crate::skip::{catch_up, count_units, settled_units, SkipUnit};
+use crate::wire::{Control, Incoming, ResumeRequest, StreamNames, DONE_MESSAGE, DONE_VALUE};
 use bytes::{Bytes, BytesMut};
 use smallvec::SmallVec;
 use std::collections::VecDeque;
@@ -38,15 +38,16 @@ pub(super) enum Ending {
 }
 
 impl Ending {
-    /// The control message extended listeners get instead of the end message.
-    fn control(&self) -> Option<Control> {
+    /// The control message extended listeners get instead of the end message, for a
+    /// stream of `next` chunks.
+    fn control(&self, next: u64) -> Control {
         match self {
-            Ending::Clean => None,
-            Ending::SourceFailed(message) => Some(Control::Error {
+            Ending::Clean => Control::End { next },
+            Ending::SourceFailed(message) => Control::Error {
                 kind: "source".to_owned(),
                 message: message.clone(),
-            }),
-            Ending::Cancelled => Some(Control::Cancelled),
+            },
+            Ending::Cancelled => Control::Cancelled,
         }
     }
 
@@ -88,15 +89,38 @@ fn lost_notice(token: &str) -> Bytes {
 }
 
 /// What a bounded buffer dropped from its front, to keep skips exact.
-#[derive(Debug, Default, Clone, Copy)]
+///
+/// Characters are counted over the joined stream, so a character split across two
+/// chunks is one: the dropped bytes' last unfinished character (`carry`, at most 3
+/// bytes) is kept and counted with the held chunks.
+#[derive(Debug, Default, Clone)]
 struct Dropped {
     chunks: u64,
     bytes: u64,
+    /// UTF-16 units and code points of the dropped bytes before `carry`.
     utf16: u64,
     code_points: u64,
+    carry: SmallVec<[u8; 4]>,
 }
 
 impl Dropped {
+    /// Counts `chunk`, the oldest held chunk, as dropped.
+    fn drop_chunk(&mut self, chunk: &[u8]) {
+        self.chunks += 1;
+        self.bytes += chunk.len() as u64;
+        let joined: Vec<u8>;
+        let bytes: &[u8] = if self.carry.is_empty() {
+            chunk
+        } else {
+            joined = [&self.carry[..], chunk].concat();
+            &joined
+        };
+        let (utf16, code_points, settled) = settled_units(bytes);
+        self.utf16 += utf16;
+        self.code_points += code_points;
+        self.carry = SmallVec::from_slice(&bytes[settled..]);
+    }
+
     fn units(&self, unit: SkipUnit) -> u64 {
         match unit {
             SkipUnit::Utf16 => self.utf16,
@@ -186,6 +210,17 @@ impl Producer {
             return Some(catch_up(held, skip, unit));
         }
         let dropped = self.dropped.units(unit);
+        // Characters are cut in the joined stream: the dropped bytes' unfinished last
+        // character goes before the held chunks (bytes need no such care).
+        let with_carry: Vec<Bytes>;
+        let held: &[Bytes] = if unit == SkipUnit::Byte || self.dropped.carry.is_empty() {
+            held
+        } else {
+            with_carry = std::iter::once(Bytes::copy_from_slice(&self.dropped.carry))
+                .chain(held.iter().cloned())
+                .collect();
+            &with_carry
+        };
         if skip < 0 {
             // From the end: fine while it stays within what is held.
             let available = count_units(held, unit);
@@ -299,6 +334,7 @@ impl Engine {
         if producer.phase != Phase::Live {
             return Err(Error::NotProducing);
         }
+        let index = producer.chunk_count();
         for listener in producer.listeners.iter().filter(|l| !l.lost) {
             let id = crate::io::CommandId(self.next_command);
             self.next_command += 1;
@@ -313,7 +349,12 @@ impl Engine {
                 id,
                 op: Op::Publish {
                     channel: listener.channel.clone(),
-                    message: chunk.clone(),
+                    // An extended listener gets each chunk with its index, so that it
+                    // can tell a lost or repeated message from the next one.
+                    message: match &listener.token {
+                        Some(token) => Incoming::encode_chunk(token, index, &chunk),
+                        None => chunk.clone(),
+                    },
                 },
             });
             if listener.token.is_some() {
@@ -337,11 +378,7 @@ impl Engine {
                     break;
                 };
                 producer.buffered -= oldest.len();
-                let single = std::slice::from_ref(&oldest);
-                producer.dropped.chunks += 1;
-                producer.dropped.bytes += oldest.len() as u64;
-                producer.dropped.utf16 += count_units(single, SkipUnit::Utf16);
-                producer.dropped.code_points += count_units(single, SkipUnit::CodePoint);
+                producer.dropped.drop_chunk(&oldest);
             }
         }
         Ok(())
@@ -360,6 +397,7 @@ impl Engine {
         producer.ending = Some(ending.clone());
         producer.heartbeat_at = None;
         let sentinel = producer.names.sentinel.clone();
+        let next = producer.chunk_count();
         let listeners = std::mem::take(&mut producer.listeners);
         if ending == Ending::Cancelled {
             // The source must stop now, not at its next chunk.
@@ -374,7 +412,7 @@ impl Engine {
             Pending::MarkedDone(handle),
         );
         for listener in listeners {
-            let message = final_message(&ending, listener.token.as_deref());
+            let message = final_message(&ending, next, listener.token.as_deref());
             self.send(
                 Op::Publish {
                     channel: listener.channel,
@@ -454,6 +492,12 @@ impl Engine {
             return;
         };
         let Some(index) = p.listeners.iter().position(|l| l.serial == serial) else {
+            if reply.is_err() {
+                // To a listener already sent its end: it may ask again for what it
+                // missed, so keep answering for a while after the end.
+                self.stats.failed_writes += 1;
+                p.unsettled = true;
+            }
             return;
         };
         match reply {
@@ -550,9 +594,12 @@ impl Engine {
             );
         }
         // The catch-up is the acknowledgement: sent even when empty.
-        messages.push(catch_up);
+        messages.push(match &token {
+            Some(token) => Incoming::encode_catch_up(token, next, &catch_up),
+            None => catch_up,
+        });
         match &ending {
-            Some(ending) => messages.push(final_message(ending, token.as_deref())),
+            Some(ending) => messages.push(final_message(ending, next, token.as_deref())),
             None => {
                 let extended = token.is_some();
                 producer.listeners.push(Listener {
@@ -652,9 +699,9 @@ impl Engine {
 
 /// The last message to a listener: the v1 end message, or a typed ending for an
 /// extended one.
-fn final_message(ending: &Ending, token: Option<&str>) -> Bytes {
-    match (ending.control(), token) {
-        (Some(control), Some(token)) => control.encode(token),
-        _ => Bytes::from_static(DONE_MESSAGE),
+fn final_message(ending: &Ending, next: u64, token: Option<&str>) -> Bytes {
+    match token {
+        Some(token) => ending.control(next).encode(token),
+        None => Bytes::from_static(DONE_MESSAGE),
     }
 }

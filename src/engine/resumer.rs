@@ -8,7 +8,9 @@ use crate::error::Error;
 use crate::event::{Event, Handle, Role};
 use crate::io::{Op, Reply, ReplyError};
 use crate::skip::SkipUnit;
-use crate::wire::{Control, Extension, ResumeRequest, StreamNames, DONE_MESSAGE, DONE_VALUE};
+use crate::wire::{
+    Control, Extension, Incoming, ResumeRequest, StreamNames, DONE_MESSAGE, DONE_VALUE,
+};
 use bytes::Bytes;
 use std::time::{Duration, Instant};
 
@@ -79,6 +81,18 @@ impl Resumer {
     /// ours (or has not answered yet, so nothing was missed).
     pub(super) fn can_recover(&self) -> bool {
         self.extended && !matches!(self.peer, Peer::V1)
+    }
+
+    /// Where to ask again from: the chunk after the last one received, or `None` (as
+    /// first asked) when nothing was received since the hello.
+    fn received_through(&self) -> Option<u64> {
+        match self.peer {
+            Peer::Extended {
+                next,
+                expecting_catch_up: false,
+            } => Some(next),
+            _ => None,
+        }
     }
 
     fn request(&self, unit: SkipUnit, extensions: bool) -> ResumeRequest {
@@ -197,26 +211,24 @@ impl Engine {
     }
 
     pub(super) fn on_chunk_message(&mut self, now: Instant, handle: Handle, message: Bytes) {
-        let watchdog = self.config.done_watchdog_interval();
         let Some(State::Resumer(r)) = self.states.get_mut(&handle) else {
             return;
         };
         r.last_heard = Some(now);
-        let control = Control::decode(&message, &r.token);
-        let first = r.phase != Phase::Streaming;
-        let cancel = r.purpose == Purpose::Cancel;
+        let incoming = Incoming::decode(&message, &r.token);
 
         // A cancel is answered by one message.
-        if cancel {
-            let event = match control {
-                Some(Ok(Control::Cancelled)) => Event::Cancelled { handle },
-                Some(Ok(Control::Hello { .. } | Control::Heartbeat)) => return,
-                Some(Ok(Control::Error { kind, message })) => Event::Failed {
+        if r.purpose == Purpose::Cancel {
+            let event = match incoming {
+                Some(Ok(Incoming::Control(Control::Cancelled))) => Event::Cancelled { handle },
+                Some(Ok(Incoming::Control(Control::Error { kind, message }))) => Event::Failed {
                     handle,
                     error: remote_error(&r.stream_id, &kind, message),
                 },
-                _ if message == DONE_MESSAGE => Event::Done { handle },
-                _ => Event::Failed {
+                Some(Ok(Incoming::Control(Control::End { .. }))) => Event::Done { handle },
+                Some(_) => return,
+                None if message == DONE_MESSAGE => Event::Done { handle },
+                None => Event::Failed {
                     handle,
                     error: Error::Unsupported {
                         what: "cancel (the producer speaks only the v1 protocol)",
@@ -226,13 +238,56 @@ impl Engine {
             return self.close_resumer(handle, event);
         }
 
+        match incoming {
+            Some(Ok(Incoming::Control(control))) => self.on_control(now, handle, control),
+            Some(Ok(Incoming::CatchUp { next, data })) => self.on_catch_up(now, handle, next, data),
+            Some(Ok(Incoming::Chunk { index, data })) => {
+                self.on_indexed_chunk(now, handle, index, data)
+            }
+            Some(Err(())) => {
+                log::debug!("resumable-stream: an unreadable control message was dropped")
+            }
+            None => self.on_plain_message(now, handle, message),
+        }
+    }
+
+    /// The resumer's first sign that the stream is flowing: arms the watchdog (and,
+    /// toward an extended producer, the liveness bound) and tells the reader.
+    fn start_streaming(&mut self, now: Instant, handle: Handle) {
+        let watchdog = self.config.done_watchdog_interval();
+        let Some(State::Resumer(r)) = self.states.get_mut(&handle) else {
+            return;
+        };
+        if r.phase == Phase::Streaming {
+            return;
+        }
+        r.phase = Phase::Streaming;
+        let watch_at = now + watchdog;
+        r.watchdog_at = Some(watch_at);
+        let live_at =
+            matches!(r.peer, Peer::Extended { .. }).then(|| now + liveness_window(r.heartbeat));
+        r.liveness_at = live_at;
+        self.arm(handle, Timer::Watchdog, watch_at);
+        if let Some(at) = live_at {
+            self.arm(handle, Timer::Liveness, at);
+        }
+        self.emit(Event::Started {
+            handle,
+            role: Role::Resumer,
+        });
+    }
+
+    fn on_control(&mut self, now: Instant, handle: Handle, control: Control) {
+        let Some(State::Resumer(r)) = self.states.get_mut(&handle) else {
+            return;
+        };
         match control {
             // The answer to an earlier request, overtaken by a later one: what follows
             // it comes again after the latest hello.
-            Some(Ok(Control::Hello { seq, .. })) if seq != r.seq => r.rewinding = true,
-            Some(Ok(Control::Hello {
+            Control::Hello { seq, .. } if seq != r.seq => r.rewinding = true,
+            Control::Hello {
                 next, heartbeat_ms, ..
-            })) => {
+            } => {
                 r.rewinding = false;
                 r.rewind_at = None;
                 r.rewind_attempts = 0;
@@ -241,109 +296,151 @@ impl Engine {
                     expecting_catch_up: true,
                 };
                 r.heartbeat = Duration::from_millis(heartbeat_ms);
-                if first {
-                    r.phase = Phase::Streaming;
-                    let watch_at = now + watchdog;
-                    r.watchdog_at = Some(watch_at);
-                    let live_at = now + liveness_window(r.heartbeat);
-                    r.liveness_at = Some(live_at);
-                    self.arm(handle, Timer::Watchdog, watch_at);
-                    self.arm(handle, Timer::Liveness, live_at);
-                    self.emit(Event::Started {
-                        handle,
-                        role: Role::Resumer,
-                    });
-                }
+                self.start_streaming(now, handle);
             }
-            Some(Ok(Control::Heartbeat)) => {}
-            Some(Ok(Control::Cancelled)) => {
-                self.close_resumer(
+            Control::Heartbeat => {}
+            Control::Cancelled => {
+                let event = Event::Failed {
                     handle,
-                    Event::Failed {
-                        handle,
-                        error: Error::Cancelled,
-                    },
-                );
+                    error: Error::Cancelled,
+                };
+                self.close_resumer(handle, event);
             }
-            Some(Ok(Control::Error { kind, .. })) if kind == "lost" => {
-                // Something to us was lost: ask again from what we have (unless we
-                // already did: the rewind timer covers that request).
+            // Something to us was lost: ask again from what we have (unless we already
+            // did: the rewind timer covers that request).
+            Control::Error { kind, .. } if kind == "lost" => {
                 if !r.rewinding {
-                    let from = match r.peer {
-                        Peer::Extended {
-                            next,
-                            expecting_catch_up: false,
-                        } => Some(next),
-                        _ => None,
-                    };
+                    let from = r.received_through();
                     self.ask_again(now, handle, from);
                 }
             }
-            Some(Ok(Control::Error { kind, message })) => {
+            Control::Error { kind, message } => {
                 let error = remote_error(&r.stream_id, &kind, message);
                 self.close_resumer(handle, Event::Failed { handle, error });
             }
-            Some(Err(())) => {
-                log::debug!("resumable-stream: an unreadable control message was dropped")
-            }
-            // Asked again: what arrives before the hello comes again after it.
-            None if r.rewinding => {}
-            None if message == DONE_MESSAGE => {
-                if first {
-                    r.phase = Phase::Streaming;
-                    self.emit(Event::Started {
-                        handle,
-                        role: Role::Resumer,
-                    });
+            // The end, after `next` chunks: unless some are missing, it is the end.
+            Control::End { next } => {
+                if r.rewinding {
+                    return;
                 }
-                self.close_resumer(handle, Event::End { handle });
-            }
-            None => {
-                let mut watch_at = None;
-                if first {
-                    // Content before any hello: a v1 producer.
-                    r.peer = Peer::V1;
-                    if let Purpose::Read(Position::Chunk(_)) = r.purpose {
-                        let error = Error::Unsupported {
-                            what:
-                                "resuming by chunk index (the producer speaks only the v1 protocol)",
-                        };
-                        return self.close_resumer(handle, Event::Failed { handle, error });
-                    }
-                    r.phase = Phase::Streaming;
-                    let at = now + watchdog;
-                    r.watchdog_at = Some(at);
-                    watch_at = Some(at);
-                }
-                let chunk = match &mut r.peer {
+                match r.peer {
                     Peer::Extended {
-                        next,
-                        expecting_catch_up,
-                    } => {
-                        // The catch-up holds the chunks before `next`; each later
-                        // message is one more chunk.
-                        if !std::mem::take(expecting_catch_up) {
-                            *next += 1;
-                        }
-                        Some(*next)
+                        next: have,
+                        expecting_catch_up: false,
+                    } if have >= next => self.close_resumer(handle, Event::End { handle }),
+                    _ => {
+                        let from = r.received_through();
+                        self.ask_again(now, handle, from);
                     }
-                    _ => None,
-                };
-                if let Some(at) = watch_at {
-                    self.arm(handle, Timer::Watchdog, at);
-                    self.emit(Event::Started {
-                        handle,
-                        role: Role::Resumer,
-                    });
                 }
-                if !message.is_empty() {
+            }
+        }
+    }
+
+    /// The catch-up of an extended producer, holding the stream before chunk `next`.
+    fn on_catch_up(&mut self, now: Instant, handle: Handle, next: u64, data: Bytes) {
+        let Some(State::Resumer(r)) = self.states.get_mut(&handle) else {
+            return;
+        };
+        if r.rewinding {
+            return;
+        }
+        match &mut r.peer {
+            Peer::Extended {
+                next: expected,
+                expecting_catch_up,
+            } if *expecting_catch_up && *expected == next => {
+                *expecting_catch_up = false;
+                if !data.is_empty() {
                     self.emit(Event::Data {
                         handle,
-                        data: message,
-                        chunk,
+                        data,
+                        chunk: Some(next),
                     });
                 }
             }
+            // Our producer answered, but its hello never arrived: ask again.
+            Peer::Unknown => self.ask_again(now, handle, None),
+            // A catch-up not announced by the latest hello: stale.
+            _ => {}
+        }
+    }
+
+    /// Live chunk `index` from an extended producer: the next one is delivered, a
+    /// repeated one dropped, one after a gap makes the resumer ask again.
+    fn on_indexed_chunk(&mut self, now: Instant, handle: Handle, index: u64, data: Bytes) {
+        let Some(State::Resumer(r)) = self.states.get_mut(&handle) else {
+            return;
+        };
+        if r.rewinding {
+            return;
+        }
+        match &mut r.peer {
+            Peer::Extended {
+                next,
+                expecting_catch_up: false,
+            } => {
+                if index == *next {
+                    *next += 1;
+                    let chunk = Some(*next);
+                    if !data.is_empty() {
+                        self.emit(Event::Data {
+                            handle,
+                            data,
+                            chunk,
+                        });
+                    }
+                } else if index > *next {
+                    let from = Some(*next);
+                    self.ask_again(now, handle, from);
+                }
+            }
+            // The hello or the catch-up was lost: ask again as first asked.
+            Peer::Extended { .. } | Peer::Unknown => self.ask_again(now, handle, None),
+            // Content of a v1 producer never carries our token.
+            Peer::V1 => {}
+        }
+    }
+
+    /// A message without our token: v1 content, or the v1 end message.
+    fn on_plain_message(&mut self, now: Instant, handle: Handle, message: Bytes) {
+        let Some(State::Resumer(r)) = self.states.get_mut(&handle) else {
+            return;
+        };
+        if r.rewinding {
+            // Asked again: what arrives before the hello comes again after it.
+            return;
+        }
+        match r.peer {
+            Peer::Unknown => {
+                // Content before any hello: a v1 producer.
+                r.peer = Peer::V1;
+                if let Purpose::Read(Position::Chunk(_)) = r.purpose {
+                    let error = Error::Unsupported {
+                        what: "resuming by chunk index (the producer speaks only the v1 protocol)",
+                    };
+                    return self.close_resumer(handle, Event::Failed { handle, error });
+                }
+                self.start_streaming(now, handle);
+            }
+            Peer::V1 => {}
+            Peer::Extended { .. } => {
+                // Our producers frame all they send to an extended listener: this is
+                // not from the producer that answered. Ask that one again.
+                log::debug!("resumable-stream: unframed content from an extended producer");
+                let from = r.received_through();
+                return self.ask_again(now, handle, from);
+            }
+        }
+        if message == DONE_MESSAGE {
+            return self.close_resumer(handle, Event::End { handle });
+        }
+        if !message.is_empty() {
+            self.emit(Event::Data {
+                handle,
+                data: message,
+                chunk: None,
+            });
         }
     }
 
@@ -389,7 +486,10 @@ impl Engine {
     /// content is dropped until the hello of the request sent after the restore.
     pub(super) fn on_interrupted(&mut self, handle: Handle) {
         if let Some(State::Resumer(r)) = self.states.get_mut(&handle) {
-            if matches!(r.peer, Peer::Extended { .. }) {
+            // A request that announced the extension will be asked again, with a new
+            // `seq`, even if no hello came yet: what arrives before that hello may
+            // follow a gap.
+            if r.can_recover() {
                 r.rewinding = true;
             }
         }
@@ -398,20 +498,30 @@ impl Engine {
     /// Subscribed again after a reconnect: ask again from what was received, or send
     /// the first request again if no answer had come.
     pub(super) fn resume_after_reconnect(&mut self, now: Instant, handle: Handle) {
+        let ack = self.config.ack_timeout();
         let unit = self.config.skip_unit();
         let extensions = self.config.extensions();
         let Some(State::Resumer(r)) = self.states.get_mut(&handle) else {
             return;
         };
         match r.peer {
-            Peer::Extended {
-                next,
-                expecting_catch_up: false,
-            } => self.ask_again(now, handle, Some(next)),
-            Peer::Extended { .. } => self.ask_again(now, handle, None),
+            Peer::Extended { .. } => {
+                let from = r.received_through();
+                self.ask_again(now, handle, from);
+            }
             Peer::V1 => {}
-            // No content yet: the original request is still exact.
-            _ => {
+            // No answer yet, to a request that announced the extension: ask again with
+            // a new `seq`, and give the producer a whole acknowledgement timeout.
+            Peer::Unknown if r.extended => {
+                if let Phase::AwaitingAck { deadline } = &mut r.phase {
+                    *deadline = now + ack;
+                    let at = *deadline;
+                    self.arm(handle, Timer::Ack, at);
+                }
+                self.ask_again(now, handle, None);
+            }
+            // A v1 request with no answer yet: the original request is still exact.
+            Peer::Unknown => {
                 let op = Op::Publish {
                     channel: r.names.request_channel.clone(),
                     message: r.request(unit, extensions).encode(),
