@@ -36,13 +36,11 @@ mod sync;
 
 #[cfg(not(loom))]
 mod context;
-#[cfg(not(loom))]
 mod memory;
 #[cfg(all(not(loom), feature = "redis-aio"))]
 pub mod redis_aio;
 #[cfg(all(not(loom), feature = "redis"))]
 pub mod redis_wire;
-#[cfg(not(loom))]
 mod transport;
 
 #[cfg(not(loom))]
@@ -50,7 +48,5 @@ pub use context::{
     engine_for, entropy, redis_url_from_env, AsyncContext, AsyncContextBuilder, AsyncRuntime,
     ResumableStream, Resumed,
 };
-#[cfg(not(loom))]
 pub use memory::{MemoryBackend, MemoryConnection};
-#[cfg(not(loom))]
 pub use transport::{AsyncTransport, CustomTransport, Inbox, Publisher, Subscriber};

@@ -3,12 +3,12 @@
 //! messages delivered straight into each context's engine.
 
 use crate::sync::lock;
+use crate::sync::{Arc, Mutex};
 use crate::transport::{AsyncTransport, Inbox};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use resumable_stream::{ClientId, Command, MemoryRedis, Op, Reply, ReplyError};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// An in-process Redis stand-in that several contexts can share.

@@ -25,6 +25,13 @@ pub(crate) use std::sync::Weak;
 pub(crate) struct Weak<T>(std::marker::PhantomData<T>);
 
 #[cfg(loom)]
+impl<T> Clone for Weak<T> {
+    fn clone(&self) -> Self {
+        Weak::new()
+    }
+}
+
+#[cfg(loom)]
 impl<T> Weak<T> {
     pub(crate) fn new() -> Self {
         Weak(std::marker::PhantomData)
@@ -45,4 +52,16 @@ pub(crate) fn new_cyclic<T>(f: impl FnOnce(Weak<T>) -> T) -> Arc<T> {
 #[cfg(loom)]
 pub(crate) fn new_cyclic<T>(f: impl FnOnce(Weak<T>) -> T) -> Arc<T> {
     Arc::new(f(Weak::new()))
+}
+
+/// `Arc::downgrade` (under loom, a reference that never upgrades).
+#[cfg(not(loom))]
+pub(crate) fn downgrade<T>(arc: &Arc<T>) -> Weak<T> {
+    Arc::downgrade(arc)
+}
+
+/// `Arc::downgrade` (under loom, a reference that never upgrades).
+#[cfg(loom)]
+pub(crate) fn downgrade<T>(_: &Arc<T>) -> Weak<T> {
+    Weak::new()
 }

@@ -8,10 +8,10 @@
 use crate::hub::Hub;
 use crate::mailbox::Receiver;
 use crate::sync::lock;
+use crate::sync::{downgrade, Arc, Mutex, Weak};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use resumable_stream::{Command, Connection, Op, Reply, ReplyError};
-use std::sync::{Mutex, Weak};
 use std::time::Instant;
 
 /// Where a backend delivers pub/sub messages: straight into the context's engine.
@@ -22,9 +22,9 @@ pub struct Inbox {
 
 impl Inbox {
     /// The inbox of `hub`; it does not keep the hub alive.
-    pub fn for_hub(hub: &std::sync::Arc<Hub>) -> Inbox {
+    pub fn for_hub(hub: &Arc<Hub>) -> Inbox {
         Inbox {
-            hub: std::sync::Arc::downgrade(hub),
+            hub: downgrade(hub),
         }
     }
 
