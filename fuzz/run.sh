@@ -5,7 +5,6 @@
 #
 #   bash fuzz/run.sh                      # every target, 20 s each
 #   FUZZ_SECONDS=300 bash fuzz/run.sh engine_model
-#   RS_FUZZ_STRICT=1 bash fuzz/run.sh     # the known, unfixed bugs are crashes too
 #
 # Runs on the stable toolchain without a sanitizer (`-s none`); set FUZZ_SANITIZER to
 # `address` (needs nightly, or RUSTC_BOOTSTRAP=1) for AddressSanitizer. The corpora in

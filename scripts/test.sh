@@ -4,7 +4,8 @@
 # formatting, lints, the architecture check, the core's simulation suite, the shared
 # behaviour suite on each driver (tokio, async-std, blocking) against a private
 # redis-server (each test starts its own on a free loopback port) and in memory, the
-# doc examples, the loom models, the examples, and the interop matrix with the
+# doc examples, the loom models, the cargo-fuzz targets (corpus replay and a short
+# run each), the examples, and the interop matrix with the
 # deployed Node and Python libraries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,9 +47,12 @@ cargo test --workspace --doc
 step "rustdoc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
-step "loom: the mailboxes and the hub the drivers' threads share"
+step "loom: the mailboxes, the hub and the in-process store the drivers' threads share"
 LOOM_MAX_PREEMPTIONS=3 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
-  cargo test -p resumable-stream-driver --release --test loom_mailbox --test loom_hub
+  cargo test -p resumable-stream-driver --release --test loom_mailbox --test loom_hub --test loom_memory
+
+step "fuzzing: every target's corpus replayed, then fuzzed for a bounded time"
+FUZZ_SECONDS="${FUZZ_SECONDS:-20}" bash fuzz/run.sh
 
 step "examples run"
 bash scripts/smoke-examples.sh

@@ -57,12 +57,11 @@
 use arbitrary::Arbitrary;
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use resumable_stream::wire::{Control, Extension, ResumeRequest, DONE_MESSAGE};
+use resumable_stream::wire::{Control, Extension, Incoming, ResumeRequest, DONE_MESSAGE};
 use resumable_stream::{
     ClientId, Command, CommandId, Config, Connection, Engine, Error, Event, Handle, MemoryRedis,
     Op, Position, Reply, ReplyError, Role, SkipUnit,
 };
-use resumable_stream_fuzz::known::{self, Bug};
 use resumable_stream_fuzz::reference;
 use resumable_stream_fuzz::trace;
 use std::collections::{HashMap, VecDeque};
@@ -391,9 +390,6 @@ struct Reader {
     cancel_answered_by: Option<Key>,
     received: Vec<Bytes>,
     received_bytes: Vec<u8>,
-    /// An extended resumer whose pub/sub connection was interrupted before its first
-    /// hello (the known bug `InterruptBeforeHello`).
-    interrupted_before_hello: bool,
 }
 
 /// What befell a stream.
@@ -524,8 +520,9 @@ fn is_subsequence(sub: &[Bytes], full: &[Bytes]) -> bool {
 
 /// The last message to a listener: the end message, or a typed ending for an extended
 /// listener.
-fn final_message(ending: Ending, token: Option<&str>) -> Bytes {
+fn final_message(ending: Ending, next: u64, token: Option<&str>) -> Bytes {
     match (ending, token) {
+        (Ending::Clean, Some(token)) => Control::End { next }.encode(token),
         (Ending::Source, Some(token)) => Control::Error {
             kind: "source".to_owned(),
             message: SOURCE_ERROR.to_owned(),
@@ -1028,9 +1025,7 @@ impl Harness {
         match check {
             Check::Data(Some(n)) => {
                 assert!(r.extended, "{key:?}: a chunk index for a v1 resumer");
-                let known = (faults.failed_publish && known::tolerate(Bug::LostPublishGap))
-                    || (r.interrupted_before_hello && known::tolerate(Bug::InterruptBeforeHello));
-                if !faults.silent && !known {
+                if !faults.silent {
                     assert_eq!(
                         r.received_bytes,
                         owed_through(n as usize),
@@ -1045,10 +1040,7 @@ impl Harness {
                     "{key:?}: an extended resumer without chunk indices"
                 );
                 let owed = owed_messages();
-                // An extended resumer whose hello was lost takes its producer for v1.
-                let known =
-                    r.interrupted_before_hello && known::tolerate(Bug::InterruptBeforeHello);
-                if faults.silent || faults.failed_publish || known {
+                if faults.silent || faults.failed_publish {
                     assert!(
                         is_subsequence(&r.received, &owed),
                         "{key:?} received {:?}, not a subsequence of {owed:?}",
@@ -1073,9 +1065,7 @@ impl Harness {
                 if faults.silent {
                     return;
                 }
-                let gap = (faults.failed_publish && known::tolerate(Bug::LostPublishGap))
-                    || (r.interrupted_before_hello && known::tolerate(Bug::InterruptBeforeHello));
-                if r.extended && !gap {
+                if r.extended {
                     assert_eq!(
                         r.received_bytes,
                         owed_through(producer.chunks.len()),
@@ -1125,7 +1115,6 @@ impl Harness {
                 cancel_answered_by: None,
                 received: Vec::new(),
                 received_bytes: Vec::new(),
-                interrupted_before_hello: false,
             },
         );
         self.order.push(key);
@@ -1165,7 +1154,13 @@ impl Harness {
                 .registrations
                 .iter()
                 .filter(|reg| !reg.lost)
-                .map(|reg| publish(&reg.listener, chunk.clone()))
+                .map(|reg| {
+                    let message = match &reg.token {
+                        Some(token) => Incoming::encode_chunk(token, index - 1, &chunk),
+                        None => chunk.clone(),
+                    };
+                    publish(&reg.listener, message)
+                })
                 .collect();
             if !dropped && !chunk.is_empty() {
                 r.expected_local.push_back((chunk, index));
@@ -1194,6 +1189,7 @@ impl Harness {
         let (sentinel, _) = names(self.readers[&key].stream);
         let p = self.readers.get_mut(&key).unwrap().prod_mut();
         p.ending = Some(ending);
+        let next = p.chunks.len() as u64;
         let registrations = std::mem::take(&mut p.registrations);
         let mut expected = vec![Op::Set {
             key: sentinel,
@@ -1203,7 +1199,7 @@ impl Harness {
         for reg in registrations {
             expected.push(publish(
                 &reg.listener,
-                final_message(ending, reg.token.as_deref()),
+                final_message(ending, next, reg.token.as_deref()),
             ));
         }
         expected
@@ -1509,9 +1505,18 @@ impl Harness {
                 };
                 ops.push(publish(&listener, hello.encode(token)));
             }
-            ops.push(publish(&listener, catch_up.clone()));
+            ops.push(publish(
+                &listener,
+                match &token {
+                    Some(token) => Incoming::encode_catch_up(token, next, catch_up),
+                    None => catch_up.clone(),
+                },
+            ));
             if let Some(ending) = ended {
-                ops.push(publish(&listener, final_message(ending, token.as_deref())));
+                ops.push(publish(
+                    &listener,
+                    final_message(ending, next, token.as_deref()),
+                ));
             }
             ops
         };
@@ -1525,7 +1530,7 @@ impl Harness {
             }
             None => Vec::new(),
         };
-        let (expect, mut catch_up) = match self.serve(node, pkey, &request) {
+        let (expect, catch_up) = match self.serve(node, pkey, &request) {
             Ok(Some(catch_up)) => (Expect::Exactly(served(&catch_up)), Some(catch_up)),
             Ok(None) => (Expect::Exactly(refused), None),
             Err(catch_up) => (Expect::Either(served(&catch_up), refused), Some(catch_up)),
@@ -1567,25 +1572,8 @@ impl Harness {
                 catch_up.is_some()
             }
             Expect::Either(served, refused) => {
-                // Where the catch-up sits among the answer's messages.
-                let at = usize::from(token.is_some());
-                let same_shape = ops.len() == served.len()
-                    && ops
-                        .iter()
-                        .zip(&served)
-                        .enumerate()
-                        .all(|(i, (a, b))| i == at || a == b);
                 if ops == refused {
                     false
-                } else if ops != served
-                    && same_shape
-                    && known::tolerate(Bug::BoundedBufferSplitCharacter)
-                {
-                    // The known bug: take the engine's catch-up as what is owed.
-                    if let Op::Publish { message, .. } = &ops[at] {
-                        catch_up = Some(message.clone());
-                    }
-                    true
                 } else {
                     assert_eq!(ops, served, "the answer to {request:?} by {pkey:?}");
                     true
@@ -1606,6 +1594,20 @@ impl Harness {
         }
         match &r.owed {
             None => {
+                r.owed = Some(Owed {
+                    producer: pkey,
+                    catch_up: catch_up.unwrap(),
+                    from: next as usize,
+                })
+            }
+            // Asked again as first asked, with nothing received yet (the answer was
+            // lost): the latest answer is what it is owed.
+            Some(owed)
+                if owed.producer == pkey
+                    && r.extended
+                    && r.received_bytes.is_empty()
+                    && request.ext.as_ref().is_some_and(|e| e.from_chunk.is_none()) =>
+            {
                 r.owed = Some(Owed {
                     producer: pkey,
                     catch_up: catch_up.unwrap(),
@@ -1892,11 +1894,6 @@ impl Harness {
                     self.fault(Some(s), |f| f.interrupted = true);
                 }
                 self.nodes[node].interrupted = true;
-                for (key, r) in self.readers.iter_mut() {
-                    if key.0 == node && r.extended && r.started.is_none() && r.listener.is_some() {
-                        r.interrupted_before_hello = true;
-                    }
-                }
                 if !errors_first {
                     self.nodes[node]
                         .engine

@@ -1,6 +1,5 @@
 //! Shared pieces of the fuzz targets: the reference implementation of the skip rules.
 
-pub mod known;
 pub mod reference;
 
 /// Whether `RS_FUZZ_TRACE` is set: targets then print what they do, to diagnose a crash
