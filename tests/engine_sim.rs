@@ -1170,3 +1170,35 @@ fn a_bounded_buffer_cuts_characters_split_across_chunks_exactly() {
         }
     }
 }
+
+#[test]
+fn a_stream_that_ends_while_its_resumer_reconnects_is_still_served_after_the_end() {
+    let mut sim = sim(2);
+    let p = producer(&mut sim, "s");
+    push(&mut sim, p, "a ");
+    let r = sim.engine(1).resumable_stream("s", None);
+    sim.settle();
+    for node in [0, 1] {
+        sim.partition(node, true);
+        sim.engine(node)
+            .handle_connection_interrupted(resumable_stream::Connection::PubSub);
+    }
+    sim.settle();
+    // The resumer is back first: its request reaches nobody (the producer's request
+    // channel is not subscribed again yet).
+    sim.partition(1, false);
+    sim.engine(1)
+        .handle_connection_restored(resumable_stream::Connection::PubSub);
+    sim.settle();
+    sim.partition(0, false);
+    sim.engine(0)
+        .handle_connection_restored(resumable_stream::Connection::PubSub);
+    sim.settle();
+    // The stream ends before the resumer asks again.
+    push(&mut sim, p, "b");
+    sim.engine(0).finish(p).unwrap();
+    sim.advance(Duration::from_secs(10));
+    let log = sim.log(1, r);
+    assert_eq!(log.data, b"a b", "{log:?}");
+    assert!(log.ended && log.error.is_none(), "{log:?}");
+}

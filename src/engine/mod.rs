@@ -497,6 +497,11 @@ impl Engine {
             };
             self.fail_handle(handle, error);
         }
+        for state in self.states.values_mut() {
+            if let State::Producer(p) = state {
+                p.on_pubsub_interrupted();
+            }
+        }
         let survivors: Vec<Handle> = self
             .states
             .iter()
@@ -532,6 +537,14 @@ impl Engine {
 
     fn on_resubscribed(&mut self, now: Instant, handle: Handle, reply: Result<Reply, ReplyError>) {
         if let Err(error) = reply {
+            // The connection dropped again: the driver reports it, and every channel
+            // is subscribed again once it is back.
+            if let ReplyError::Connection(_) = error {
+                log::debug!(
+                    "resumable-stream: a subscription waits for the next reconnect: {error}"
+                );
+                return;
+            }
             // A producer keeps producing for its reader and the listeners it has; it
             // only cannot hear new requests. A resumer cannot go on.
             if matches!(self.states.get(&handle), Some(State::Producer(_))) {

@@ -178,6 +178,15 @@ impl Producer {
         self.reader_attached = false;
     }
 
+    /// This engine's pub/sub connection dropped: the producer may have missed requests
+    /// of listeners that were reconnecting too, so after its end it keeps answering
+    /// them for a while, as after a failed publish.
+    pub(super) fn on_pubsub_interrupted(&mut self) {
+        if self.listeners.iter().any(|l| l.token.is_some()) {
+            self.unsettled = true;
+        }
+    }
+
     pub(super) fn reader_attached(&self) -> bool {
         self.reader_attached
     }
