@@ -289,8 +289,36 @@ fn kind(error: &Error) -> String {
         .to_owned()
 }
 
+/// The library's log records on stderr, at the level named by `FAULTS_LOG` (`warn`,
+/// `info`, `debug`): to see what a fault made the engines and drivers do.
+struct StderrLog(log::LevelFilter, Instant);
+
+impl log::Log for StderrLog {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= self.0
+    }
+
+    fn log(&self, record: &log::Record) {
+        if self.enabled(record.metadata()) {
+            let ms = self.1.elapsed().as_millis();
+            eprintln!("{ms:>7} ms [{}] {}", record.level(), record.args());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    if let Some(level) = std::env::var("FAULTS_LOG")
+        .ok()
+        .and_then(|l| l.parse::<log::LevelFilter>().ok())
+    {
+        let logger: &'static StderrLog = Box::leak(Box::new(StderrLog(level, Instant::now())));
+        if log::set_logger(logger).is_ok() {
+            log::set_max_level(level);
+        }
+    }
     let streams: usize = std::env::var("STREAMS")
         .ok()
         .and_then(|s| s.parse().ok())
