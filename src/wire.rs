@@ -418,6 +418,9 @@ pub enum Control {
         kind: String,
         /// Human-readable detail.
         message: String,
+        /// For `source`: the number of chunks the stream had, so that a listener that
+        /// has fewer asks for them before it takes the error.
+        next: Option<u64>,
     },
     /// The stream was cancelled; nothing follows.
     Cancelled,
@@ -436,9 +439,17 @@ impl Control {
             ),
             Control::Heartbeat => r#"{"t":"hb"}"#.to_owned(),
             Control::End { next } => format!(r#"{{"t":"end","next":{next}}}"#),
-            Control::Error { kind, message } => {
-                serde_json::json!({"t": "error", "kind": kind, "message": message}).to_string()
-            }
+            Control::Error {
+                kind,
+                message,
+                next: None,
+            } => serde_json::json!({"t": "error", "kind": kind, "message": message}).to_string(),
+            Control::Error {
+                kind,
+                message,
+                next: Some(next),
+            } => serde_json::json!({"t": "error", "kind": kind, "message": message, "next": next})
+                .to_string(),
             Control::Cancelled => r#"{"t":"cancelled"}"#.to_owned(),
         };
         let mut out = BytesMut::with_capacity(CONTROL_MARK.len() + token.len() + 1 + body.len());
@@ -480,6 +491,7 @@ impl Control {
                     .and_then(|v| v.as_str())
                     .unwrap_or("")
                     .to_owned(),
+                next: field("next").and_then(|v| v.as_u64()),
             }),
             Some("cancelled") => Ok(Control::Cancelled),
             _ => Err(()),
@@ -667,7 +679,14 @@ mod tests {
             Control::Error {
                 kind: "source".into(),
                 message: "model \"crashed\"".into(),
+                next: Some(7),
             },
+            Control::Error {
+                kind: "lost".into(),
+                message: String::new(),
+                next: None,
+            },
+            Control::End { next: 4 },
             Control::Cancelled,
         ];
         for control in all {

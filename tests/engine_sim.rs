@@ -1202,3 +1202,23 @@ fn a_stream_that_ends_while_its_resumer_reconnects_is_still_served_after_the_end
     assert_eq!(log.data, b"a b", "{log:?}");
     assert!(log.ended && log.error.is_none(), "{log:?}");
 }
+
+#[test]
+fn a_source_error_right_after_a_lost_chunk_comes_after_that_chunk() {
+    let mut sim = sim(2);
+    let p = producer(&mut sim, "s");
+    push(&mut sim, p, "a ");
+    let r = sim.engine(1).resumable_stream("s", None);
+    sim.settle();
+    // The chunk's PUBLISH fails; the error, sent right behind it, arrives.
+    sim.refuse_publish(0, "b ");
+    push(&mut sim, p, "b ");
+    sim.engine(0).fail(p, "boom").unwrap();
+    sim.advance(Duration::from_secs(10));
+    let log = sim.log(1, r);
+    assert_eq!(log.data, b"a b ", "{log:?}");
+    assert!(
+        matches!(&log.error, Some(Error::Source(m)) if m == "boom"),
+        "{log:?}"
+    );
+}

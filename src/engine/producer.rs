@@ -46,6 +46,7 @@ impl Ending {
             Ending::SourceFailed(message) => Control::Error {
                 kind: "source".to_owned(),
                 message: message.clone(),
+                next: Some(next),
             },
             Ending::Cancelled => Control::Cancelled,
         }
@@ -84,6 +85,7 @@ fn lost_notice(token: &str) -> Bytes {
     Control::Error {
         kind: "lost".to_owned(),
         message: "a message to this listener could not be published".to_owned(),
+        next: None,
     }
     .encode(token)
 }
@@ -576,6 +578,7 @@ impl Engine {
                 let control = Control::Error {
                     kind: "truncated".to_owned(),
                     message: "the data asked for is no longer buffered".to_owned(),
+                    next: None,
                 };
                 self.send(
                     Op::Publish {

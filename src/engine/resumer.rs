@@ -118,6 +118,15 @@ impl Resumer {
     }
 }
 
+/// Whether `control` ends the stream itself (not an answer to one request).
+fn is_final(control: &Control) -> bool {
+    match control {
+        Control::Cancelled => true,
+        Control::Error { kind, .. } => kind == "source",
+        _ => false,
+    }
+}
+
 /// The error an extended producer's control message stands for.
 fn remote_error(stream_id: &str, kind: &str, message: String) -> Error {
     match kind {
@@ -221,10 +230,12 @@ impl Engine {
         if r.purpose == Purpose::Cancel {
             let event = match incoming {
                 Some(Ok(Incoming::Control(Control::Cancelled))) => Event::Cancelled { handle },
-                Some(Ok(Incoming::Control(Control::Error { kind, message }))) => Event::Failed {
-                    handle,
-                    error: remote_error(&r.stream_id, &kind, message),
-                },
+                Some(Ok(Incoming::Control(Control::Error { kind, message, .. }))) => {
+                    Event::Failed {
+                        handle,
+                        error: remote_error(&r.stream_id, &kind, message),
+                    }
+                }
                 Some(Ok(Incoming::Control(Control::End { .. }))) => Event::Done { handle },
                 Some(_) => return,
                 None if message == DONE_MESSAGE => Event::Done { handle },
@@ -299,6 +310,9 @@ impl Engine {
                 self.start_streaming(now, handle);
             }
             Control::Heartbeat => {}
+            // The stream's last word, while asking again for what was missed: the
+            // answer brings the missing chunks, then this ending again.
+            Control::Cancelled | Control::Error { .. } if r.rewinding && is_final(&control) => {}
             Control::Cancelled => {
                 let event = Event::Failed {
                     handle,
@@ -314,7 +328,19 @@ impl Engine {
                     self.ask_again(now, handle, from);
                 }
             }
-            Control::Error { kind, message } => {
+            // A stream that failed after `next` chunks: unless some are missing, the
+            // error is final.
+            Control::Error {
+                next: Some(next), ..
+            } if !matches!(
+                r.peer,
+                Peer::Extended { next: have, expecting_catch_up: false } if have >= next
+            ) =>
+            {
+                let from = r.received_through();
+                self.ask_again(now, handle, from);
+            }
+            Control::Error { kind, message, .. } => {
                 let error = remote_error(&r.stream_id, &kind, message);
                 self.close_resumer(handle, Event::Failed { handle, error });
             }
