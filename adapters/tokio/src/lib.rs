@@ -81,3 +81,9 @@ pub type ContextBuilder = resumable_stream_driver::AsyncContextBuilder<Tokio>;
 #[doc = include_str!("../../../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// The snippets of docs/guide.md, compiled (and run where they need no Redis) as
+/// doctests.
+#[doc = include_str!("../../../docs/guide.md")]
+#[cfg(doctest)]
+pub struct GuideDoctests;
