@@ -23,7 +23,9 @@ cd "$(dirname "$0")/.."
 NODE_DIR="${RS_BROWSER_NODE_DIR:-/tmp/rs-browser-node}"
 PLAYWRIGHT_VERSION=1.65.1
 CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
-TOKEN_MS="${TOKEN_MS:-100}"
+# The pace of the simulated answer: slow enough that every interruption lands
+# mid-stream on a loaded machine (about 11 s per stream).
+TOKEN_MS="${TOKEN_MS:-150}"
 
 step() { printf '\n==> %s\n' "$*"; }
 need_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
