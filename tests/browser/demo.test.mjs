@@ -96,6 +96,8 @@ const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
   headless: true,
   timeout: STEP_MS,
+  // Containers often have a small /dev/shm.
+  args: ["--disable-dev-shm-usage"],
 });
 const pageErrors = [];
 try {
@@ -120,13 +122,18 @@ try {
   check("after the cut, the browser resumed by Last-Event-ID, mid-stream",
     beforeCut.text.length < expected.length && afterCut.log.some((l) => /connection lost/.test(l)),
     `cut at ${beforeCut.text.length} of ${expected.length}; ${afterCut.resumed}`);
+  check("after the cut, the text so far is a prefix of the answer",
+    expected.startsWith(afterCut.text), diff(afterCut.text, expected));
 
   // 2. A second tab on the same stream id, possibly on another instance.
   const tab2 = await context.newPage();
   tab2.on("pageerror", (e) => pageErrors.push(`tab 2: ${e.message}`));
   await tab2.goto(`${baseB}/#${id}`);
   await untilResumed(tab2, "from the start");
-  check("a second tab follows the running stream from the start", true);
+  const second = await shown(tab2);
+  check("a second tab follows the running stream from the start, as a resumer",
+    second.log.some((l) => /connected as resumer/.test(l)) && expected.startsWith(second.text),
+    `${second.log.join(" | ")}; ${diff(second.text, expected)}`);
 
   // 3. Reload: the page keeps its text and resumes by UTF-16 offset.
   await untilLength(tab1, afterCut.text.length + 30);
@@ -138,6 +145,8 @@ try {
   check("after the reload, the page resumed by offset, mid-stream",
     offset >= beforeReload.text.length && offset < expected.length,
     `offset ${offset}, ${beforeReload.text.length} before the reload, of ${expected.length}`);
+  check("after the reload, the kept text is a prefix of the answer",
+    expected.startsWith(afterReload.text), diff(afterReload.text, expected));
 
   // 4. To the end, and the texts.
   await Promise.all([untilEnded(tab1), untilEnded(tab2)]);
