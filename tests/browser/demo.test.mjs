@@ -100,22 +100,26 @@ const browser = await chromium.launch({
   args: ["--disable-dev-shm-usage"],
 });
 const pageErrors = [];
+let stage = "opening the page"; // what the test was waiting for, should a wait time out
 try {
   const context = await browser.newContext();
   context.setDefaultTimeout(STEP_MS);
   const tab1 = await context.newPage();
   tab1.on("pageerror", (e) => pageErrors.push(`tab 1: ${e.message}`));
   await tab1.goto(`${baseA}/`);
+  stage = "Start: waiting for the stream to start";
   await tab1.click("#start");
   await untilResumed(tab1, "started the stream");
   const id = (await tab1.evaluate(() => location.hash)).slice(1);
   check("Start creates a stream and produces it", /^[0-9a-f]{16}$/.test(id), `id ${JSON.stringify(id)}`);
 
   // 1. Cut: the server closes the response; the browser reconnects with Last-Event-ID.
+  stage = "waiting for the state to be active and 40 characters";
   await tab1.waitForFunction(() => document.getElementById("state").textContent === "active", null, { timeout: STEP_MS });
   await untilLength(tab1, 40);
   const beforeCut = await shown(tab1);
   check("the state is active while streaming", beforeCut.state === "active", `state ${beforeCut.state}`);
+  stage = "cut: waiting for the browser to resume by Last-Event-ID (did the stream end first?)";
   await tab1.click("#cut");
   await untilResumed(tab1, "from event id \\d+ \\(Last-Event-ID");
   const afterCut = await shown(tab1);
@@ -128,6 +132,7 @@ try {
   // 2. A second tab on the same stream id, possibly on another instance.
   const tab2 = await context.newPage();
   tab2.on("pageerror", (e) => pageErrors.push(`tab 2: ${e.message}`));
+  stage = "second tab: waiting for it to resume from the start";
   await tab2.goto(`${baseB}/#${id}`);
   await untilResumed(tab2, "from the start");
   const second = await shown(tab2);
@@ -136,6 +141,7 @@ try {
     `${second.log.join(" | ")}; ${diff(second.text, expected)}`);
 
   // 3. Reload: the page keeps its text and resumes by UTF-16 offset.
+  stage = "reload: waiting for 30 more characters, then a resume by offset";
   await untilLength(tab1, afterCut.text.length + 30);
   const beforeReload = await shown(tab1);
   await tab1.reload();
@@ -149,6 +155,7 @@ try {
     expected.startsWith(afterReload.text), diff(afterReload.text, expected));
 
   // 4. To the end, and the texts.
+  stage = "waiting for both tabs to see the end";
   await Promise.all([untilEnded(tab1), untilEnded(tab2)]);
   for (const [name, tab] of [["first tab", tab1], ["second tab", tab2]]) {
     const end = await shown(tab);
@@ -159,6 +166,7 @@ try {
   }
 
   // 5. A reload after the end: the text is kept, nothing is fetched twice.
+  stage = "reload after the end";
   await tab1.reload();
   await tab1.waitForFunction(() => document.getElementById("conn").textContent.startsWith("closed"), null, { timeout: STEP_MS });
   const afterEnd = await shown(tab1);
@@ -168,7 +176,7 @@ try {
   console.log(`  (tab 1 log: ${afterReload.log.join(" | ")})`);
 } catch (error) {
   failures.push(String(error));
-  console.log(`  FAIL  ${error.message ?? error}`);
+  console.log(`  FAIL  ${stage}: ${(error.message ?? String(error)).split("\n")[0]}`);
 } finally {
   await browser.close().catch(() => {});
   clearTimeout(watchdog);
