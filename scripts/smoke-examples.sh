@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs each example for real on the in-memory backend: the hand-driven poll loop to
 # its end, and both SSE servers (tokio + axum, blocking + tiny_http) through one whole
-# stream, a resume and a state query, on loopback ports of their own.
+# stream, a resume by UTF-16 offset and one by Last-Event-ID, a malformed Last-Event-ID,
+# the answer route and a state query, on loopback ports of their own. (The page itself
+# is tested in a browser by scripts/browser-test.sh.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,26 +32,46 @@ check_server() {
   curl -fsSN --max-time 30 "$base/api/stream/smoke" >"/tmp/smoke-$name.full" &
   local full=$!
   sleep 1
-  curl -fsSN --max-time 30 "$base/api/stream/smoke?skip=10" >"/tmp/smoke-$name.resumed"
+  curl -fsSN --max-time 30 "$base/api/stream/smoke?skip=10" >"/tmp/smoke-$name.resumed" &
+  local resumed=$!
+  # The browser's reconnection: Last-Event-ID wins over the stale skip in the URL.
+  curl -fsSN --max-time 30 -H 'Last-Event-ID: 5' "$base/api/stream/smoke?skip=3" >"/tmp/smoke-$name.by-id"
   wait "$full"
+  wait "$resumed"
+  [ "$(curl -s -o /dev/null -w '%{http_code}' -H 'Last-Event-ID: 5x' "$base/api/stream/smoke")" = 400 ]
+  curl -fsS "$base/api/answer" >"/tmp/smoke-$name.answer"
   grep -q '"role":"producer"' "/tmp/smoke-$name.full"
   grep -q '"role":"resumer"' "/tmp/smoke-$name.resumed"
+  grep -q '"from":{"chunk":5}' "/tmp/smoke-$name.by-id"
   grep -q '^event: end' "/tmp/smoke-$name.full"
   grep -q '^event: end' "/tmp/smoke-$name.resumed"
-  python3 - "/tmp/smoke-$name.full" "/tmp/smoke-$name.resumed" <<'PY'
+  grep -q '^event: end' "/tmp/smoke-$name.by-id"
+  python3 - "/tmp/smoke-$name.full" "/tmp/smoke-$name.resumed" "/tmp/smoke-$name.by-id" "/tmp/smoke-$name.answer" <<'PY'
 import json, sys
-def text(path):
+def events(path):
+    """(id, text) of each chunk event."""
     out = []
     for block in open(path, encoding="utf-8").read().split("\n\n"):
         lines = block.split("\n")
         if any(l.startswith("event:") for l in lines):
             continue
-        out += [json.loads(l[5:].strip()) for l in lines if l.startswith("data:")]
-    return "".join(out)
-full, resumed = text(sys.argv[1]), text(sys.argv[2])
+        data = [json.loads(l[5:].strip()) for l in lines if l.startswith("data:")]
+        ids = [int(l[3:].strip()) for l in lines if l.startswith("id:")]
+        if data:
+            out.append((ids[0] if ids else None, "".join(data)))
+    return out
+def text(path):
+    return "".join(t for _, t in events(path))
+full, resumed, by_id = text(sys.argv[1]), text(sys.argv[2]), text(sys.argv[3])
+answer = open(sys.argv[4], encoding="utf-8").read()
+assert full == answer, (full, answer)
+ids = [i for i, _ in events(sys.argv[1])]
+assert ids == list(range(1, len(ids) + 1)), ids
 units = full.encode("utf-16-le")
 assert resumed == units[20:].decode("utf-16-le"), (full, resumed)
-print(f"  {len(full)} characters streamed; the resume from UTF-16 offset 10 matches")
+after_5 = "".join(t for i, t in events(sys.argv[1]) if i > 5)
+assert by_id == after_5, (by_id, after_5)
+print(f"  {len(full)} characters in {len(ids)} events with ids 1..{len(ids)}; the resumes from UTF-16 offset 10 and from Last-Event-ID 5 match")
 PY
   [ "$(curl -s -o /dev/null -w '%{http_code}' "$base/api/stream/smoke")" = 422 ]
   local state

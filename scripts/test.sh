@@ -57,6 +57,9 @@ FUZZ_SECONDS="${FUZZ_SECONDS:-20}" bash fuzz/run.sh
 step "examples run"
 bash scripts/smoke-examples.sh
 
+step "the demo page in a headless browser (chromium): cut, reload, second tab, two instances"
+bash scripts/browser-test.sh
+
 step "the fault suite: Redis restarted, connections dropped, a malformed flood, producers killed"
 cargo build -q -p resumable-stream-cli -p resumable-stream-tokio --example faults
 STREAMS=100 "${CARGO_TARGET_DIR:-target}/debug/examples/faults"

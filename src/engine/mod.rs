@@ -60,6 +60,18 @@ pub struct Stats {
 }
 
 /// Where a reader starts.
+///
+/// ```
+/// use resumable_stream::Position;
+///
+/// // v1's `skipCharacters`, as the deployed libraries take it.
+/// assert_eq!(Position::from_skip(None), Position::Start);
+/// assert_eq!(Position::from_skip(Some(12)), Position::Units(12));
+/// // An SSE `Last-Event-ID` header holding a reader's chunk position.
+/// let last_event_id = "7";
+/// let position = last_event_id.parse().map(Position::Chunk);
+/// assert_eq!(position, Ok(Position::Chunk(7)));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Position {
     /// From the beginning (the v1 request carries no `skipCharacters`).

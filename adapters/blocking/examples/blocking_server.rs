@@ -6,7 +6,7 @@
 //! # Running it
 //!
 //! ```text
-//! # In memory: one process, port 3001 (PORT overrides it).
+//! # In memory: one process, port 3001 (PORT or --port overrides it).
 //! cargo run -p resumable-stream-blocking --example blocking_server
 //!
 //! # Redis (REDIS_URL, or KV_URL): streams outlive the process, and this server
@@ -14,17 +14,25 @@
 //! REDIS_URL=redis://127.0.0.1:6379 cargo run -p resumable-stream-blocking --example blocking_server
 //! ```
 //!
-//! Then open the URL it prints. The server listens on 127.0.0.1 only.
+//! Then open the URL it prints. The server listens on 127.0.0.1 only. `TOKEN_MS` sets
+//! the pause before each simulated token (default 50 ms).
 //!
 //! # Routes
 //!
+//! The tokio demo's, with the same meaning (see its documentation for the three ways
+//! to resume):
+//!
 //! - `GET /`: the page (the tokio demo's `demo.html`).
-//! - `GET /api/stream/{id}?skip=N`: creates the stream `id` or resumes it, skipping the
-//!   first `N` UTF-16 code units. SSE: `event: meta` (`{"role":..,"skip":N}`), one
-//!   unnamed event per chunk whose data is the chunk's text as a JSON string, then
-//!   `event: end` (data `done`), or `event: error` with the message. A finished stream
-//!   answers 422 "Stream is already done".
+//! - `GET /api/stream/{id}?skip=N&client=C`: creates the stream `id` or resumes it: at
+//!   the chunk position in a `Last-Event-ID` header (a malformed one is refused with
+//!   400), else after the first `N` UTF-16 code units. SSE: `event: meta`
+//!   (`{"role":..,"from":"start"|{"chunk":N}|{"offset":N}}`), one unnamed event per
+//!   chunk whose data is the chunk's text as a JSON string and whose id is its chunk
+//!   position, then `event: end` (data `done`), or `event: failed` with the message. A
+//!   finished stream answers 422 "Stream is already done".
+//! - `POST /api/cut/{client}`: closes the SSE responses the page `client` has open here.
 //! - `GET /api/state/{id}`: `{"state":"none"|"active"|"done"}`.
+//! - `GET /api/answer`: the whole simulated answer.
 //! - `GET /healthz`: `ok`.
 //!
 //! # Streaming with tiny_http
@@ -36,9 +44,13 @@
 //! of the [`SseBody`] reader (one read is one event), flushed each time.
 
 use resumable_stream::Role;
-use resumable_stream_blocking::{BlockingStream, Error, ResumableStreamContext, StreamState};
+use resumable_stream_blocking::{
+    BlockingStream, Error, Position, ResumableStreamContext, StreamState,
+};
 use std::convert::Infallible;
 use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::thread;
 use std::time::Duration;
 use tiny_http::{HTTPVersion, Header, Method, Request, Response, Server};
@@ -55,19 +67,36 @@ way a browser counts them, in UTF-16 code units: 日本 costs two, and the rocke
 on its own.\nTry it: cut the connection halfway, reload the page, or open a second tab. Every \
 reader ends with the same text, naïve façade and all. ✨";
 
-/// The pause before each token, as a model would take.
-const TOKEN_INTERVAL: Duration = Duration::from_millis(50);
-
 /// An SSE comment is sent after this long without an event, so that proxies keep the
 /// connection open and a vanished client is noticed (the write fails).
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
+/// How often an SSE response waiting for the next chunk checks whether it was cut.
+const CUT_POLL: Duration = Duration::from_millis(100);
+
+/// How long the browser waits before reconnecting a dropped `EventSource` (SSE `retry`).
+const RECONNECT_DELAY_MS: u64 = 500;
+
+/// The open SSE responses, by the page (`client`) that opened them: a cut sets their
+/// flags.
+type Connections = Arc<Mutex<Vec<(String, Weak<AtomicBool>)>>>;
+
+/// What every request thread shares.
+#[derive(Clone)]
+struct App {
+    ctx: ResumableStreamContext,
+    token_interval: Duration,
+    connections: Connections,
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let port = match std::env::var("PORT") {
-        Ok(port) => port
-            .parse::<u16>()
-            .map_err(|_| format!("PORT must be a port number, not {port:?}"))?,
-        Err(_) => 3001,
+    let port = port_from_args_or_env(3001)?;
+    let token_interval = match std::env::var("TOKEN_MS") {
+        Ok(ms) => Duration::from_millis(
+            ms.parse()
+                .map_err(|_| format!("TOKEN_MS must be a number of milliseconds, not {ms:?}"))?,
+        ),
+        Err(_) => Duration::from_millis(50),
     };
     // The URL itself is not printed: it may hold a password.
     let ctx = if std::env::var("REDIS_URL").is_ok() || std::env::var("KV_URL").is_ok() {
@@ -79,21 +108,63 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         ResumableStreamContext::in_memory()
     };
 
+    let app = App {
+        ctx,
+        token_interval,
+        connections: Arc::default(),
+    };
     let server = Server::http(("127.0.0.1", port))?;
     println!("open http://127.0.0.1:{port}/");
     for request in server.incoming_requests() {
-        let ctx = ctx.clone();
-        thread::spawn(move || route(&ctx, request));
+        let app = app.clone();
+        thread::spawn(move || route(&app, request));
     }
     Ok(())
 }
 
-fn route(ctx: &ResumableStreamContext, request: Request) {
+/// `--port N` (or `--port=N`), else `PORT`, else `default`.
+fn port_from_args_or_env(default: u16) -> Result<u16, String> {
+    let mut args = std::env::args().skip(1);
+    let mut port = std::env::var("PORT").ok();
+    while let Some(arg) = args.next() {
+        if arg == "--port" {
+            port = Some(args.next().ok_or("--port needs a value")?);
+        } else if let Some(value) = arg.strip_prefix("--port=") {
+            port = Some(value.to_owned());
+        } else {
+            return Err(format!("unknown argument {arg:?} (only --port N)"));
+        }
+    }
+    match port {
+        Some(port) => port
+            .parse()
+            .map_err(|_| format!("the port must be a port number, not {port:?}")),
+        None => Ok(default),
+    }
+}
+
+fn route(app: &App, request: Request) {
     let url = request.url().to_owned();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
-    if *request.method() != Method::Get {
-        return send(request, text(405, "only GET is served"));
+    if *request.method() == Method::Post {
+        if let Some(client) = path.strip_prefix("/api/cut/") {
+            let response = if is_plain_id(client) {
+                let cut = cut(app, client);
+                text(200, serde_json::json!({ "listeners": cut }).to_string())
+                    .with_header(header("Content-Type", "application/json"))
+            } else {
+                bad_id()
+            };
+            return send(request, response);
+        }
     }
+    if *request.method() != Method::Get {
+        return send(
+            request,
+            text(405, "only GET (and POST /api/cut/...) is served"),
+        );
+    }
+    let ctx = &app.ctx;
     if path == "/" {
         let page = Response::from_string(PAGE);
         return send(
@@ -104,8 +175,15 @@ fn route(ctx: &ResumableStreamContext, request: Request) {
     if path == "/healthz" {
         return send(request, text(200, "ok"));
     }
+    if path == "/api/answer" {
+        let answer = text(200, ANSWER);
+        return send(
+            request,
+            answer.with_header(header("Content-Type", "text/plain; charset=utf-8")),
+        );
+    }
     if let Some(id) = path.strip_prefix("/api/stream/") {
-        return stream_route(ctx, request, id, query);
+        return stream_route(app, request, id, query);
     }
     if let Some(id) = path.strip_prefix("/api/state/") {
         let response = if !is_plain_id(id) {
@@ -129,42 +207,93 @@ fn route(ctx: &ResumableStreamContext, request: Request) {
     send(request, text(404, "not found"))
 }
 
-/// `GET /api/stream/{id}?skip=N`: the whole protocol is one call, create-or-resume.
-fn stream_route(ctx: &ResumableStreamContext, request: Request, id: &str, query: &str) {
+/// The last value of the query parameter `name`.
+fn query_param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
+    query
+        .split('&')
+        .filter_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+        .next_back()
+}
+
+/// Where a request asks to start: a `Last-Event-ID` header (sent by the browser's own
+/// reconnection) wins over `?skip`.
+fn requested_position(request: &Request, query: &str) -> Result<Position, &'static str> {
+    let last_event_id = request
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("Last-Event-ID"));
+    if let Some(h) = last_event_id {
+        return h
+            .value
+            .as_str()
+            .trim()
+            .parse::<u64>()
+            .map(Position::Chunk)
+            .map_err(|_| "Last-Event-ID must be a chunk position (a non-negative integer)");
+    }
+    match query_param(query, "skip").map(str::parse::<u64>) {
+        None | Some(Ok(0)) => Ok(Position::Start),
+        Some(Ok(skip)) => Ok(Position::Units(skip)),
+        Some(Err(_)) => Err("skip must be a non-negative integer"),
+    }
+}
+
+/// `POST /api/cut/{client}`: flags that client's open SSE responses, which end at their
+/// next check. Returns how many there were.
+fn cut(app: &App, client: &str) -> usize {
+    let mut connections = app.connections.lock().unwrap_or_else(|e| e.into_inner());
+    let mut cut = 0;
+    connections.retain(|(owner, flag)| match flag.upgrade() {
+        Some(flag) if owner == client => {
+            flag.store(true, Ordering::Relaxed);
+            cut += 1;
+            false
+        }
+        Some(_) => true,
+        None => false,
+    });
+    cut
+}
+
+/// `GET /api/stream/{id}?skip=N&client=C`: the whole protocol is one call,
+/// create-or-resume.
+fn stream_route(app: &App, request: Request, id: &str, query: &str) {
     if !is_plain_id(id) {
         return send(request, bad_id());
     }
-    let skip = query
-        .split('&')
-        .filter_map(|pair| pair.strip_prefix("skip="))
-        .next_back()
-        .map(str::parse::<u64>);
-    let skip = match skip {
-        None => None,
-        Some(Ok(skip)) => Some(skip),
-        Some(Err(_)) => return send(request, text(400, "skip must be a non-negative integer")),
+    let position = match requested_position(&request, query) {
+        Ok(position) => position,
+        Err(message) => return send(request, text(400, message)),
     };
 
     // The factory runs only if this request becomes the producer; its iterator is then
     // pulled on its own thread to the end, even if this client goes away.
-    let chunks = match ctx.resumable_stream(id, simulated_llm, skip) {
+    let interval = app.token_interval;
+    let make_stream = move || simulated_llm(interval);
+    let chunks = match app.ctx.resumable_stream_at(id, make_stream, position) {
         Ok(Some(chunks)) => chunks,
         Ok(None) => return send(request, text(422, "Stream is already done")),
         Err(error) => return send(request, error_response(id, &error)),
+    };
+    // A producer's reader starts at the beginning (there was nothing to skip).
+    let from = match (chunks.role(), position) {
+        (Role::Producer, _) | (_, Position::Start) => serde_json::json!("start"),
+        (Role::Resumer, Position::Chunk(n)) => serde_json::json!({ "chunk": n }),
+        (Role::Resumer, Position::Units(n)) => serde_json::json!({ "offset": n }),
     };
     let role = match chunks.role() {
         Role::Producer => "producer",
         Role::Resumer => "resumer",
     };
-    println!("stream {id}: {role}, skip {}", skip.unwrap_or(0));
-    // A producer's reader starts at offset 0 (there was nothing to skip).
-    let skip = if role == "producer" {
-        0
-    } else {
-        skip.unwrap_or(0)
-    };
-    let meta = serde_json::json!({ "role": role, "skip": skip }).to_string();
-    let mut body = SseBody::new(chunks, &meta);
+    println!("stream {id}: {role}, from {from}");
+    let meta = serde_json::json!({ "role": role, "from": from }).to_string();
+    let flag = Arc::new(AtomicBool::new(false));
+    if let Some(client) = query_param(query, "client").filter(|c| is_plain_id(c)) {
+        let mut connections = app.connections.lock().unwrap_or_else(|e| e.into_inner());
+        connections.retain(|(_, flag)| flag.strong_count() > 0);
+        connections.push((client.to_owned(), Arc::downgrade(&flag)));
+    }
+    let mut body = SseBody::new(chunks, &meta, flag);
 
     if *request.http_version() < HTTPVersion(1, 1) {
         // No chunked encoding in HTTP/1.0: tiny_http reads the body to its end and
@@ -174,6 +303,7 @@ fn stream_route(ctx: &ResumableStreamContext, request: Request, id: &str, query:
     }
     let mut out = request.into_writer();
     match write_sse(&mut out, &mut body) {
+        Ok(()) if body.was_cut() => println!("stream {id}: cut"),
         Ok(()) => println!("stream {id}: sent to the end"),
         // The client went away: dropping `body` detaches this reader. A producer's
         // source keeps running for its other readers.
@@ -217,45 +347,76 @@ fn sse_headers() -> Vec<Header> {
 /// The SSE bytes of a [`BlockingStream`], as a `std::io::Read`: each `read` returns
 /// (part of) one event, waiting for the next chunk when the last event is all read.
 struct SseBody {
-    /// `None` once the last event (`end` or `error`) is queued.
+    /// `None` once the last event (`end` or `failed`) is queued, or the body was cut.
     chunks: Option<BlockingStream>,
     decoder: Utf8Decoder,
     /// The current event, and how much of it was read.
     event: Vec<u8>,
     read: usize,
+    /// Set by `POST /api/cut/{client}`: the body ends early, as a dropped connection.
+    cut: Arc<AtomicBool>,
+    /// How long the stream has been silent, for the keep-alive comment.
+    idle: Duration,
 }
 
 impl SseBody {
-    fn new(chunks: BlockingStream, meta: &str) -> SseBody {
+    fn new(chunks: BlockingStream, meta: &str, cut: Arc<AtomicBool>) -> SseBody {
         let mut body = SseBody {
             chunks: Some(chunks),
             decoder: Utf8Decoder::default(),
-            event: Vec::new(),
+            event: format!("retry: {RECONNECT_DELAY_MS}\n").into_bytes(),
             read: 0,
+            cut,
+            idle: Duration::ZERO,
         };
         push_event(&mut body.event, Some("meta"), meta);
         body
     }
 
+    fn was_cut(&self) -> bool {
+        self.cut.load(Ordering::Relaxed)
+    }
+
     /// Waits for the stream's next item and makes it the current event (possibly
-    /// empty: a chunk that only began a character). `false` at the end of the body.
+    /// empty: a chunk that only began a character, or a check for a cut). `false` at
+    /// the end of the body.
     fn next_event(&mut self) -> bool {
+        if self.was_cut() {
+            self.chunks = None;
+        }
         let Some(chunks) = self.chunks.as_mut() else {
             return false;
         };
         self.event.clear();
         self.read = 0;
         let json = |text: &str| serde_json::Value::from(text).to_string();
-        match chunks.next_timeout(KEEP_ALIVE) {
-            Err(()) => self.event.extend_from_slice(b": keep-alive\n\n"),
+        match chunks.next_timeout(CUT_POLL) {
+            Err(()) => {
+                self.idle += CUT_POLL;
+                if self.idle >= KEEP_ALIVE {
+                    self.idle = Duration::ZERO;
+                    self.event.extend_from_slice(b": keep-alive\n\n");
+                }
+                return true;
+            }
             Ok(Some(Ok(bytes))) => {
                 let text = self.decoder.push(&bytes);
                 if !text.is_empty() {
                     push_event(&mut self.event, None, &json(&text));
+                    // The id says "resume after everything up to here"; while the
+                    // decoder holds the start of a character, that is not yet true.
+                    if let (Some(position), true) =
+                        (chunks.chunk_position(), self.decoder.is_clear())
+                    {
+                        // Before the blank line that ends the event.
+                        self.event.pop();
+                        self.event
+                            .extend_from_slice(format!("id: {position}\n\n").as_bytes());
+                    }
                 }
             }
             Ok(Some(Err(error))) => {
-                push_event(&mut self.event, Some("error"), &error.to_string());
+                push_event(&mut self.event, Some("failed"), &error.to_string());
                 self.chunks = None;
             }
             Ok(None) => {
@@ -268,6 +429,7 @@ impl SseBody {
                 self.chunks = None;
             }
         }
+        self.idle = Duration::ZERO;
         true
     }
 }
@@ -297,13 +459,17 @@ fn push_event(out: &mut Vec<u8>, name: Option<&str>, data: &str) {
     out.push(b'\n');
 }
 
-/// The simulated LLM: each word with the whitespace after it, one every
-/// [`TOKEN_INTERVAL`]. The sleep runs on the producer's thread, as the driver pulls.
-fn simulated_llm() -> impl Iterator<Item = Result<&'static str, Infallible>> + Send + 'static {
-    ANSWER.split_inclusive(char::is_whitespace).map(|word| {
-        thread::sleep(TOKEN_INTERVAL);
-        Ok(word)
-    })
+/// The simulated LLM: each word with the whitespace after it, one every `interval`.
+/// The sleep runs on the producer's thread, as the driver pulls.
+fn simulated_llm(
+    interval: Duration,
+) -> impl Iterator<Item = Result<&'static str, Infallible>> + Send + 'static {
+    ANSWER
+        .split_inclusive(char::is_whitespace)
+        .map(move |word| {
+            thread::sleep(interval);
+            Ok(word)
+        })
 }
 
 /// Ids become parts of Redis keys and channel names: short and plain only.
@@ -324,6 +490,8 @@ fn error_response(id: &str, error: &Error) -> Response<io::Cursor<Vec<u8>>> {
     // A resume that no producer answered is the upstream failing to answer in time.
     let status = match error {
         Error::AckTimeout { .. } => 504,
+        // A chunk position asked of a v1 producer: the page reconnects by offset.
+        Error::Unsupported { .. } => 409,
         _ => 500,
     };
     text(status, error.to_string())
@@ -360,6 +528,11 @@ impl Utf8Decoder {
         let text = String::from_utf8_lossy(&self.pending).into_owned();
         self.pending = tail;
         text
+    }
+
+    /// Whether every byte pushed so far was decoded.
+    fn is_clear(&self) -> bool {
+        self.pending.is_empty()
     }
 
     /// What is left at the end of the stream: a truncated character, as U+FFFD.

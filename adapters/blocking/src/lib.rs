@@ -71,6 +71,57 @@ pub enum Resumed {
 ///
 /// Cheap to clone. Dropping the last clone stops its threads and closes its
 /// connections; streams still being read then end with [`Error::Closed`].
+///
+/// Every call, on the in-memory backend (the same on Redis, across instances):
+///
+/// ```
+/// use resumable_stream::Role;
+/// use resumable_stream_blocking::{
+///     Cancelled, Error, Position, ResumableStreamContext, Resumed, StreamState,
+/// };
+/// use std::convert::Infallible;
+///
+/// # fn main() -> Result<(), Error> {
+/// let ctx = ResumableStreamContext::in_memory();
+///
+/// // Two tokens, then the source waits (on the producer's own thread) until `go`.
+/// let (go, wait) = std::sync::mpsc::channel::<()>();
+/// let source = move || {
+///     ["Hello", ", world"].into_iter().map(Ok::<_, Infallible>)
+///         .chain(std::iter::from_fn(move || { wait.recv().ok(); None }))
+/// };
+/// let mut producer = ctx.resumable_stream("answer-1", source, None)?.expect("new stream");
+/// assert_eq!(producer.role(), Role::Producer);
+/// assert_eq!(&producer.next().unwrap()?[..], b"Hello");
+/// assert_eq!(producer.chunk_position(), Some(1)); // an SSE event id
+///
+/// // Another request resumes right after chunk 1 (a browser's `Last-Event-ID: 1`).
+/// let unused = || std::iter::empty::<Result<&'static str, Infallible>>();
+/// let mut resumer = ctx
+///     .resumable_stream_at("answer-1", unused, Position::Chunk(1))?
+///     .expect("still running");
+/// assert_eq!(resumer.role(), Role::Resumer);
+/// assert_eq!(&resumer.next().unwrap()?[..], b", world");
+/// assert_eq!(resumer.chunk_position(), Some(2));
+///
+/// // Queries.
+/// assert_eq!(ctx.has_existing_stream("answer-1")?, StreamState::Active);
+/// assert!(matches!(ctx.resume_existing_stream("nobody", None)?, Resumed::NotFound));
+///
+/// // Stop it from any instance: its readers end with `Error::Cancelled`.
+/// assert_eq!(ctx.cancel("answer-1")?, Cancelled::Cancelled);
+/// assert!(matches!(resumer.next(), Some(Err(Error::Cancelled))));
+/// assert_eq!(ctx.has_existing_stream("answer-1")?, StreamState::Done);
+/// drop(go); // lets the source's thread finish
+///
+/// // The explicit create: always a producer (an error if this context already is).
+/// let once = || ["bye"].map(Ok::<_, Infallible>);
+/// let mut created = ctx.create_new_resumable_stream("answer-2", once)?;
+/// assert_eq!(&created.next().unwrap()?[..], b"bye");
+/// assert!(created.next().is_none());
+/// assert!(matches!(ctx.resume_existing_stream("answer-2", None)?, Resumed::Done));
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct ResumableStreamContext {
     inner: Arc<ContextInner>,

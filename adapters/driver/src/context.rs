@@ -54,6 +54,9 @@ pub enum Resumed {
 /// Cheap to clone; every clone shares the engine and connections. Dropping the last
 /// clone closes the connections; streams still being read then end with
 /// [`Error::Closed`].
+///
+/// A runnable example of every method is on the tokio driver's
+/// `resumable_stream_tokio::ResumableStreamContext` (this type on tokio).
 pub struct AsyncContext<R: AsyncRuntime> {
     inner: Arc<ContextInner>,
     runtime: R,

@@ -4,41 +4,64 @@
 //! # Running it
 //!
 //! ```text
-//! # In memory: one process, port 3000 (PORT overrides it).
+//! # In memory: one process, port 3000 (PORT or --port overrides it).
 //! cargo run -p resumable-stream-tokio --example demo
 //!
 //! # Redis: streams outlive the process that serves them, and a second instance
 //! # resumes the first one's streams (open the same `#id` on port 3001).
 //! REDIS_URL=redis://127.0.0.1:6379 cargo run -p resumable-stream-tokio --example demo
-//! REDIS_URL=redis://127.0.0.1:6379 PORT=3001 cargo run -p resumable-stream-tokio --example demo
+//! REDIS_URL=redis://127.0.0.1:6379 cargo run -p resumable-stream-tokio --example demo -- --port 3001
 //! ```
 //!
-//! Then open the URL it prints. The server listens on 127.0.0.1 only.
+//! Then open the URL it prints. The server listens on 127.0.0.1 only. `TOKEN_MS` sets
+//! the pause before each simulated token (default 50 ms).
+//!
+//! # Three ways to resume
+//!
+//! - **`Last-Event-ID`.** Every chunk event carries `id: N`, the reader's
+//!   [`chunk_position`](resumable_stream_tokio::ResumableStream::chunk_position): the
+//!   number of chunks the client has once it has that event. When the connection drops
+//!   (the page's "Cut connection" button asks the server to close it), the browser's
+//!   `EventSource` reconnects by itself and sends `Last-Event-ID: N`; the server resumes
+//!   at `Position::Chunk(N)`.
+//! - **Character offset.** `?skip=N` resumes after the first `N` UTF-16 code units
+//!   (what JavaScript's `string.length` counts): the page keeps the text it received in
+//!   `sessionStorage`, so a reload resumes after it (`Position::Units(N)`).
+//! - **From the start.** A second tab (or another instance on the same Redis) asks
+//!   without either and receives the whole text so far, then the rest.
 //!
 //! # Routes
 //!
 //! - `GET /`: the page (`demo.html`, inline script, no external assets).
-//! - `GET /api/stream/{id}?skip=N`: creates the stream `id` or resumes it, skipping the
-//!   first `N` UTF-16 code units (what JavaScript's `string.length` counts). The answer
-//!   is SSE: first an `event: meta` (`{"role":"producer"|"resumer","skip":N}`), then one
-//!   unnamed event per chunk whose data is the chunk's text as a JSON string, then
-//!   `event: end`, or `event: error` with a message if the stream failed. A stream that
+//! - `GET /api/stream/{id}?skip=N&client=C`: creates the stream `id` or resumes it. A
+//!   `Last-Event-ID` header wins over `skip`; a malformed one is refused with 400 (the
+//!   page then reconnects with `skip`). The answer is SSE: first `event: meta`
+//!   (`{"role":"producer"|"resumer","from":...}` where `from` is `"start"`,
+//!   `{"chunk":N}` or `{"offset":N}`), then one unnamed event per chunk whose data is
+//!   the chunk's text as a JSON string and whose id is the chunk position, then
+//!   `event: end`, or `event: failed` with a message if the stream failed. A stream that
 //!   already finished answers 422 "Stream is already done".
-//! - `GET /api/state/{id}`: `{"state":"none"|"active"|"done"}`.
+//! - `POST /api/cut/{client}`: closes every SSE connection the page `client` has open
+//!   here, as a network failure would (the stream itself goes on).
+//! - `GET /api/state/{id}`: `{"state":"none"|"active"|"done"}` (`has_existing_stream`).
+//! - `GET /api/answer`: the whole simulated answer, for tests to compare with.
 //! - `GET /healthz`: `ok`.
 
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::{stream, Stream, StreamExt};
-use resumable_stream_tokio::{Error, ResumableStream, ResumableStreamContext, Role, StreamState};
+use resumable_stream_tokio::{
+    Error, Position, ResumableStream, ResumableStreamContext, Role, StreamState,
+};
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
+use tokio::sync::broadcast;
 
 /// The page, kept in its own file so that it reads as HTML.
 const PAGE: &str = include_str!("demo.html");
@@ -53,16 +76,28 @@ UTF-16 code units: 日本 costs two, and the rocket 🚀 costs two on its own.\n
 connection halfway, reload the page, or open a second tab. Every reader ends with the same \
 text, naïve façade and all. ✨";
 
-/// The pause before each token, as a model would take.
-const TOKEN_INTERVAL: Duration = Duration::from_millis(50);
+/// How long the browser waits before reconnecting a dropped `EventSource` (sent as the
+/// SSE `retry` field; browsers default to a few seconds).
+const RECONNECT_DELAY: Duration = Duration::from_millis(500);
+
+/// What every handler shares: the context, the pause between tokens, and the channel
+/// on which `POST /api/cut/{client}` tells that client's connections to close.
+#[derive(Clone)]
+struct App {
+    ctx: ResumableStreamContext,
+    token_interval: Duration,
+    cuts: broadcast::Sender<String>,
+}
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let port = match std::env::var("PORT") {
-        Ok(port) => port
-            .parse::<u16>()
-            .map_err(|_| format!("PORT must be a port number, not {port:?}"))?,
-        Err(_) => 3000,
+    let port = port_from_args_or_env(3000)?;
+    let token_interval = match std::env::var("TOKEN_MS") {
+        Ok(ms) => Duration::from_millis(
+            ms.parse()
+                .map_err(|_| format!("TOKEN_MS must be a number of milliseconds, not {ms:?}"))?,
+        ),
+        Err(_) => Duration::from_millis(50),
     };
 
     // The same variables the library reads; the URL itself is not printed because it
@@ -76,17 +111,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ResumableStreamContext::in_memory()
     };
 
-    let app = Router::new()
+    let app = App {
+        ctx,
+        token_interval,
+        cuts: broadcast::channel(64).0,
+    };
+    let router = Router::new()
         .route("/", get(|| async { Html(PAGE) }))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/api/answer", get(|| async { ANSWER }))
         .route("/api/stream/{id}", get(stream_handler))
         .route("/api/state/{id}", get(state_handler))
-        .with_state(ctx);
+        .route("/api/cut/{client}", post(cut_handler))
+        .with_state(app);
 
     let listener =
         tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await?;
     println!("open http://{}/", listener.local_addr()?);
-    axum::serve(listener, app)
+    axum::serve(listener, router)
         .with_graceful_shutdown(async {
             // If the signal handler cannot be installed, run until killed.
             if tokio::signal::ctrl_c().await.is_err() {
@@ -97,44 +139,98 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// `GET /api/stream/{id}?skip=N`: the whole protocol is one call, create-or-resume.
+/// `--port N` (or `--port=N`), else `PORT`, else `default`.
+fn port_from_args_or_env(default: u16) -> Result<u16, String> {
+    let mut args = std::env::args().skip(1);
+    let mut port = std::env::var("PORT").ok();
+    while let Some(arg) = args.next() {
+        if arg == "--port" {
+            port = Some(args.next().ok_or("--port needs a value")?);
+        } else if let Some(value) = arg.strip_prefix("--port=") {
+            port = Some(value.to_owned());
+        } else {
+            return Err(format!("unknown argument {arg:?} (only --port N)"));
+        }
+    }
+    match port {
+        Some(port) => port
+            .parse()
+            .map_err(|_| format!("the port must be a port number, not {port:?}")),
+        None => Ok(default),
+    }
+}
+
+/// Where a request asks to start, and how the page is told.
+fn requested_position(
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+) -> Result<Position, &'static str> {
+    if let Some(value) = headers.get("last-event-id") {
+        // Sent by the browser's own reconnection: the id of the last event it got.
+        let id = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        return id
+            .map(Position::Chunk)
+            .ok_or("Last-Event-ID must be a chunk position (a non-negative integer)");
+    }
+    match query.get("skip").map(|s| s.parse::<u64>()) {
+        None | Some(Ok(0)) => Ok(Position::Start),
+        Some(Ok(skip)) => Ok(Position::Units(skip)),
+        Some(Err(_)) => Err("skip must be a non-negative integer"),
+    }
+}
+
+/// `GET /api/stream/{id}?skip=N&client=C`: the whole protocol is one call,
+/// create-or-resume.
 async fn stream_handler(
-    State(ctx): State<ResumableStreamContext>,
+    State(app): State<App>,
     Path(id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
 ) -> Response {
     if !is_plain_id(&id) {
         return bad_id();
     }
-    let skip = match query.get("skip").map(|s| s.parse::<u64>()) {
-        None => None,
-        Some(Ok(skip)) => Some(skip),
-        Some(Err(_)) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                "skip must be a non-negative integer",
-            )
-                .into_response()
-        }
+    let position = match requested_position(&headers, &query) {
+        Ok(position) => position,
+        Err(message) => return (StatusCode::BAD_REQUEST, message).into_response(),
     };
+    let client = query.get("client").cloned().unwrap_or_default();
 
     // The factory runs only if this request becomes the producer; from then on the
     // source runs to its end even if this client goes away, for the other readers.
-    match ctx.resumable_stream(&id, simulated_llm, skip).await {
+    let interval = app.token_interval;
+    let make_stream = move || simulated_llm(interval);
+    match app
+        .ctx
+        .resumable_stream_at(&id, make_stream, position)
+        .await
+    {
         Ok(Some(chunks)) => {
+            // A producer's reader always starts at the beginning (there was nothing
+            // to skip), so it reports "start" and the page starts its text afresh.
+            let from = match (chunks.role(), position) {
+                (Role::Producer, _) | (_, Position::Start) => serde_json::json!("start"),
+                (Role::Resumer, Position::Chunk(n)) => serde_json::json!({ "chunk": n }),
+                (Role::Resumer, Position::Units(n)) => serde_json::json!({ "offset": n }),
+            };
             let role = match chunks.role() {
                 Role::Producer => "producer",
                 Role::Resumer => "resumer",
             };
-            println!("stream {id}: {role}, skip {}", skip.unwrap_or(0));
-            // A producer's reader always starts at offset 0 (there was nothing to skip),
-            // so it reports 0 and the page knows to start its text afresh.
-            let meta = serde_json::json!({
-                "role": role,
-                "skip": if role == "producer" { 0 } else { skip.unwrap_or(0) },
-            });
-            let meta = Event::default().event("meta").data(meta.to_string());
-            Sse::new(stream::once(async { Ok(meta) }).chain(sse_events(chunks)))
+            println!("stream {id}: {role}, from {from}");
+            let meta = serde_json::json!({ "role": role, "from": from });
+            let meta = Event::default()
+                .event("meta")
+                .retry(RECONNECT_DELAY)
+                .data(meta.to_string());
+            let cut = cut_signal(app.cuts.subscribe(), client);
+            let events = stream::once(async { Ok(meta) })
+                .chain(sse_events(chunks))
+                .take_until(cut);
+            Sse::new(events)
                 .keep_alive(KeepAlive::default())
                 .into_response()
         }
@@ -143,15 +239,34 @@ async fn stream_handler(
     }
 }
 
+/// Resolves when `client` is cut (never for a request that named no client).
+async fn cut_signal(mut cuts: broadcast::Receiver<String>, client: String) {
+    loop {
+        match cuts.recv().await {
+            Ok(cut) if !client.is_empty() && cut == client => return,
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
+        }
+    }
+}
+
+/// `POST /api/cut/{client}`: ends that client's open SSE responses here. The browser
+/// sees its connection end and reconnects with `Last-Event-ID`.
+async fn cut_handler(State(app): State<App>, Path(client): Path<String>) -> Response {
+    if !is_plain_id(&client) {
+        return bad_id();
+    }
+    // No receiver means no open connection: nothing to cut, not an error.
+    let cut = app.cuts.send(client).unwrap_or(0);
+    Json(serde_json::json!({ "listeners": cut })).into_response()
+}
+
 /// `GET /api/state/{id}`.
-async fn state_handler(
-    State(ctx): State<ResumableStreamContext>,
-    Path(id): Path<String>,
-) -> Response {
+async fn state_handler(State(app): State<App>, Path(id): Path<String>) -> Response {
     if !is_plain_id(&id) {
         return bad_id();
     }
-    match ctx.has_existing_stream(&id).await {
+    match app.ctx.has_existing_stream(&id).await {
         Ok(state) => {
             let state = match state {
                 StreamState::None => "none",
@@ -174,35 +289,40 @@ fn is_plain_id(id: &str) -> bool {
 fn bad_id() -> Response {
     (
         StatusCode::BAD_REQUEST,
-        "stream ids are 1 to 64 characters of A-Z, a-z, 0-9, '-' and '_'",
+        "ids are 1 to 64 characters of A-Z, a-z, 0-9, '-' and '_'",
     )
         .into_response()
 }
 
 fn error_response(id: &str, error: &Error) -> Response {
     println!("stream {id}: {error}");
-    // A resume that no producer answered is the upstream failing to answer in time.
     let status = match error {
+        // A resume that no producer answered is the upstream failing to answer in time.
         Error::AckTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        // A chunk position asked of a v1 producer (Node or Python on the same Redis):
+        // the page reconnects with an offset instead.
+        Error::Unsupported { .. } => StatusCode::CONFLICT,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     (status, error.to_string()).into_response()
 }
 
-/// The simulated LLM: each word with the whitespace after it, one every
-/// [`TOKEN_INTERVAL`].
-fn simulated_llm() -> impl Stream<Item = Result<&'static str, Infallible>> + Send + 'static {
+/// The simulated LLM: each word with the whitespace after it, one every `interval`.
+fn simulated_llm(
+    interval: Duration,
+) -> impl Stream<Item = Result<&'static str, Infallible>> + Send + 'static {
     stream::unfold(
         ANSWER.split_inclusive(char::is_whitespace),
-        |mut tokens| async move {
+        move |mut tokens| async move {
             let token = tokens.next()?;
-            tokio::time::sleep(TOKEN_INTERVAL).await;
+            tokio::time::sleep(interval).await;
             Some((Ok(token), tokens))
         },
     )
 }
 
-/// One SSE event per chunk, then `end`; or `error` with the message, and nothing after.
+/// One SSE event per chunk, with the chunk position as its id, then `end`; or `failed`
+/// with the message, and nothing after.
 ///
 /// Chunk text is sent as a JSON string: SSE splits data on newlines, JSON has none.
 fn sse_events(chunks: ResumableStream) -> impl Stream<Item = Result<Event, Infallible>> {
@@ -212,12 +332,17 @@ fn sse_events(chunks: ResumableStream) -> impl Stream<Item = Result<Event, Infal
         move |state| async move {
             let (mut chunks, mut decoder) = state?;
             let (events, next) = match chunks.next().await {
-                Some(Ok(bytes)) => (
-                    vec![text_event(&decoder.push(&bytes))],
-                    Some((chunks, decoder)),
-                ),
+                Some(Ok(bytes)) => {
+                    let mut event = text_event(&decoder.push(&bytes));
+                    // The id says "resume after everything up to here"; while the
+                    // decoder holds the start of a character, that is not yet true.
+                    if let (Some(position), true) = (chunks.chunk_position(), decoder.is_clear()) {
+                        event = event.id(position.to_string());
+                    }
+                    (vec![event], Some((chunks, decoder)))
+                }
                 Some(Err(error)) => (
-                    vec![Event::default().event("error").data(error.to_string())],
+                    vec![Event::default().event("failed").data(error.to_string())],
                     None,
                 ),
                 None => {
@@ -237,7 +362,6 @@ fn sse_events(chunks: ResumableStream) -> impl Stream<Item = Result<Event, Infal
     .flat_map(stream::iter)
     .map(Ok)
 }
-
 /// Decodes a stream of byte chunks as UTF-8 without breaking a character that a
 /// producer split across two chunks (this demo's producer never does, but a producer
 /// elsewhere on the same Redis may publish arbitrary bytes).
@@ -255,6 +379,11 @@ impl Utf8Decoder {
         let text = String::from_utf8_lossy(&self.pending).into_owned();
         self.pending = tail;
         text
+    }
+
+    /// Whether every byte pushed so far was decoded.
+    fn is_clear(&self) -> bool {
+        self.pending.is_empty()
     }
 
     /// What is left at the end of the stream: a truncated character, as U+FFFD.

@@ -72,6 +72,53 @@ impl resumable_stream_driver::AsyncRuntime for Tokio {
 
 /// A handle to one engine and its connections, on tokio: the object a server keeps.
 /// See [`resumable_stream_driver::AsyncContext`] for its methods.
+///
+/// Every call, on the in-memory backend (the same on Redis, across instances):
+///
+/// ```
+/// use futures_util::{stream, StreamExt};
+/// use resumable_stream_tokio::{
+///     Cancelled, Error, Position, ResumableStreamContext, Resumed, Role, StreamState,
+/// };
+/// use std::convert::Infallible;
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Error> {
+/// let ctx = ResumableStreamContext::in_memory();
+///
+/// // Two tokens, then the source waits, as a model thinking.
+/// let source = || stream::iter(["Hello", ", world"].map(Ok::<_, Infallible>)).chain(stream::pending());
+/// let mut producer = ctx.resumable_stream("answer-1", source, None).await?.expect("new stream");
+/// assert_eq!(producer.role(), Role::Producer);
+/// assert_eq!(&producer.next().await.unwrap()?[..], b"Hello");
+/// assert_eq!(producer.chunk_position(), Some(1)); // an SSE event id
+///
+/// // Another request resumes right after chunk 1 (a browser's `Last-Event-ID: 1`).
+/// let unused = || stream::empty::<Result<&'static str, Infallible>>();
+/// let mut resumer = ctx
+///     .resumable_stream_at("answer-1", unused, Position::Chunk(1))
+///     .await?
+///     .expect("still running");
+/// assert_eq!(resumer.role(), Role::Resumer);
+/// assert_eq!(&resumer.next().await.unwrap()?[..], b", world");
+/// assert_eq!(resumer.chunk_position(), Some(2));
+///
+/// // Queries.
+/// assert_eq!(ctx.has_existing_stream("answer-1").await?, StreamState::Active);
+/// assert!(matches!(ctx.resume_existing_stream("nobody", None).await?, Resumed::NotFound));
+///
+/// // Stop it from any instance: its readers end with `Error::Cancelled`.
+/// assert_eq!(ctx.cancel("answer-1").await?, Cancelled::Cancelled);
+/// assert!(matches!(resumer.next().await, Some(Err(Error::Cancelled))));
+/// assert_eq!(ctx.has_existing_stream("answer-1").await?, StreamState::Done);
+///
+/// // The explicit create: always a producer (an error if this context already is).
+/// let once = || stream::iter(["bye"].map(Ok::<_, Infallible>));
+/// let mut created = ctx.create_new_resumable_stream("answer-2", once).await?;
+/// assert_eq!(&created.next().await.unwrap()?[..], b"bye");
+/// assert!(created.next().await.is_none());
+/// assert!(matches!(ctx.resume_existing_stream("answer-2", None).await?, Resumed::Done));
+/// # Ok(()) }
+/// ```
 pub type ResumableStreamContext = resumable_stream_driver::AsyncContext<Tokio>;
 
 /// Builds a [`ResumableStreamContext`].
@@ -81,3 +128,9 @@ pub type ContextBuilder = resumable_stream_driver::AsyncContextBuilder<Tokio>;
 #[doc = include_str!("../../../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// The snippets of docs/guide.md, compiled (and run where they need no Redis) as
+/// doctests.
+#[doc = include_str!("../../../docs/guide.md")]
+#[cfg(doctest)]
+pub struct GuideDoctests;
