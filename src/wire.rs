@@ -423,7 +423,11 @@ pub enum Control {
         next: Option<u64>,
     },
     /// The stream was cancelled; nothing follows.
-    Cancelled,
+    Cancelled {
+        /// To a listener: the number of chunks the stream had, so that one that has
+        /// fewer asks for them first. `None` in the answer to a cancel.
+        next: Option<u64>,
+    },
 }
 
 impl Control {
@@ -450,7 +454,10 @@ impl Control {
                 next: Some(next),
             } => serde_json::json!({"t": "error", "kind": kind, "message": message, "next": next})
                 .to_string(),
-            Control::Cancelled => r#"{"t":"cancelled"}"#.to_owned(),
+            Control::Cancelled { next: None } => r#"{"t":"cancelled"}"#.to_owned(),
+            Control::Cancelled { next: Some(next) } => {
+                format!(r#"{{"t":"cancelled","next":{next}}}"#)
+            }
         };
         let mut out = BytesMut::with_capacity(CONTROL_MARK.len() + token.len() + 1 + body.len());
         out.put_slice(CONTROL_MARK);
@@ -493,7 +500,9 @@ impl Control {
                     .to_owned(),
                 next: field("next").and_then(|v| v.as_u64()),
             }),
-            Some("cancelled") => Ok(Control::Cancelled),
+            Some("cancelled") => Ok(Control::Cancelled {
+                next: field("next").and_then(|v| v.as_u64()),
+            }),
             _ => Err(()),
         }
     }
@@ -687,7 +696,8 @@ mod tests {
                 next: None,
             },
             Control::End { next: 4 },
-            Control::Cancelled,
+            Control::Cancelled { next: None },
+            Control::Cancelled { next: Some(3) },
         ];
         for control in all {
             let wire = control.encode("abcd");

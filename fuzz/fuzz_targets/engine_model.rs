@@ -529,7 +529,7 @@ fn final_message(ending: Ending, next: u64, token: Option<&str>) -> Bytes {
             next: Some(next),
         }
         .encode(token),
-        (Ending::Cancelled, Some(token)) => Control::Cancelled.encode(token),
+        (Ending::Cancelled, Some(token)) => Control::Cancelled { next: Some(next) }.encode(token),
         _ => Bytes::from_static(DONE_MESSAGE),
     }
 }
@@ -1418,8 +1418,14 @@ impl Harness {
         }
         let dropped_bytes = at;
         let (cut, replacement) = reference::cut(&text, skip, unit);
-        if cut < dropped_bytes {
+        // Up to 3 bytes of a character split by the drop boundary are still held (the
+        // engine keeps them to count characters over the joined stream): a cut among
+        // them may be served, exactly, or refused.
+        if cut + 3 < dropped_bytes {
             return Ok(None);
+        }
+        if cut < dropped_bytes {
+            return Err(answer);
         }
         let ambiguous = (replacement && cut - 4 < dropped_bytes)
             || reference::splits_a_character(&text, &boundaries);
@@ -1460,9 +1466,9 @@ impl Harness {
             // (nothing to stop yet; the canceller times out rather than hear a lie).
             let answer = match ended {
                 Some(_) => Some(Bytes::from_static(DONE_MESSAGE)),
-                None if live => {
-                    Some(Control::Cancelled.encode(token.as_deref().unwrap_or_default()))
-                }
+                None if live => Some(
+                    Control::Cancelled { next: None }.encode(token.as_deref().unwrap_or_default()),
+                ),
                 None => None,
             };
             self.nodes[node]

@@ -48,7 +48,7 @@ impl Ending {
                 message: message.clone(),
                 next: Some(next),
             },
-            Ending::Cancelled => Control::Cancelled,
+            Ending::Cancelled => Control::Cancelled { next: Some(next) },
         }
     }
 
@@ -653,7 +653,7 @@ impl Engine {
         let answer = match producer.phase {
             // Already over: the canceller learns it finished.
             Phase::Finished => Bytes::from_static(DONE_MESSAGE),
-            Phase::Live => Control::Cancelled.encode(&token),
+            Phase::Live => Control::Cancelled { next: None }.encode(&token),
             // Still starting: nothing to stop yet. No answer, so the canceller fails
             // with its ack timeout rather than being told a lie.
             Phase::Subscribing | Phase::Marking => return,

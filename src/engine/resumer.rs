@@ -121,7 +121,7 @@ impl Resumer {
 /// Whether `control` ends the stream itself (not an answer to one request).
 fn is_final(control: &Control) -> bool {
     match control {
-        Control::Cancelled => true,
+        Control::Cancelled { .. } => true,
         Control::Error { kind, .. } => kind == "source",
         _ => false,
     }
@@ -229,7 +229,9 @@ impl Engine {
         // A cancel is answered by one message.
         if r.purpose == Purpose::Cancel {
             let event = match incoming {
-                Some(Ok(Incoming::Control(Control::Cancelled))) => Event::Cancelled { handle },
+                Some(Ok(Incoming::Control(Control::Cancelled { .. }))) => {
+                    Event::Cancelled { handle }
+                }
                 Some(Ok(Incoming::Control(Control::Error { kind, message, .. }))) => {
                     Event::Failed {
                         handle,
@@ -312,8 +314,22 @@ impl Engine {
             Control::Heartbeat => {}
             // The stream's last word, while asking again for what was missed: the
             // answer brings the missing chunks, then this ending again.
-            Control::Cancelled | Control::Error { .. } if r.rewinding && is_final(&control) => {}
-            Control::Cancelled => {
+            Control::Cancelled { .. } | Control::Error { .. }
+                if r.rewinding && is_final(&control) => {}
+            // The stream ended after `next` chunks: unless some are missing, this is
+            // the end.
+            Control::Cancelled { next: Some(next) }
+            | Control::Error {
+                next: Some(next), ..
+            } if !matches!(
+                r.peer,
+                Peer::Extended { next: have, expecting_catch_up: false } if have >= next
+            ) =>
+            {
+                let from = r.received_through();
+                self.ask_again(now, handle, from);
+            }
+            Control::Cancelled { .. } => {
                 let event = Event::Failed {
                     handle,
                     error: Error::Cancelled,
@@ -327,18 +343,6 @@ impl Engine {
                     let from = r.received_through();
                     self.ask_again(now, handle, from);
                 }
-            }
-            // A stream that failed after `next` chunks: unless some are missing, the
-            // error is final.
-            Control::Error {
-                next: Some(next), ..
-            } if !matches!(
-                r.peer,
-                Peer::Extended { next: have, expecting_catch_up: false } if have >= next
-            ) =>
-            {
-                let from = r.received_through();
-                self.ask_again(now, handle, from);
             }
             Control::Error { kind, message, .. } => {
                 let error = remote_error(&r.stream_id, &kind, message);
