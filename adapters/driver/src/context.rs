@@ -594,6 +594,8 @@ async fn run_subscriptions(
         let result = match command.op {
             Op::Subscribe { channel } => transport.subscribe(channel).await,
             Op::Unsubscribe { channel } => transport.unsubscribe(channel).await,
+            Op::SSubscribe { channel } => transport.ssubscribe(channel).await,
+            Op::SUnsubscribe { channel } => transport.sunsubscribe(channel).await,
             _ => Err(ReplyError::Connection("not a pub/sub command".into())),
         };
         let reply = result.map(|()| Reply::Ok);
