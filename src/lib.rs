@@ -50,6 +50,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cluster;
 mod config;
 mod engine;
 mod error;

@@ -303,8 +303,20 @@ mod tests {
         let mut redis = MemoryRedis::new();
         let (a, b) = (redis.connect(), redis.connect());
         let now = Instant::now();
-        let _ = redis.execute(now, a, &Op::SSubscribe { channel: "ch".into() });
-        let _ = redis.execute(now, b, &Op::Subscribe { channel: "ch".into() });
+        let _ = redis.execute(
+            now,
+            a,
+            &Op::SSubscribe {
+                channel: "ch".into(),
+            },
+        );
+        let _ = redis.execute(
+            now,
+            b,
+            &Op::Subscribe {
+                channel: "ch".into(),
+            },
+        );
         let spublish = Op::SPublish {
             channel: "ch".into(),
             message: "m".into(),
@@ -312,7 +324,13 @@ mod tests {
         let (reply, deliveries) = redis.execute(now, b, &spublish);
         assert_eq!(reply, Ok(Reply::Integer(1)));
         assert_eq!(deliveries, vec![(a, "ch".into(), "m".into())]);
-        let _ = redis.execute(now, a, &Op::SUnsubscribe { channel: "ch".into() });
+        let _ = redis.execute(
+            now,
+            a,
+            &Op::SUnsubscribe {
+                channel: "ch".into(),
+            },
+        );
         assert_eq!(redis.execute(now, b, &spublish).0, Ok(Reply::Integer(0)));
     }
 }

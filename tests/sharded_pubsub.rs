@@ -12,10 +12,18 @@ fn op_names(config: Config) -> Vec<&'static str> {
     // GET sentinel -> "1" -> SUBSCRIBE -> confirmed -> PUBLISH request.
     let get = engine.poll_command().expect("GET");
     names.push(get.op.name());
-    engine.handle_reply(Instant::now(), get.id, Ok(resumable_stream::Reply::Data("1".into())));
+    engine.handle_reply(
+        Instant::now(),
+        get.id,
+        Ok(resumable_stream::Reply::Data("1".into())),
+    );
     let subscribe = engine.poll_command().expect("SUBSCRIBE");
     names.push(subscribe.op.name());
-    engine.handle_reply(Instant::now(), subscribe.id, Ok(resumable_stream::Reply::Ok));
+    engine.handle_reply(
+        Instant::now(),
+        subscribe.id,
+        Ok(resumable_stream::Reply::Ok),
+    );
     let publish = engine.poll_command().expect("PUBLISH");
     names.push(publish.op.name());
     assert!(matches!(

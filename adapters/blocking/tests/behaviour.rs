@@ -101,6 +101,7 @@ impl Harness for Blocking {
             Store::Custom(_) => {
                 panic!("the blocking driver has no async publisher/subscriber backend")
             }
+            Store::Cluster(..) => panic!("the blocking driver has no Redis Cluster backend"),
         };
         Box::new(Context(builder.build().expect("a context")))
     }

@@ -1,0 +1,232 @@
+//! A private Redis Cluster: `n` masters (`redis-server --cluster-enabled yes`) on free
+//! loopback ports, started and stopped by the test itself.
+//!
+//! The slots are assigned as `redis-cli --cluster create 127.0.0.1:P1 ... --cluster-replicas 0`
+//! assigns them (16384 split evenly, in port order), but with the cluster commands
+//! themselves (`CLUSTER ADDSLOTSRANGE`, `SET-CONFIG-EPOCH`, `MEET`), which is faster and
+//! also makes the one-master cluster that `redis-cli` refuses to create.
+
+use crate::redis_server::free_port;
+use resumable_stream::cluster::{key_slot, SLOTS};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// One master of a [`RedisCluster`].
+struct Node {
+    port: u16,
+    child: Option<Child>,
+    /// The first slot it owns (each node owns one contiguous range).
+    first_slot: u16,
+    /// The last slot it owns.
+    last_slot: u16,
+}
+
+/// A Redis Cluster of child processes on 127.0.0.1, killed (and its files removed) on
+/// drop.
+pub struct RedisCluster {
+    nodes: Vec<Node>,
+    dir: PathBuf,
+}
+
+fn connect(port: u16) -> redis::RedisResult<redis::Connection> {
+    redis::Client::open(format!("redis://127.0.0.1:{port}/"))?
+        .get_connection_with_timeout(Duration::from_secs(2))
+}
+
+fn deadline_check(deadline: Instant, what: &str) {
+    assert!(Instant::now() < deadline, "the Redis Cluster: {what}");
+    std::thread::sleep(Duration::from_millis(20));
+}
+
+impl RedisCluster {
+    /// Starts a cluster of `masters` nodes (no replicas) and waits until every node
+    /// says `cluster_state:ok` and knows every other node.
+    ///
+    /// # Panics
+    /// When `redis-server` is missing or the cluster does not form within 30 s.
+    pub fn start(masters: usize) -> RedisCluster {
+        assert!(masters >= 1 && masters <= usize::from(SLOTS));
+        let dir = std::env::temp_dir().join(format!(
+            "rs-test-cluster-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let per = usize::from(SLOTS) / masters;
+        let mut cluster = RedisCluster {
+            nodes: (0..masters)
+                .map(|i| Node {
+                    port: free_port(),
+                    child: None,
+                    first_slot: (i * per) as u16,
+                    last_slot: if i + 1 == masters {
+                        SLOTS - 1
+                    } else {
+                        ((i + 1) * per - 1) as u16
+                    },
+                })
+                .collect(),
+            dir,
+        };
+        for index in 0..masters {
+            cluster.spawn(index);
+        }
+        let first = cluster.nodes[0].port;
+        for (index, node) in cluster.nodes.iter().enumerate() {
+            let mut conn = connect(node.port).expect("connect to a cluster node");
+            let _: () = redis::cmd("CLUSTER")
+                .arg("ADDSLOTSRANGE")
+                .arg(node.first_slot)
+                .arg(node.last_slot)
+                .query(&mut conn)
+                .expect("CLUSTER ADDSLOTSRANGE");
+            let _: () = redis::cmd("CLUSTER")
+                .arg("SET-CONFIG-EPOCH")
+                .arg(index + 1)
+                .query(&mut conn)
+                .expect("CLUSTER SET-CONFIG-EPOCH");
+            if node.port != first {
+                let _: () = redis::cmd("CLUSTER")
+                    .arg("MEET")
+                    .arg("127.0.0.1")
+                    .arg(first)
+                    .query(&mut conn)
+                    .expect("CLUSTER MEET");
+            }
+        }
+        cluster.wait_until_ok();
+        cluster
+    }
+
+    fn spawn(&mut self, index: usize) {
+        let port = self.nodes[index].port;
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                &format!("nodes-{port}.conf"),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (the test command in README.md installs it)");
+        self.nodes[index].child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(mut conn) = connect(port) {
+                if redis::cmd("PING").query::<String>(&mut conn).is_ok() {
+                    return;
+                }
+            }
+            deadline_check(deadline, "a node did not start");
+        }
+    }
+
+    /// Waits until every node says `cluster_state:ok` and knows every node.
+    pub fn wait_until_ok(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let known = format!("cluster_known_nodes:{}", self.nodes.len());
+        for node in &self.nodes {
+            loop {
+                let info = connect(node.port)
+                    .and_then(|mut c| redis::cmd("CLUSTER").arg("INFO").query::<String>(&mut c));
+                if let Ok(info) = info {
+                    if info.contains("cluster_state:ok") && info.contains(&known) {
+                        break;
+                    }
+                }
+                deadline_check(deadline, "did not reach cluster_state:ok");
+            }
+        }
+    }
+
+    /// The URL of every node (`redis://127.0.0.1:{port}/`).
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|n| format!("redis://127.0.0.1:{}/", n.port))
+            .collect()
+    }
+
+    /// How many masters it has.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether it has no node (never: a cluster has at least one).
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// The index of the node that owns the slot of `key` (a key or a channel).
+    pub fn node_of(&self, key: &[u8]) -> usize {
+        let slot = key_slot(key);
+        self.nodes
+            .iter()
+            .position(|n| (n.first_slot..=n.last_slot).contains(&slot))
+            .expect("every slot has an owner")
+    }
+
+    /// A synchronous connection to node `index`, for raw commands.
+    pub fn connection(&self, index: usize) -> redis::Connection {
+        connect(self.nodes[index].port).expect("connect to a cluster node")
+    }
+
+    /// A synchronous connection to the node owning `key`'s slot.
+    pub fn connection_for(&self, key: &[u8]) -> redis::Connection {
+        self.connection(self.node_of(key))
+    }
+
+    /// Kills node `index` at once (SIGKILL), as a crash would. Its cluster
+    /// configuration file stays, so [`restart`](Self::restart) brings back the same
+    /// node with the same slots (and no data).
+    pub fn kill(&mut self, index: usize) {
+        if let Some(mut child) = self.nodes[index].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts node `index` again on its port, and waits for the cluster to be ok.
+    pub fn restart(&mut self, index: usize) {
+        self.kill(index);
+        self.spawn(index);
+        self.wait_until_ok();
+    }
+
+    /// The value of `name` in node `index`'s `INFO commandstats` line for `command`
+    /// (for example the `calls` of `spublish`), 0 when the command never ran there.
+    pub fn command_calls(&self, index: usize, command: &str) -> u64 {
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut self.connection(index))
+            .expect("INFO commandstats");
+        let prefix = format!("cmdstat_{command}:calls=");
+        info.lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for index in 0..self.nodes.len() {
+            self.kill(index);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

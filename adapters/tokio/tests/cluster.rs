@@ -1,0 +1,26 @@
+//! The behaviour suite (resumable-stream-testkit) on the tokio driver against a private
+//! three-master Redis Cluster: sharded pub/sub, classic pub/sub, and a node killed and
+//! restarted mid-stream.
+
+use resumable_stream_testkit::{AsyncHarness, Executor};
+use resumable_stream_tokio::Tokio;
+
+/// Enters a multi-threaded tokio runtime from the test thread.
+struct TokioExecutor(tokio::runtime::Runtime);
+
+impl Executor for TokioExecutor {
+    fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.0.block_on(future)
+    }
+}
+
+fn harness() -> AsyncHarness<Tokio, TokioExecutor> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    AsyncHarness::new(TokioExecutor(runtime))
+}
+
+resumable_stream_testkit::cluster_suite!(super::harness());
