@@ -101,7 +101,9 @@ impl Harness for Blocking {
             Store::Custom(_) => {
                 panic!("the blocking driver has no async publisher/subscriber backend")
             }
-            Store::Cluster(..) => panic!("the blocking driver has no Redis Cluster backend"),
+            Store::Cluster(cluster, pubsub) => {
+                builder.redis_cluster(cluster.urls()).pubsub(*pubsub)
+            }
         };
         Box::new(Context(builder.build().expect("a context")))
     }
@@ -116,6 +118,7 @@ impl Harness for Blocking {
 }
 
 resumable_stream_testkit::behaviour_suite!(super::Blocking; memory, redis);
+resumable_stream_testkit::cluster_suite!(super::Blocking);
 
 #[test]
 fn in_memory_contexts_need_no_redis() {
