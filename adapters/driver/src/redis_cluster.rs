@@ -29,18 +29,21 @@ use redis::cluster_routing::{
 use redis::{PushInfo, PushKind, Value};
 use resumable_stream::cluster::key_slot;
 use resumable_stream::{Command, Error, Reply, ReplyError};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// How long one request may wait for its reply, as for a single Redis.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Where pushes go: messages straight into the engine, disconnections to the task that
-/// tells the engine.
+/// Where pushes go: messages straight into the engine; disconnections, and sharded
+/// subscriptions the server dropped, to the task that tells the engine.
 struct Pushes {
     inbox: Mutex<Option<Inbox>>,
-    disconnected: Sender<()>,
+    interrupted: Sender<()>,
+    /// The sharded channels the engine wants: a `sunsubscribe` push for one of them
+    /// came from the server (its slot moved to another shard), not from us.
+    wanted: Mutex<HashSet<Vec<u8>>>,
 }
 
 impl Pushes {
@@ -59,7 +62,15 @@ impl Pushes {
                 }
             }
             PushKind::Disconnection => {
-                let _ = self.disconnected.send(());
+                let _ = self.interrupted.send(());
+            }
+            PushKind::SUnsubscribe => {
+                let dropped = matches!(info.data.first(), Some(Value::BulkString(channel))
+                    if crate::sync::lock(&self.wanted).contains(channel));
+                if dropped {
+                    log::warn!("resumable-stream: a shard dropped a subscription (slot moved)");
+                    let _ = self.interrupted.send(());
+                }
             }
             _ => {}
         }
@@ -82,10 +93,11 @@ impl ClusterTransport {
     /// [`Error::Config`] when a URL does not parse; [`Error::Redis`] (`CONNECT`) when
     /// no node can be reached.
     pub async fn connect(urls: &[String], hooks: Hooks) -> Result<ClusterTransport, Error> {
-        let (disconnected, disconnections) = mailbox();
+        let (interrupted, disconnections) = mailbox();
         let pushes = Arc::new(Pushes {
             inbox: Mutex::new(None),
-            disconnected,
+            interrupted,
+            wanted: Mutex::new(HashSet::new()),
         });
         let sink = pushes.clone();
         let client = redis::cluster::ClusterClientBuilder::new(urls.iter().map(String::as_str))
@@ -149,7 +161,7 @@ impl AsyncTransport for ClusterTransport {
                     Either::Left((Some(()), _)) => {}
                     _ => return,
                 }
-                log::warn!("resumable-stream: a Redis Cluster node connection closed");
+                log::warn!("resumable-stream: Redis Cluster pub/sub interrupted");
                 inbox.connection_interrupted();
                 let back = retry(&hooks, || ping_masters(connection.clone())).await;
                 // Drops that happened while waiting are covered by this recovery.
@@ -240,16 +252,30 @@ impl AsyncTransport for ClusterTransport {
     }
 
     fn ssubscribe(&self, channel: Bytes) -> BoxFuture<'_, Result<(), ReplyError>> {
+        crate::sync::lock(&self.pushes.wanted).insert(channel.to_vec());
         let mut connection = self.connection.clone();
         Box::pin(async move {
-            connection
-                .ssubscribe(channel.as_ref())
-                .await
-                .map_err(|e| to_reply_error(&e))
+            // Right after a slot moved, redis-rs may still send to the old owner: the
+            // `MOVED` makes it refresh its slot map, and the next attempt goes right.
+            let started = std::time::Instant::now();
+            loop {
+                match connection.ssubscribe(channel.as_ref()).await {
+                    Err(error)
+                        if matches!(
+                            error.code(),
+                            Some("MOVED" | "ASK" | "TRYAGAIN" | "CLUSTERDOWN")
+                        ) && started.elapsed() < RECONNECT_WINDOW =>
+                    {
+                        (self.hooks.sleep)(Duration::from_millis(50)).await;
+                    }
+                    result => return result.map_err(|e| to_reply_error(&e)),
+                }
+            }
         })
     }
 
     fn sunsubscribe(&self, channel: Bytes) -> BoxFuture<'_, Result<(), ReplyError>> {
+        crate::sync::lock(&self.pushes.wanted).remove(channel.as_ref());
         let mut connection = self.connection.clone();
         Box::pin(async move {
             connection

@@ -28,16 +28,21 @@ fn shard_subscribers(cluster: &RedisCluster, channel: &str) -> i64 {
     reply.1
 }
 
-/// The node where a shard channel matching `pattern` is subscribed, if any.
-fn node_with_shard_channel(cluster: &RedisCluster, pattern: &str) -> Option<usize> {
-    (0..cluster.len()).find(|&node| {
-        let channels: Vec<Vec<u8>> = redis::cmd("PUBSUB")
+/// The node where a shard channel matching `pattern` is subscribed, and the channel.
+fn shard_channel(cluster: &RedisCluster, pattern: &str) -> Option<(usize, Vec<u8>)> {
+    (0..cluster.len()).find_map(|node| {
+        let mut channels: Vec<Vec<u8>> = redis::cmd("PUBSUB")
             .arg("SHARDCHANNELS")
             .arg(pattern)
             .query(&mut cluster.connection(node))
             .expect("PUBSUB SHARDCHANNELS");
-        !channels.is_empty()
+        channels.pop().map(|channel| (node, channel))
     })
+}
+
+/// The node where a shard channel matching `pattern` is subscribed, if any.
+fn node_with_shard_channel(cluster: &RedisCluster, pattern: &str) -> Option<usize> {
+    shard_channel(cluster, pattern).map(|(node, _)| node)
 }
 
 /// A producer and a resumer on two contexts: the pub/sub commands each node ran are
@@ -121,6 +126,49 @@ pub fn a_node_restarting_mid_stream_loses_no_byte(harness: &dyn Harness, store: 
     assert_eq!(read_exactly(&mut producer, 5), b"after");
     // Let the reconnections settle before the end.
     std::thread::sleep(Duration::from_millis(1500));
+    feed.chunk(" the end");
+    drop(feed);
+    assert_eq!(read_all(producer), (b" the end".to_vec(), None));
+    assert_eq!(read_all(resumer), (b"after the end".to_vec(), None));
+}
+
+/// The slot of the resumer's sharded channel moves to another shard mid-stream (the
+/// server drops the subscription, `MOVED` redirects the producer's `SPUBLISH`): the
+/// subscription is re-established on the new owner and the resumer gets the rest
+/// byte-exact; the producer's reader gets everything.
+pub fn a_slot_moving_mid_stream_loses_no_byte(harness: &dyn Harness, store: &mut Store) {
+    let (a, b) = (
+        harness.context(store, Config::default()),
+        harness.context(store, Config::default()),
+    );
+    let (feed, source) = manual();
+    let mut producer = a
+        .resumable_stream("s", source, None)
+        .expect("no error")
+        .expect("a new stream");
+    feed.chunk("before ");
+    assert_eq!(read_exactly(&mut producer, 7), b"before ");
+    let mut resumer: Box<dyn Reader> = b
+        .resumable_stream("s", fixed(Vec::<String>::new()), None)
+        .expect("no error")
+        .expect("an active stream");
+    assert_eq!(read_exactly(&mut resumer, 7), b"before ");
+
+    let cluster = store.redis_cluster().expect("a cluster store");
+    let (node, channel) = shard_channel(cluster, "resumable-stream:rs:chunk:*")
+        .expect("the resumer's channel is subscribed on some shard");
+    let to = (node + 1) % cluster.len();
+    cluster.move_slot(resumable_stream::cluster::key_slot(&channel), to);
+
+    feed.chunk("after");
+    assert_eq!(read_exactly(&mut producer, 5), b"after");
+    // Let the resubscription settle before the end.
+    std::thread::sleep(Duration::from_millis(1500));
+    // The subscription lives on the new owner now.
+    assert_eq!(
+        node_with_shard_channel(cluster, "resumable-stream:rs:chunk:*"),
+        Some(to)
+    );
     feed.chunk(" the end");
     drop(feed);
     assert_eq!(read_all(producer), (b" the end".to_vec(), None));

@@ -27,6 +27,8 @@ struct Node {
 pub struct RedisCluster {
     nodes: Vec<Node>,
     dir: PathBuf,
+    /// Slots moved by [`move_slot`](RedisCluster::move_slot), and their new owner.
+    moved: std::collections::HashMap<u16, usize>,
 }
 
 fn connect(port: u16) -> redis::RedisResult<redis::Connection> {
@@ -68,6 +70,7 @@ impl RedisCluster {
                 })
                 .collect(),
             dir,
+            moved: std::collections::HashMap::new(),
         };
         for index in 0..masters {
             cluster.spawn(index);
@@ -173,6 +176,9 @@ impl RedisCluster {
     /// The index of the node that owns the slot of `key` (a key or a channel).
     pub fn node_of(&self, key: &[u8]) -> usize {
         let slot = key_slot(key);
+        if let Some(&owner) = self.moved.get(&slot) {
+            return owner;
+        }
         self.nodes
             .iter()
             .position(|n| (n.first_slot..=n.last_slot).contains(&slot))
@@ -204,6 +210,68 @@ impl RedisCluster {
         self.kill(index);
         self.spawn(index);
         self.wait_until_ok();
+    }
+
+    /// Moves `slot` (and its keys) to node `to`, as `redis-cli --cluster reshard` does:
+    /// `SETSLOT IMPORTING` / `MIGRATING`, `MIGRATE` of every key, then `SETSLOT NODE`
+    /// on every node.
+    pub fn move_slot(&mut self, slot: u16, to: usize) {
+        let from = self.owner_of_slot(slot);
+        assert_ne!(from, to, "the slot is already there");
+        let id = |cluster: &RedisCluster, node: usize| -> String {
+            redis::cmd("CLUSTER")
+                .arg("MYID")
+                .query(&mut cluster.connection(node))
+                .expect("CLUSTER MYID")
+        };
+        let (from_id, to_id) = (id(self, from), id(self, to));
+        let setslot = |node: usize, args: &[&str]| {
+            let _: () = redis::cmd("CLUSTER")
+                .arg("SETSLOT")
+                .arg(slot)
+                .arg(args)
+                .query(&mut self.connection(node))
+                .expect("CLUSTER SETSLOT");
+        };
+        setslot(to, &["IMPORTING", &from_id]);
+        setslot(from, &["MIGRATING", &to_id]);
+        loop {
+            let keys: Vec<Vec<u8>> = redis::cmd("CLUSTER")
+                .arg("GETKEYSINSLOT")
+                .arg(slot)
+                .arg(100)
+                .query(&mut self.connection(from))
+                .expect("CLUSTER GETKEYSINSLOT");
+            if keys.is_empty() {
+                break;
+            }
+            let _: () = redis::cmd("MIGRATE")
+                .arg("127.0.0.1")
+                .arg(self.nodes[to].port)
+                .arg("")
+                .arg(0)
+                .arg(5000)
+                .arg("KEYS")
+                .arg(keys)
+                .query(&mut self.connection(from))
+                .expect("MIGRATE");
+        }
+        setslot(to, &["NODE", &to_id]);
+        setslot(from, &["NODE", &to_id]);
+        for node in (0..self.nodes.len()).filter(|&n| n != from && n != to) {
+            setslot(node, &["NODE", &to_id]);
+        }
+        self.moved.insert(slot, to);
+    }
+
+    fn owner_of_slot(&self, slot: u16) -> usize {
+        if let Some(&owner) = self.moved.get(&slot) {
+            return owner;
+        }
+        self.nodes
+            .iter()
+            .position(|n| (n.first_slot..=n.last_slot).contains(&slot))
+            .expect("every slot has an owner")
     }
 
     /// The value of `name` in node `index`'s `INFO commandstats` line for `command`
