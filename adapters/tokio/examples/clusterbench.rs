@@ -66,11 +66,7 @@ async fn fanout(cluster: &RedisCluster, run: usize) -> f64 {
     let mut resumers = Vec::new();
     for _ in 0..FANOUT_RESUMERS {
         let reader = b
-            .resumable_stream(
-                &id,
-                || stream::empty::<Result<String, std::io::Error>>(),
-                None,
-            )
+            .resumable_stream(&id, stream::empty::<Result<String, std::io::Error>>, None)
             .await
             .expect("no error")
             .expect("an active stream");
