@@ -274,6 +274,19 @@ impl RedisCluster {
             .expect("every slot has an owner")
     }
 
+    /// The CPU time node `index` has used so far, user + system, in seconds
+    /// (`INFO cpu`).
+    pub fn cpu_seconds(&self, index: usize) -> f64 {
+        let info: String = redis::cmd("INFO")
+            .arg("cpu")
+            .query(&mut self.connection(index))
+            .expect("INFO cpu");
+        info.lines()
+            .filter(|l| l.starts_with("used_cpu_user:") || l.starts_with("used_cpu_sys:"))
+            .filter_map(|l| l.split(':').nth(1)?.trim().parse::<f64>().ok())
+            .sum()
+    }
+
     /// The value of `name` in node `index`'s `INFO commandstats` line for `command`
     /// (for example the `calls` of `spublish`), 0 when the command never ran there.
     pub fn command_calls(&self, index: usize, command: &str) -> u64 {

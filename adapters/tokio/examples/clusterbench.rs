@@ -6,8 +6,10 @@
 //!   every resumer's output is checked byte for byte;
 //! - many: 2000 concurrent streams of 50 chunks each, read by their creators.
 //!
-//! Prints chunks per second (produced chunks over the wall time until every reader has
-//! everything), the median of three runs, as a table.
+//! Prints, as a table, the median of three runs of: chunks per second (produced chunks
+//! over the wall time until every reader has everything), and the CPU time of the
+//! busiest node (`INFO cpu`, user + system) per run: what sharding divides. The same
+//! workloads on three shards with classic pub/sub show what broadcasting costs.
 //!
 //! ```sh
 //! cargo run --release -p resumable-stream-tokio --example clusterbench
@@ -29,10 +31,26 @@ fn chunk(i: usize) -> String {
     format!("{i:063}\n")
 }
 
-async fn context(cluster: &RedisCluster) -> ResumableStreamContext {
+/// The CPU seconds (user + system) each node has used so far.
+fn cpu_seconds(cluster: &RedisCluster) -> Vec<f64> {
+    (0..cluster.len())
+        .map(|node| cluster.cpu_seconds(node))
+        .collect()
+}
+
+/// The most CPU milliseconds one node spent between two readings.
+fn busiest_ms(before: &[f64], after: &[f64]) -> f64 {
+    before
+        .iter()
+        .zip(after)
+        .map(|(b, a)| (a - b) * 1000.0)
+        .fold(0.0, f64::max)
+}
+
+async fn context(cluster: &RedisCluster, pubsub: PubSub) -> ResumableStreamContext {
     ResumableStreamContext::builder()
         .redis_cluster(cluster.urls())
-        .pubsub(PubSub::Sharded)
+        .pubsub(pubsub)
         .build()
         .await
         .expect("a context on the cluster")
@@ -47,8 +65,11 @@ async fn read_to_end(mut reader: resumable_stream_tokio::ResumableStream) -> Vec
 }
 
 /// One producer, four resumers in another context: chunks per second.
-async fn fanout(cluster: &RedisCluster, run: usize) -> f64 {
-    let (a, b) = (context(cluster).await, context(cluster).await);
+async fn fanout(cluster: &RedisCluster, pubsub: PubSub, run: usize) -> f64 {
+    let (a, b) = (
+        context(cluster, pubsub).await,
+        context(cluster, pubsub).await,
+    );
     let id = format!("fanout-{run}");
     let (start_tx, start_rx) = tokio::sync::oneshot::channel::<()>();
     let source = move || {
@@ -90,8 +111,8 @@ async fn fanout(cluster: &RedisCluster, run: usize) -> f64 {
 }
 
 /// 2000 concurrent streams of 50 chunks, each read by its creator: chunks per second.
-async fn many(cluster: &RedisCluster, run: usize) -> f64 {
-    let a = context(cluster).await;
+async fn many(cluster: &RedisCluster, pubsub: PubSub, run: usize) -> f64 {
+    let a = context(cluster, pubsub).await;
     let started = Instant::now();
     let tasks: Vec<_> = (0..MANY_STREAMS)
         .map(|s| {
@@ -124,28 +145,46 @@ fn median(mut values: Vec<f64>) -> f64 {
 #[tokio::main]
 async fn main() {
     let mut rows = Vec::new();
-    for shards in [1, 3] {
+    for (shards, pubsub) in [
+        (1, PubSub::Sharded),
+        (3, PubSub::Sharded),
+        (3, PubSub::Classic),
+    ] {
         let cluster = RedisCluster::start(shards);
-        let mut fanouts = Vec::new();
-        let mut manys = Vec::new();
+        let (mut fanouts, mut fanout_cpu, mut manys, mut many_cpu) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for run in 0..RUNS {
-            fanouts.push(fanout(&cluster, run).await);
-            manys.push(many(&cluster, run).await);
+            let before = cpu_seconds(&cluster);
+            fanouts.push(fanout(&cluster, pubsub, run).await);
+            let middle = cpu_seconds(&cluster);
+            manys.push(many(&cluster, pubsub, run).await);
+            let after = cpu_seconds(&cluster);
+            fanout_cpu.push(busiest_ms(&before, &middle));
+            many_cpu.push(busiest_ms(&middle, &after));
             // Let the contexts of this run close before the next one.
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        eprintln!("{shards} shard(s): fanout {fanouts:.0?}, many {manys:.0?}");
-        rows.push((shards, median(fanouts), median(manys)));
+        eprintln!(
+            "{shards} shard(s), {pubsub:?}: fanout {fanouts:.0?} ({fanout_cpu:.0?} ms), \
+             many {manys:.0?} ({many_cpu:.0?} ms)"
+        );
+        rows.push((
+            shards,
+            pubsub,
+            median(fanouts),
+            median(fanout_cpu),
+            median(manys),
+            median(many_cpu),
+        ));
     }
-    println!("| shards | fanout (chunks/s) | many (chunks/s) |");
-    println!("|---|---|---|");
-    for (shards, fanout, many) in &rows {
-        println!("| {shards} | {fanout:.0} | {many:.0} |");
-    }
-    let (one, three) = (rows[0], rows[1]);
     println!(
-        "\n3 shards / 1 shard: fanout x{:.2}, many x{:.2}",
-        three.1 / one.1,
-        three.2 / one.2
+        "| shards | pub/sub | fanout (chunks/s) | fanout: busiest node CPU (ms) \
+         | many (chunks/s) | many: busiest node CPU (ms) |"
     );
+    println!("|---|---|---|---|---|---|");
+    for (shards, pubsub, fanout, fanout_cpu, many, many_cpu) in &rows {
+        println!(
+            "| {shards} | {pubsub:?} | {fanout:.0} | {fanout_cpu:.0} | {many:.0} | {many_cpu:.0} |"
+        );
+    }
 }
