@@ -156,3 +156,24 @@ fn a_large_catch_up_survives_the_pubsub_polling() {
     drop(feed);
     assert!(resumable_stream_testkit::suite::read_all(resumer) == (chunk.into_bytes(), None));
 }
+
+#[test]
+fn connecting_to_no_cluster_is_a_typed_error() {
+    let url = format!(
+        "redis://127.0.0.1:{}/",
+        resumable_stream_testkit::redis_server::free_port()
+    );
+    let result = ResumableStreamContext::builder()
+        .redis_cluster([url])
+        .build();
+    assert!(
+        matches!(
+            result,
+            Err(Error::Redis {
+                command: "CONNECT",
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+}

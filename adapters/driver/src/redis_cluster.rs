@@ -163,7 +163,13 @@ impl AsyncTransport for ClusterTransport {
                 }
                 log::warn!("resumable-stream: Redis Cluster pub/sub interrupted");
                 inbox.connection_interrupted();
-                let back = retry(&hooks, || ping_masters(connection.clone())).await;
+                let recovered = std::pin::pin!(retry(&hooks, || ping_masters(connection.clone())));
+                let stop = std::pin::pin!(closed.recv());
+                let back = match future::select(recovered, stop).await {
+                    Either::Left((back, _)) => back,
+                    // The context closed while waiting: nobody to tell.
+                    Either::Right(_) => return,
+                };
                 // Drops that happened while waiting are covered by this recovery.
                 while let Ok(Some(())) = disconnections.try_recv() {}
                 if back.is_some() {

@@ -24,3 +24,27 @@ fn harness() -> AsyncHarness<Tokio, TokioExecutor> {
 }
 
 resumable_stream_testkit::cluster_suite!(super::harness());
+
+#[test]
+fn connecting_to_no_cluster_is_a_typed_error() {
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    let url = format!(
+        "redis://127.0.0.1:{}/",
+        resumable_stream_testkit::redis_server::free_port()
+    );
+    let result = runtime.block_on(
+        resumable_stream_tokio::ResumableStreamContext::builder()
+            .redis_cluster([url])
+            .build(),
+    );
+    assert!(
+        matches!(
+            result,
+            Err(resumable_stream::Error::Redis {
+                command: "CONNECT",
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+}
