@@ -174,3 +174,49 @@ pub fn a_slot_moving_mid_stream_loses_no_byte(harness: &dyn Harness, store: &mut
     assert_eq!(read_all(producer), (b" the end".to_vec(), None));
     assert_eq!(read_all(resumer), (b"after the end".to_vec(), None));
 }
+
+/// The master holding the resumer's sharded subscription fails over to its replica
+/// mid-stream (`CLUSTER FAILOVER`): the resumer gets the rest byte-exact (not a chunk
+/// twice, though the old master, now a replica, may keep the old subscription); the
+/// producer's reader gets everything.
+pub fn a_failover_mid_stream_loses_no_byte(harness: &dyn Harness, store: &mut Store) {
+    let (a, b) = (
+        harness.context(store, Config::default()),
+        harness.context(store, Config::default()),
+    );
+    let (feed, source) = manual();
+    let mut producer = a
+        .resumable_stream("s", source, None)
+        .expect("no error")
+        .expect("a new stream");
+    feed.chunk("before ");
+    assert_eq!(read_exactly(&mut producer, 7), b"before ");
+    let mut resumer: Box<dyn Reader> = b
+        .resumable_stream("s", fixed(Vec::<String>::new()), None)
+        .expect("no error")
+        .expect("an active stream");
+    assert_eq!(read_exactly(&mut resumer, 7), b"before ");
+
+    let cluster = store.redis_cluster().expect("a cluster store");
+    let (master, channel) = shard_channel(cluster, "resumable-stream:rs:chunk:*")
+        .expect("the resumer's channel is subscribed on some shard");
+    let replica = cluster
+        .replica_of(master)
+        .expect("a replicated cluster, the subscription on a master");
+    cluster.failover(replica);
+    assert_eq!(cluster.node_of(&channel), replica);
+
+    for part in ["after", " and", " more"] {
+        feed.chunk(part);
+        assert_eq!(read_exactly(&mut producer, part.len()), part.as_bytes());
+    }
+    // Let the resubscription settle before the end.
+    std::thread::sleep(Duration::from_millis(1500));
+    feed.chunk(" the end");
+    drop(feed);
+    assert_eq!(read_all(producer), (b" the end".to_vec(), None));
+    assert_eq!(
+        read_all(resumer),
+        (b"after and more the end".to_vec(), None)
+    );
+}

@@ -139,6 +139,11 @@ macro_rules! cluster_suite {
                 $crate::cluster::the_pubsub_commands_are_the_configured_ones(&$harness, &mut store);
             }
             #[test]
+            fn a_failover_mid_stream_loses_no_byte() {
+                let mut store = $crate::Store::cluster_replicated();
+                $crate::cluster::a_failover_mid_stream_loses_no_byte(&$harness, &mut store);
+            }
+            #[test]
             fn a_slot_moving_mid_stream_loses_no_byte() {
                 let mut store = $crate::Store::cluster();
                 $crate::cluster::a_slot_moving_mid_stream_loses_no_byte(&$harness, &mut store);

@@ -20,6 +20,8 @@ struct Node {
     first_slot: u16,
     /// The last slot it owns.
     last_slot: u16,
+    /// The node it replicates (it then owns no slot itself), if it is a replica.
+    replica_of: Option<usize>,
 }
 
 /// A Redis Cluster of child processes on 127.0.0.1, killed (and its files removed) on
@@ -48,6 +50,16 @@ impl RedisCluster {
     /// # Panics
     /// When `redis-server` is missing or the cluster does not form within 30 s.
     pub fn start(masters: usize) -> RedisCluster {
+        Self::start_with_replicas(masters, false)
+    }
+
+    /// Starts a cluster of `masters` masters, each with one replica when `replicated`
+    /// (the replica of master `i` is node `masters + i`), and waits until every node
+    /// says `cluster_state:ok`, knows every node, and every replica is in sync.
+    ///
+    /// # Panics
+    /// When `redis-server` is missing or the cluster does not form within 30 s.
+    pub fn start_with_replicas(masters: usize, replicated: bool) -> RedisCluster {
         assert!(masters >= 1 && masters <= usize::from(SLOTS));
         let dir = std::env::temp_dir().join(format!(
             "rs-test-cluster-{}-{}",
@@ -56,6 +68,7 @@ impl RedisCluster {
         ));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let per = usize::from(SLOTS) / masters;
+        let replicas = if replicated { masters } else { 0 };
         let mut cluster = RedisCluster {
             nodes: (0..masters)
                 .map(|i| Node {
@@ -67,23 +80,33 @@ impl RedisCluster {
                     } else {
                         ((i + 1) * per - 1) as u16
                     },
+                    replica_of: None,
                 })
+                .chain((0..replicas).map(|i| Node {
+                    port: free_port(),
+                    child: None,
+                    first_slot: 1,
+                    last_slot: 0,
+                    replica_of: Some(i),
+                }))
                 .collect(),
             dir,
             moved: std::collections::HashMap::new(),
         };
-        for index in 0..masters {
+        for index in 0..cluster.nodes.len() {
             cluster.spawn(index);
         }
         let first = cluster.nodes[0].port;
         for (index, node) in cluster.nodes.iter().enumerate() {
             let mut conn = connect(node.port).expect("connect to a cluster node");
-            let _: () = redis::cmd("CLUSTER")
-                .arg("ADDSLOTSRANGE")
-                .arg(node.first_slot)
-                .arg(node.last_slot)
-                .query(&mut conn)
-                .expect("CLUSTER ADDSLOTSRANGE");
+            if node.replica_of.is_none() {
+                let _: () = redis::cmd("CLUSTER")
+                    .arg("ADDSLOTSRANGE")
+                    .arg(node.first_slot)
+                    .arg(node.last_slot)
+                    .query(&mut conn)
+                    .expect("CLUSTER ADDSLOTSRANGE");
+            }
             let _: () = redis::cmd("CLUSTER")
                 .arg("SET-CONFIG-EPOCH")
                 .arg(index + 1)
@@ -99,7 +122,76 @@ impl RedisCluster {
             }
         }
         cluster.wait_until_ok();
+        for index in masters..cluster.nodes.len() {
+            let master = cluster.node_id(index - masters);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            // The replica must know its master (by gossip) before it can follow it.
+            while redis::cmd("CLUSTER")
+                .arg("REPLICATE")
+                .arg(&master)
+                .query::<()>(&mut cluster.connection(index))
+                .is_err()
+            {
+                deadline_check(deadline, "a replica could not follow its master");
+            }
+        }
+        cluster.wait_until_ok();
+        for index in masters..cluster.nodes.len() {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !cluster
+                .info(index, "replication")
+                .contains("master_link_status:up")
+            {
+                deadline_check(deadline, "a replica did not sync");
+            }
+        }
         cluster
+    }
+
+    fn info(&self, index: usize, section: &str) -> String {
+        connect(self.nodes[index].port)
+            .and_then(|mut c| redis::cmd("INFO").arg(section).query::<String>(&mut c))
+            .unwrap_or_default()
+    }
+
+    /// Node `index`'s cluster id (`CLUSTER MYID`).
+    pub fn node_id(&self, index: usize) -> String {
+        redis::cmd("CLUSTER")
+            .arg("MYID")
+            .query(&mut self.connection(index))
+            .expect("CLUSTER MYID")
+    }
+
+    /// The replica of the master `index`, in a replicated cluster.
+    pub fn replica_of(&self, index: usize) -> Option<usize> {
+        self.nodes.iter().position(|n| n.replica_of == Some(index))
+    }
+
+    /// A manual failover (`CLUSTER FAILOVER` on `replica`, as an operator would): the
+    /// replica becomes the master of its master's slots, and the old master its
+    /// replica. Waits until the cluster agrees.
+    pub fn failover(&mut self, replica: usize) {
+        let master = self.nodes[replica]
+            .replica_of
+            .expect("failover is asked of a replica");
+        let _: () = redis::cmd("CLUSTER")
+            .arg("FAILOVER")
+            .query(&mut self.connection(replica))
+            .expect("CLUSTER FAILOVER");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.info(replica, "replication").contains("role:master")
+            || !self.info(master, "replication").contains("role:slave")
+        {
+            deadline_check(deadline, "the failover did not complete");
+        }
+        let (first, last) = (self.nodes[master].first_slot, self.nodes[master].last_slot);
+        self.nodes[replica].first_slot = first;
+        self.nodes[replica].last_slot = last;
+        self.nodes[replica].replica_of = None;
+        self.nodes[master].first_slot = 1;
+        self.nodes[master].last_slot = 0;
+        self.nodes[master].replica_of = Some(replica);
+        self.wait_until_ok();
     }
 
     fn spawn(&mut self, index: usize) {
@@ -163,7 +255,7 @@ impl RedisCluster {
             .collect()
     }
 
-    /// How many masters it has.
+    /// How many nodes it has (masters and replicas).
     pub fn len(&self) -> usize {
         self.nodes.len()
     }
@@ -218,13 +310,7 @@ impl RedisCluster {
     pub fn move_slot(&mut self, slot: u16, to: usize) {
         let from = self.owner_of_slot(slot);
         assert_ne!(from, to, "the slot is already there");
-        let id = |cluster: &RedisCluster, node: usize| -> String {
-            redis::cmd("CLUSTER")
-                .arg("MYID")
-                .query(&mut cluster.connection(node))
-                .expect("CLUSTER MYID")
-        };
-        let (from_id, to_id) = (id(self, from), id(self, to));
+        let (from_id, to_id) = (self.node_id(from), self.node_id(to));
         let setslot = |node: usize, args: &[&str]| {
             let _: () = redis::cmd("CLUSTER")
                 .arg("SETSLOT")

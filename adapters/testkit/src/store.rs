@@ -37,6 +37,12 @@ impl Store {
         Store::Cluster(RedisCluster::start(3), PubSub::Sharded)
     }
 
+    /// A fresh three-master Redis Cluster with a replica per master, its contexts on
+    /// sharded pub/sub.
+    pub fn cluster_replicated() -> Store {
+        Store::Cluster(RedisCluster::start_with_replicas(3, true), PubSub::Sharded)
+    }
+
     /// A fresh three-master Redis Cluster, its contexts on classic pub/sub.
     pub fn cluster_classic() -> Store {
         Store::Cluster(RedisCluster::start(3), PubSub::Classic)
