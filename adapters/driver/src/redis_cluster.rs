@@ -10,11 +10,15 @@
 //! - Pub/sub: `SSUBSCRIBE` goes to the shard owning the channel's slot, classic
 //!   `SUBSCRIBE` to any node (a cluster broadcasts `PUBLISH`); messages (`message`,
 //!   `smessage`) arrive as RESP3 pushes. redis-rs tracks every subscription and
-//!   re-establishes it on the node that owns it after a reconnect or a slot move.
-//! - Whenever a node connection drops, the engine is told the pub/sub connection was
-//!   interrupted, and restored once every master answers again (or lost after
-//!   [`RECONNECT_WINDOW`]): it then subscribes every channel again and its resumers ask
-//!   again from what they have, so a message lost while a node was away costs nothing.
+//!   re-establishes it after a reconnect; but when a slot moves (resharding, failover)
+//!   the old owner drops its sharded subscriptions with a `sunsubscribe` push, and
+//!   redis-rs forgets them.
+//! - Whenever a node connection drops, or a shard drops a sharded subscription the
+//!   engine still wants, the engine is told the pub/sub connection was interrupted,
+//!   and restored once every master answers again (or lost after
+//!   [`RECONNECT_WINDOW`]): it then subscribes every channel again (on its current
+//!   owner) and its resumers ask again from what they have, so a message lost
+//!   meanwhile costs nothing.
 
 use crate::mailbox::{mailbox, Receiver, Sender};
 use crate::redis_aio::{retry, Hooks, RECONNECT_WINDOW};
