@@ -30,6 +30,28 @@ pub struct Config {
     extensions: bool,
     skip_unit: SkipUnit,
     seed: u64,
+    pubsub: PubSub,
+}
+
+/// Which pub/sub commands an engine uses.
+///
+/// ```
+/// use resumable_stream::{Config, PubSub};
+/// let config = Config::default().with_pubsub(PubSub::Sharded);
+/// assert_eq!(config.pubsub(), PubSub::Sharded);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum PubSub {
+    /// `PUBLISH` / `SUBSCRIBE` / `UNSUBSCRIBE`, as the npm and PyPI libraries use: the
+    /// default, and the only choice that interoperates with them. In a Redis Cluster
+    /// every `PUBLISH` is broadcast to every node.
+    #[default]
+    Classic,
+    /// Redis 7's sharded pub/sub, `SPUBLISH` / `SSUBSCRIBE` / `SUNSUBSCRIBE`: in a Redis
+    /// Cluster each channel lives on the shard that owns its slot, so pub/sub traffic
+    /// scales with the shards. Every instance sharing the streams must use it (a v1
+    /// library, which subscribes classically, hears none of it).
+    Sharded,
 }
 
 impl Default for Config {
@@ -45,6 +67,7 @@ impl Default for Config {
             extensions: true,
             skip_unit: SkipUnit::Utf16,
             seed: 0x005e_ed0f_5eed,
+            pubsub: PubSub::Classic,
         }
     }
 }
@@ -124,6 +147,12 @@ impl Config {
         self
     }
 
+    /// Classic or sharded pub/sub (see [`PubSub`]). Default [`PubSub::Classic`].
+    pub fn with_pubsub(mut self, pubsub: PubSub) -> Self {
+        self.pubsub = pubsub;
+        self
+    }
+
     /// The key prefix.
     pub fn key_prefix(&self) -> &str {
         &self.key_prefix
@@ -179,5 +208,10 @@ impl Config {
     /// The listener-id seed.
     pub fn seed(&self) -> u64 {
         self.seed
+    }
+
+    /// Classic or sharded pub/sub.
+    pub fn pubsub(&self) -> PubSub {
+        self.pubsub
     }
 }

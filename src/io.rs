@@ -69,13 +69,35 @@ pub enum Op {
         /// The channel to leave.
         channel: Bytes,
     },
+    /// `SPUBLISH channel message`: Redis 7's sharded pub/sub, which a cluster routes to
+    /// the shard owning the channel's slot (see [`PubSub::Sharded`](crate::PubSub)).
+    SPublish {
+        /// The channel to publish on.
+        channel: Bytes,
+        /// The message, byte for byte.
+        message: Bytes,
+    },
+    /// `SSUBSCRIBE channel`: its messages arrive as `smessage`. The reply is the
+    /// subscription's confirmation.
+    SSubscribe {
+        /// The channel to subscribe to.
+        channel: Bytes,
+    },
+    /// `SUNSUBSCRIBE channel`. The reply is the confirmation.
+    SUnsubscribe {
+        /// The channel to leave.
+        channel: Bytes,
+    },
 }
 
 impl Op {
     /// The connection this command travels on.
     pub fn connection(&self) -> Connection {
         match self {
-            Op::Subscribe { .. } | Op::Unsubscribe { .. } => Connection::PubSub,
+            Op::Subscribe { .. }
+            | Op::Unsubscribe { .. }
+            | Op::SSubscribe { .. }
+            | Op::SUnsubscribe { .. } => Connection::PubSub,
             _ => Connection::Commands,
         }
     }
@@ -89,6 +111,51 @@ impl Op {
             Op::Publish { .. } => "PUBLISH",
             Op::Subscribe { .. } => "SUBSCRIBE",
             Op::Unsubscribe { .. } => "UNSUBSCRIBE",
+            Op::SPublish { .. } => "SPUBLISH",
+            Op::SSubscribe { .. } => "SSUBSCRIBE",
+            Op::SUnsubscribe { .. } => "SUNSUBSCRIBE",
+        }
+    }
+
+    /// The key this command reads or writes, or the channel it publishes or
+    /// subscribes to: what a Redis Cluster routes it by (the slot of these bytes).
+    ///
+    /// ```
+    /// use resumable_stream::Op;
+    /// let op = Op::Get { key: "k".into() };
+    /// assert_eq!(op.routing_key(), b"k");
+    /// ```
+    pub fn routing_key(&self) -> &[u8] {
+        match self {
+            Op::Incr { key } | Op::Set { key, .. } | Op::Get { key } => key,
+            Op::Publish { channel, .. }
+            | Op::Subscribe { channel }
+            | Op::Unsubscribe { channel }
+            | Op::SPublish { channel, .. }
+            | Op::SSubscribe { channel }
+            | Op::SUnsubscribe { channel } => channel,
+        }
+    }
+
+    /// This command in the given pub/sub flavour: with [`PubSub::Sharded`](crate::PubSub),
+    /// `PUBLISH`, `SUBSCRIBE` and `UNSUBSCRIBE` become `SPUBLISH`, `SSUBSCRIBE` and
+    /// `SUNSUBSCRIBE` (and the reverse with `Classic`); other commands are unchanged.
+    ///
+    /// ```
+    /// use resumable_stream::{Op, PubSub};
+    /// let op = Op::Subscribe { channel: "c".into() };
+    /// assert_eq!(op.in_flavour(PubSub::Sharded), Op::SSubscribe { channel: "c".into() });
+    /// ```
+    pub fn in_flavour(self, flavour: crate::PubSub) -> Op {
+        use crate::PubSub::{Classic, Sharded};
+        match (flavour, self) {
+            (Sharded, Op::Publish { channel, message }) => Op::SPublish { channel, message },
+            (Sharded, Op::Subscribe { channel }) => Op::SSubscribe { channel },
+            (Sharded, Op::Unsubscribe { channel }) => Op::SUnsubscribe { channel },
+            (Classic, Op::SPublish { channel, message }) => Op::Publish { channel, message },
+            (Classic, Op::SSubscribe { channel }) => Op::Subscribe { channel },
+            (Classic, Op::SUnsubscribe { channel }) => Op::Unsubscribe { channel },
+            (_, op) => op,
         }
     }
 }

@@ -50,6 +50,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cluster;
 mod config;
 mod engine;
 mod error;
@@ -61,7 +62,7 @@ pub mod sim;
 pub mod skip;
 pub mod wire;
 
-pub use config::Config;
+pub use config::{Config, PubSub};
 pub use engine::{Engine, Position, Stats};
 pub use error::Error;
 pub use event::{Event, Handle, Role, StreamState};

@@ -37,8 +37,10 @@ struct Entry {
 #[derive(Debug, Default)]
 pub struct MemoryRedis {
     keys: HashMap<Bytes, Entry>,
-    subscribers: HashMap<Bytes, Vec<ClientId>>,
-    subscriptions: HashMap<ClientId, HashSet<Bytes>>,
+    // Keyed by (sharded, channel): as in Redis, SPUBLISH reaches only SSUBSCRIBE
+    // subscribers and PUBLISH only SUBSCRIBE ones.
+    subscribers: HashMap<(bool, Bytes), Vec<ClientId>>,
+    subscriptions: HashMap<ClientId, HashSet<(bool, Bytes)>>,
     next_client: u64,
     commands_executed: u64,
 }
@@ -102,7 +104,7 @@ impl MemoryRedis {
         self.keys.get_mut(key)
     }
 
-    fn remove_subscriber(&mut self, channel: &Bytes, client: ClientId) {
+    fn remove_subscriber(&mut self, channel: &(bool, Bytes), client: ClientId) {
         if let Some(list) = self.subscribers.get_mut(channel) {
             list.retain(|c| *c != client);
             if list.is_empty() {
@@ -173,10 +175,11 @@ impl MemoryRedis {
             Op::Get { key } => Ok(self
                 .live(now, key)
                 .map_or(Reply::Nil, |e| Reply::Data(e.value.clone()))),
-            Op::Publish { channel, message } => {
+            Op::Publish { channel, message } | Op::SPublish { channel, message } => {
+                let slot = (matches!(op, Op::SPublish { .. }), channel.clone());
                 let receivers = self
                     .subscribers
-                    .get(channel)
+                    .get(&slot)
                     .map(Vec::as_slice)
                     .unwrap_or(&[]);
                 for client in receivers {
@@ -184,25 +187,24 @@ impl MemoryRedis {
                 }
                 Ok(Reply::Integer(receivers.len() as i64))
             }
-            Op::Subscribe { channel } => {
+            Op::Subscribe { channel } | Op::SSubscribe { channel } => {
+                let slot = (matches!(op, Op::SSubscribe { .. }), channel.clone());
                 if self
                     .subscriptions
                     .entry(client)
                     .or_default()
-                    .insert(channel.clone())
+                    .insert(slot.clone())
                 {
-                    self.subscribers
-                        .entry(channel.clone())
-                        .or_default()
-                        .push(client);
+                    self.subscribers.entry(slot).or_default().push(client);
                 }
                 Ok(Reply::Ok)
             }
-            Op::Unsubscribe { channel } => {
+            Op::Unsubscribe { channel } | Op::SUnsubscribe { channel } => {
+                let slot = (matches!(op, Op::SUnsubscribe { .. }), channel.clone());
                 if let Some(set) = self.subscriptions.get_mut(&client) {
-                    set.remove(channel);
+                    set.remove(&slot);
                 }
-                self.remove_subscriber(channel, client);
+                self.remove_subscriber(&slot, client);
                 Ok(Reply::Ok)
             }
         };
@@ -294,5 +296,41 @@ mod tests {
             },
         );
         assert_eq!(redis.execute(now, a, &publish).0, Ok(Reply::Integer(0)));
+    }
+
+    #[test]
+    fn sharded_and_classic_channels_are_apart() {
+        let mut redis = MemoryRedis::new();
+        let (a, b) = (redis.connect(), redis.connect());
+        let now = Instant::now();
+        let _ = redis.execute(
+            now,
+            a,
+            &Op::SSubscribe {
+                channel: "ch".into(),
+            },
+        );
+        let _ = redis.execute(
+            now,
+            b,
+            &Op::Subscribe {
+                channel: "ch".into(),
+            },
+        );
+        let spublish = Op::SPublish {
+            channel: "ch".into(),
+            message: "m".into(),
+        };
+        let (reply, deliveries) = redis.execute(now, b, &spublish);
+        assert_eq!(reply, Ok(Reply::Integer(1)));
+        assert_eq!(deliveries, vec![(a, "ch".into(), "m".into())]);
+        let _ = redis.execute(
+            now,
+            a,
+            &Op::SUnsubscribe {
+                channel: "ch".into(),
+            },
+        );
+        assert_eq!(redis.execute(now, b, &spublish).0, Ok(Reply::Integer(0)));
     }
 }

@@ -502,9 +502,12 @@ fn parse_name(name: &[u8]) -> Name {
 fn op_name(op: &Op) -> &Bytes {
     match op {
         Op::Incr { key } | Op::Set { key, .. } | Op::Get { key } => key,
-        Op::Publish { channel, .. } | Op::Subscribe { channel } | Op::Unsubscribe { channel } => {
-            channel
-        }
+        Op::Publish { channel, .. }
+        | Op::Subscribe { channel }
+        | Op::Unsubscribe { channel }
+        | Op::SPublish { channel, .. }
+        | Op::SSubscribe { channel }
+        | Op::SUnsubscribe { channel } => channel,
     }
 }
 

@@ -601,7 +601,14 @@ impl Engine {
 
     /// The next command to send. Changes after any request or input.
     pub fn poll_command(&mut self) -> Option<Command> {
-        self.commands.pop_front()
+        let command = self.commands.pop_front()?;
+        Some(match self.config.pubsub() {
+            crate::config::PubSub::Classic => command,
+            flavour => Command {
+                id: command.id,
+                op: command.op.in_flavour(flavour),
+            },
+        })
     }
 
     /// The next event for the application. Changes after any request or input.

@@ -36,7 +36,9 @@
 use futures_util::future::BoxFuture;
 use std::time::Instant;
 
-pub use resumable_stream::{Config, Error, Position, ReplyError, Role, SkipUnit, StreamState};
+pub use resumable_stream::{
+    Config, Error, Position, PubSub, ReplyError, Role, SkipUnit, StreamState,
+};
 pub use resumable_stream_driver::{
     AsyncTransport as Transport, Cancelled, Inbox, MemoryBackend, Publisher, ResumableStream,
     Resumed, Subscriber,

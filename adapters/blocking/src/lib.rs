@@ -39,6 +39,8 @@ use resumable_stream::{Command, Config, Engine, Handle, Op, Reply, ReplyError, R
 use resumable_stream_driver::hub::{unexpected_answer, Answer, Hub, Queues, ReaderItem, Starter};
 use resumable_stream_driver::mailbox::{Receiver, RecvTimeoutError};
 use resumable_stream_driver::reader::Reader;
+#[cfg(feature = "cluster")]
+use resumable_stream_driver::redis_cluster_urls_from_env;
 use resumable_stream_driver::redis_wire::{
     client_for, connect_error, pipeline, replies, to_reply_error,
 };
@@ -47,7 +49,7 @@ use std::fmt::Display;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use resumable_stream::{Error, Position, SkipUnit, StreamState};
+pub use resumable_stream::{Error, Position, PubSub, SkipUnit, StreamState};
 pub use resumable_stream_driver::{Cancelled, MemoryBackend};
 
 /// How often the pub/sub thread stops waiting for messages to send new subscriptions.
@@ -149,6 +151,8 @@ enum Backend {
     Url(String),
     Client(redis::Client),
     Memory(MemoryBackend),
+    #[cfg(feature = "cluster")]
+    Cluster(Vec<String>),
 }
 
 /// Builds a [`ResumableStreamContext`]: the configuration and the backend.
@@ -189,6 +193,34 @@ impl ContextBuilder {
         self
     }
 
+    /// A Redis Cluster, reached through any of its nodes (`redis://host:port`): keys
+    /// and channels are routed by slot, and the node connections come back after a
+    /// node restarts. Combine with [`pubsub`](Self::pubsub)`(PubSub::Sharded)` so that
+    /// pub/sub scales with the shards. (Feature `cluster`: redis-rs's async cluster
+    /// connection, run on smol's own background threads; the API stays blocking.)
+    ///
+    /// ```no_run
+    /// use resumable_stream_blocking::{PubSub, ResumableStreamContext};
+    ///
+    /// # fn main() -> Result<(), resumable_stream::Error> {
+    /// let ctx = ResumableStreamContext::builder()
+    ///     .redis_cluster(["redis://127.0.0.1:7000", "redis://127.0.0.1:7001"])
+    ///     .pubsub(PubSub::Sharded)
+    ///     .build()?;
+    /// # drop(ctx); Ok(()) }
+    /// ```
+    #[cfg(feature = "cluster")]
+    pub fn redis_cluster<S: Into<String>>(mut self, urls: impl IntoIterator<Item = S>) -> Self {
+        self.backend = Backend::Cluster(urls.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Classic (default) or sharded pub/sub: see [`PubSub`].
+    pub fn pubsub(mut self, pubsub: PubSub) -> Self {
+        self.config = self.config.with_pubsub(pubsub);
+        self
+    }
+
     /// Connects (for Redis) and starts the context's threads.
     ///
     /// # Errors
@@ -198,6 +230,15 @@ impl ContextBuilder {
         let client = match self.backend {
             Backend::Memory(memory) => {
                 return Ok(ResumableStreamContext::start_memory(self.config, memory))
+            }
+            #[cfg(feature = "cluster")]
+            Backend::Cluster(urls) => {
+                return ResumableStreamContext::start_cluster(self.config, &urls)
+            }
+            #[cfg(feature = "cluster")]
+            Backend::FromEnv if redis_cluster_urls_from_env().is_some() => {
+                let urls = redis_cluster_urls_from_env().unwrap_or_default();
+                return ResumableStreamContext::start_cluster(self.config, &urls);
             }
             Backend::FromEnv => client_for(&redis_url_from_env()?)?,
             Backend::Url(url) => client_for(&url)?,
@@ -347,6 +388,15 @@ fn serve_pubsub(
                 Ok(None) => break,
                 Err(()) => return None,
             };
+            if matches!(command.op, Op::SSubscribe { .. } | Op::SUnsubscribe { .. }) {
+                let error = ReplyError::Server(
+                    "ERR sharded pub/sub needs the Redis Cluster backend (redis_cluster)".into(),
+                );
+                hub.with_engine(|engine| {
+                    engine.handle_reply(Instant::now(), command.id, Err(error))
+                });
+                continue;
+            }
             // The confirmation may take longer than a poll: wait for it properly.
             let _ = pubsub.set_read_timeout(Some(CONFIRMATION_TIMEOUT));
             let result = match &command.op {
@@ -434,6 +484,58 @@ impl ResumableStreamContext {
             move || run_memory_subscriptions(&hub, &connection, &subscriptions)
         });
         Self::start_timer(hub, timer)
+    }
+
+    #[cfg(feature = "cluster")]
+    fn start_cluster(config: Config, urls: &[String]) -> Result<ResumableStreamContext, Error> {
+        use resumable_stream_driver::redis_aio::Hooks;
+        use resumable_stream_driver::redis_cluster::ClusterTransport;
+        use resumable_stream_driver::AsyncTransport;
+        let hooks = Hooks {
+            spawn: Box::new(|task| smol::spawn(task).detach()),
+            sleep: Box::new(|pause| {
+                Box::pin(async move {
+                    smol::Timer::after(pause).await;
+                })
+            }),
+        };
+        let transport = Arc::new(smol::block_on(ClusterTransport::connect(urls, hooks))?);
+        let (hub, queues) = Hub::new(engine_for(config));
+        transport.attach(Inbox::for_hub(&hub));
+        let Queues {
+            commands,
+            subscriptions,
+            timer,
+        } = queues;
+        spawn("commands", {
+            let (hub, transport) = (hub.clone(), transport.clone());
+            move || {
+                run_commands(&hub, &commands, |batch| {
+                    smol::block_on(transport.execute(batch))
+                })
+            }
+        });
+        spawn("pubsub", {
+            let hub = hub.clone();
+            move || {
+                while let Some(command) = subscriptions.recv_blocking() {
+                    let result = smol::block_on(async {
+                        match command.op {
+                            Op::Subscribe { channel } => transport.subscribe(channel).await,
+                            Op::Unsubscribe { channel } => transport.unsubscribe(channel).await,
+                            Op::SSubscribe { channel } => transport.ssubscribe(channel).await,
+                            Op::SUnsubscribe { channel } => transport.sunsubscribe(channel).await,
+                            _ => Err(ReplyError::Connection("not a pub/sub command".into())),
+                        }
+                    });
+                    let reply = result.map(|()| Reply::Ok);
+                    hub.with_engine(|engine| {
+                        engine.handle_reply(Instant::now(), command.id, reply)
+                    });
+                }
+            }
+        });
+        Ok(Self::start_timer(hub, timer))
     }
 
     fn start_timer(hub: Arc<Hub>, timer: Receiver<()>) -> ResumableStreamContext {

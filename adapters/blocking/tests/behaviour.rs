@@ -101,6 +101,9 @@ impl Harness for Blocking {
             Store::Custom(_) => {
                 panic!("the blocking driver has no async publisher/subscriber backend")
             }
+            Store::Cluster(cluster, pubsub) => {
+                builder.redis_cluster(cluster.urls()).pubsub(*pubsub)
+            }
         };
         Box::new(Context(builder.build().expect("a context")))
     }
@@ -115,6 +118,7 @@ impl Harness for Blocking {
 }
 
 resumable_stream_testkit::behaviour_suite!(super::Blocking; memory, redis);
+resumable_stream_testkit::cluster_suite!(super::Blocking);
 
 #[test]
 fn in_memory_contexts_need_no_redis() {
@@ -151,4 +155,25 @@ fn a_large_catch_up_survives_the_pubsub_polling() {
         .unwrap();
     drop(feed);
     assert!(resumable_stream_testkit::suite::read_all(resumer) == (chunk.into_bytes(), None));
+}
+
+#[test]
+fn connecting_to_no_cluster_is_a_typed_error() {
+    let url = format!(
+        "redis://127.0.0.1:{}/",
+        resumable_stream_testkit::redis_server::free_port()
+    );
+    let result = ResumableStreamContext::builder()
+        .redis_cluster([url])
+        .build();
+    assert!(
+        matches!(
+            result,
+            Err(Error::Redis {
+                command: "CONNECT",
+                ..
+            })
+        ),
+        "{result:?}"
+    );
 }

@@ -98,6 +98,8 @@ enum Backend {
     Client(redis::Client),
     #[cfg(feature = "redis-aio")]
     Connections(redis::aio::MultiplexedConnection, redis::aio::PubSub),
+    #[cfg(feature = "redis-aio")]
+    Cluster(Vec<String>),
     Memory(MemoryBackend),
     Transport(Arc<dyn AsyncTransport>),
 }
@@ -147,6 +149,23 @@ impl<R: AsyncRuntime> AsyncContextBuilder<R> {
         self
     }
 
+    /// A Redis Cluster, reached through any of its nodes (`redis://host:port`): keys
+    /// and channels are routed by slot. Combine with
+    /// [`PubSub::Sharded`](resumable_stream::PubSub) (see [`pubsub`](Self::pubsub)) so
+    /// that pub/sub scales with the shards; classic pub/sub (the default) stays
+    /// available for the npm and PyPI libraries.
+    #[cfg(feature = "redis-aio")]
+    pub fn redis_cluster<S: Into<String>>(mut self, urls: impl IntoIterator<Item = S>) -> Self {
+        self.backend = Backend::Cluster(urls.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Classic (default) or sharded pub/sub: see [`PubSub`](resumable_stream::PubSub).
+    pub fn pubsub(mut self, pubsub: resumable_stream::PubSub) -> Self {
+        self.config = self.config.with_pubsub(pubsub);
+        self
+    }
+
     /// The in-process backend; contexts built on clones of one [`MemoryBackend`] see
     /// each other's streams.
     pub fn memory(mut self, backend: MemoryBackend) -> Self {
@@ -186,13 +205,18 @@ impl<R: AsyncRuntime> AsyncContextBuilder<R> {
                 crate::redis_aio::RedisTransport::new(commands, pubsub, spawner(&runtime)),
             ),
             #[cfg(feature = "redis-aio")]
-            Backend::FromEnv => {
-                connect(
-                    &crate::redis_wire::client_for(&redis_url_from_env()?)?,
-                    &runtime,
-                )
-                .await?
-            }
+            Backend::FromEnv => match redis_cluster_urls_from_env() {
+                Some(urls) => connect_cluster(&urls, &runtime).await?,
+                None => {
+                    connect(
+                        &crate::redis_wire::client_for(&redis_url_from_env()?)?,
+                        &runtime,
+                    )
+                    .await?
+                }
+            },
+            #[cfg(feature = "redis-aio")]
+            Backend::Cluster(urls) => connect_cluster(&urls, &runtime).await?,
             #[cfg(feature = "redis-aio")]
             Backend::Url(url) => connect(&crate::redis_wire::client_for(&url)?, &runtime).await?,
             #[cfg(feature = "redis-aio")]
@@ -224,6 +248,29 @@ async fn connect<R: AsyncRuntime>(
     Ok(Arc::new(
         crate::redis_aio::RedisTransport::connect(client, spawner(runtime)).await?,
     ))
+}
+
+#[cfg(feature = "redis-aio")]
+async fn connect_cluster<R: AsyncRuntime>(
+    urls: &[String],
+    runtime: &R,
+) -> Result<Arc<dyn AsyncTransport>, Error> {
+    Ok(Arc::new(
+        crate::redis_cluster::ClusterTransport::connect(urls, spawner(runtime)).await?,
+    ))
+}
+
+/// `REDIS_CLUSTER_URLS`: the comma-separated URLs of some nodes of a Redis Cluster,
+/// which [`AsyncContext::from_env`] prefers to `REDIS_URL` when set.
+pub fn redis_cluster_urls_from_env() -> Option<Vec<String>> {
+    let urls: Vec<String> = std::env::var("REDIS_CLUSTER_URLS")
+        .ok()?
+        .split(',')
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+        .map(str::to_owned)
+        .collect();
+    (!urls.is_empty()).then_some(urls)
 }
 
 /// `REDIS_URL`, else `KV_URL`, as the deployed libraries read them.
@@ -286,7 +333,8 @@ impl<R: AsyncRuntime> AsyncContext<R> {
         }
     }
 
-    /// Redis from `REDIS_URL` (or `KV_URL`), default configuration.
+    /// Redis from `REDIS_URL` (or `KV_URL`), or the Redis Cluster of
+    /// `REDIS_CLUSTER_URLS` when that is set; default configuration.
     ///
     /// # Errors
     /// As [`AsyncContextBuilder::build`].
@@ -597,6 +645,8 @@ async fn run_subscriptions(
         let result = match command.op {
             Op::Subscribe { channel } => transport.subscribe(channel).await,
             Op::Unsubscribe { channel } => transport.unsubscribe(channel).await,
+            Op::SSubscribe { channel } => transport.ssubscribe(channel).await,
+            Op::SUnsubscribe { channel } => transport.sunsubscribe(channel).await,
             _ => Err(ReplyError::Connection("not a pub/sub command".into())),
         };
         let reply = result.map(|()| Reply::Ok);

@@ -10,8 +10,8 @@
 //! - [`MemoryBackend`]: the in-process backend;
 //! - [`AsyncContext`]: the whole async API (context, builder, streams, and the loops that
 //!   carry commands, subscriptions and deadlines), generic over an [`AsyncRuntime`];
-//! - `redis_wire` and `redis_aio` (features `redis`, `tokio`, `smol`): commands to
-//!   redis-rs and replies back.
+//! - `redis_wire`, `redis_aio` and `redis_cluster` (features `redis`, `tokio`,
+//!   `smol`): commands to redis-rs and replies back, for one Redis or a Redis Cluster.
 //!
 //! No protocol decision is made here: the engine makes them all.
 
@@ -39,14 +39,16 @@ mod context;
 mod memory;
 #[cfg(all(not(loom), feature = "redis-aio"))]
 pub mod redis_aio;
+#[cfg(all(not(loom), feature = "redis-aio"))]
+pub mod redis_cluster;
 #[cfg(all(not(loom), feature = "redis"))]
 pub mod redis_wire;
 mod transport;
 
 #[cfg(not(loom))]
 pub use context::{
-    engine_for, entropy, redis_url_from_env, AsyncContext, AsyncContextBuilder, AsyncRuntime,
-    ResumableStream, Resumed,
+    engine_for, entropy, redis_cluster_urls_from_env, redis_url_from_env, AsyncContext,
+    AsyncContextBuilder, AsyncRuntime, ResumableStream, Resumed,
 };
 pub use memory::{MemoryBackend, MemoryConnection};
 pub use transport::{AsyncTransport, CustomTransport, Inbox, Publisher, Subscriber};

@@ -139,4 +139,16 @@ impl AsyncTransport for MemoryConnection {
             self.run(&Op::Unsubscribe { channel }).map(drop),
         ))
     }
+
+    fn ssubscribe(&self, channel: Bytes) -> BoxFuture<'_, Result<(), ReplyError>> {
+        Box::pin(std::future::ready(
+            self.run(&Op::SSubscribe { channel }).map(drop),
+        ))
+    }
+
+    fn sunsubscribe(&self, channel: Bytes) -> BoxFuture<'_, Result<(), ReplyError>> {
+        Box::pin(std::future::ready(
+            self.run(&Op::SUnsubscribe { channel }).map(drop),
+        ))
+    }
 }

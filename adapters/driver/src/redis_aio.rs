@@ -99,7 +99,7 @@ async fn open_commands(
 }
 
 /// Tries `open` with a growing pause until it succeeds or [`RECONNECT_WINDOW`] is spent.
-async fn retry<T, F>(hooks: &Hooks, mut open: impl FnMut() -> F) -> Option<T>
+pub(crate) async fn retry<T, F>(hooks: &Hooks, mut open: impl FnMut() -> F) -> Option<T>
 where
     F: std::future::Future<Output = redis::RedisResult<T>>,
 {

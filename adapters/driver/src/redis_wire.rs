@@ -65,9 +65,16 @@ pub fn pipeline(commands: &[Command]) -> redis::Pipeline {
                 .cmd("PUBLISH")
                 .arg(channel.as_ref())
                 .arg(message.as_ref()),
+            Op::SPublish { channel, message } => pipe
+                .cmd("SPUBLISH")
+                .arg(channel.as_ref())
+                .arg(message.as_ref()),
             // Subscriptions travel on the pub/sub connection; a driver never sends them
             // here. A harmless command keeps replies aligned if one ever does.
-            Op::Subscribe { .. } | Op::Unsubscribe { .. } => pipe.cmd("PING"),
+            Op::Subscribe { .. }
+            | Op::Unsubscribe { .. }
+            | Op::SSubscribe { .. }
+            | Op::SUnsubscribe { .. } => pipe.cmd("PING"),
         };
     }
     pipe

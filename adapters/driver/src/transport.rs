@@ -83,6 +83,26 @@ pub trait AsyncTransport: Send + Sync + 'static {
 
     /// Unsubscribes from `channel`.
     fn unsubscribe(&self, channel: Bytes) -> BoxFuture<'_, Result<(), ReplyError>>;
+
+    /// Subscribes to the sharded channel `channel` (`SSUBSCRIBE`, for an engine
+    /// configured with [`PubSub::Sharded`](resumable_stream::PubSub)); resolves once the
+    /// subscription is confirmed. By default a backend has no sharded pub/sub and
+    /// answers with an error.
+    fn ssubscribe(&self, channel: Bytes) -> BoxFuture<'_, Result<(), ReplyError>> {
+        drop(channel);
+        Box::pin(std::future::ready(Err(no_sharded_pubsub())))
+    }
+
+    /// Unsubscribes from the sharded channel `channel` (`SUNSUBSCRIBE`).
+    fn sunsubscribe(&self, channel: Bytes) -> BoxFuture<'_, Result<(), ReplyError>> {
+        drop(channel);
+        Box::pin(std::future::ready(Err(no_sharded_pubsub())))
+    }
+}
+
+/// The error of a backend without sharded pub/sub.
+pub(crate) fn no_sharded_pubsub() -> ReplyError {
+    ReplyError::Server("ERR this backend has no sharded pub/sub (SSUBSCRIBE)".into())
 }
 
 /// The command side of a custom backend, as in the deployed libraries: the four
@@ -166,7 +186,11 @@ impl AsyncTransport for CustomTransport {
                         .publish(channel.clone(), message.clone())
                         .await
                         .map(Reply::Integer),
-                    Op::Subscribe { .. } | Op::Unsubscribe { .. } => Err(ReplyError::Connection(
+                    Op::SPublish { .. } => Err(no_sharded_pubsub()),
+                    Op::Subscribe { .. }
+                    | Op::Unsubscribe { .. }
+                    | Op::SSubscribe { .. }
+                    | Op::SUnsubscribe { .. } => Err(ReplyError::Connection(
                         "subscriptions go to the subscriber".into(),
                     )),
                 };

@@ -161,6 +161,9 @@ impl<R: AsyncRuntime, E: Executor> Harness for AsyncHarness<R, E> {
             Store::Custom(custom) => {
                 builder.publisher_subscriber(custom.clone(), custom.subscriber())
             }
+            Store::Cluster(cluster, pubsub) => {
+                builder.redis_cluster(cluster.urls()).pubsub(*pubsub)
+            }
         };
         self.wrap(self.executor.block_on(builder.build()).expect("a context"))
     }

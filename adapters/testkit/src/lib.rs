@@ -7,8 +7,10 @@
 //! (for async drivers) a custom publisher/subscriber.
 
 pub mod async_harness;
+pub mod cluster;
 pub mod custom;
 pub mod harness;
+pub mod redis_cluster;
 pub mod redis_server;
 pub mod store;
 pub mod suite;
@@ -16,6 +18,7 @@ pub mod wire;
 
 pub use async_harness::{AsyncHarness, Executor};
 pub use harness::{fixed, manual, Context, Feed, Harness, Reader, Resumed, Source};
+pub use redis_cluster::RedisCluster;
 pub use redis_server::RedisServer;
 pub use store::Store;
 
@@ -56,32 +59,35 @@ macro_rules! behaviour_suite {
         mod $store {
             #[allow(unused_imports)]
             use super::*;
-            $crate::behaviour_suite!(@cases $harness; $store;
-                acts_like_a_normal_stream,
-                resuming_a_done_stream_answers_done,
-                reverse_read_order,
-                resume_in_progress,
-                it_really_streams_producer_first,
-                it_really_streams_consumer_first,
-                several_resumers,
-                two_streams_kept_apart,
-                skips_of_0_2_and_4,
-                done_once_finished,
-                explicit_create_and_resume,
-                state_at_each_stage,
-                four_resumers_joining_while_chunks_flow_are_byte_exact,
-                utf16_skips_across_non_ascii_text,
-                a_thousand_concurrent_streams,
-                malformed_requests_do_not_disturb_streams,
-                a_gone_producer_fails_the_resumer_with_ack_timeout,
-                unexpected_sentinels_are_typed_errors,
-                a_source_error_reaches_the_local_reader,
-                the_producer_finishes_without_its_local_reader,
-                dropping_the_context_ends_its_streams,
-                cancel_from_another_instance,
-                resume_by_chunk_index,
-            );
+            $crate::behaviour_suite!(@all $harness; $store);
         }
+    };
+    (@all $harness:expr; $store:ident) => {
+        $crate::behaviour_suite!(@cases $harness; $store;
+            acts_like_a_normal_stream,
+            resuming_a_done_stream_answers_done,
+            reverse_read_order,
+            resume_in_progress,
+            it_really_streams_producer_first,
+            it_really_streams_consumer_first,
+            several_resumers,
+            two_streams_kept_apart,
+            skips_of_0_2_and_4,
+            done_once_finished,
+            explicit_create_and_resume,
+            state_at_each_stage,
+            four_resumers_joining_while_chunks_flow_are_byte_exact,
+            utf16_skips_across_non_ascii_text,
+            a_thousand_concurrent_streams,
+            malformed_requests_do_not_disturb_streams,
+            a_gone_producer_fails_the_resumer_with_ack_timeout,
+            unexpected_sentinels_are_typed_errors,
+            a_source_error_reaches_the_local_reader,
+            the_producer_finishes_without_its_local_reader,
+            dropping_the_context_ends_its_streams,
+            cancel_from_another_instance,
+            resume_by_chunk_index,
+        );
     };
     (@cases $harness:expr; $store:ident; $($case:ident),+ $(,)?) => {
         $(
@@ -90,5 +96,63 @@ macro_rules! behaviour_suite {
                 $crate::suite::$case(&$harness, &$crate::Store::$store());
             }
         )+
+    };
+}
+
+/// The behaviour suite against a private three-master Redis Cluster: every case with
+/// sharded pub/sub (module `cluster`), a few with classic pub/sub
+/// (`cluster_classic`), and the cluster's own cases (`cluster_faults`): the commands
+/// each node ran, and a node killed and restarted mid-stream.
+///
+/// ```ignore
+/// resumable_stream_testkit::cluster_suite!(MyHarness::new());
+/// ```
+#[macro_export]
+macro_rules! cluster_suite {
+    ($harness:expr) => {
+        mod cluster {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::behaviour_suite!(@all $harness; cluster);
+        }
+        mod cluster_classic {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::behaviour_suite!(@cases $harness; cluster_classic;
+                acts_like_a_normal_stream,
+                four_resumers_joining_while_chunks_flow_are_byte_exact,
+                malformed_requests_do_not_disturb_streams,
+                cancel_from_another_instance,
+            );
+        }
+        mod cluster_faults {
+            #[allow(unused_imports)]
+            use super::*;
+            #[test]
+            fn sharded_pubsub_is_spublish_and_ssubscribe_on_the_owning_shard() {
+                let mut store = $crate::Store::cluster();
+                $crate::cluster::the_pubsub_commands_are_the_configured_ones(&$harness, &mut store);
+            }
+            #[test]
+            fn classic_pubsub_is_publish_and_subscribe() {
+                let mut store = $crate::Store::cluster_classic();
+                $crate::cluster::the_pubsub_commands_are_the_configured_ones(&$harness, &mut store);
+            }
+            #[test]
+            fn a_failover_mid_stream_loses_no_byte() {
+                let mut store = $crate::Store::cluster_replicated();
+                $crate::cluster::a_failover_mid_stream_loses_no_byte(&$harness, &mut store);
+            }
+            #[test]
+            fn a_slot_moving_mid_stream_loses_no_byte() {
+                let mut store = $crate::Store::cluster();
+                $crate::cluster::a_slot_moving_mid_stream_loses_no_byte(&$harness, &mut store);
+            }
+            #[test]
+            fn a_node_restarting_mid_stream_loses_no_byte() {
+                let mut store = $crate::Store::cluster();
+                $crate::cluster::a_node_restarting_mid_stream_loses_no_byte(&$harness, &mut store);
+            }
+        }
     };
 }

@@ -2,8 +2,10 @@
 //! a custom publisher/subscriber store; and raw access to it, as an operator has.
 
 use crate::custom::CustomStore;
+use crate::redis_cluster::RedisCluster;
 use crate::redis_server::RedisServer;
 use bytes::Bytes;
+use resumable_stream::PubSub;
 use resumable_stream_driver::MemoryBackend;
 use std::time::Instant;
 
@@ -15,6 +17,8 @@ pub enum Store {
     Redis(RedisServer),
     /// The application's own publisher and subscriber.
     Custom(CustomStore),
+    /// A private Redis Cluster, and the pub/sub its contexts use.
+    Cluster(RedisCluster, PubSub),
 }
 
 impl Store {
@@ -26,6 +30,22 @@ impl Store {
     /// A fresh redis-server.
     pub fn redis() -> Store {
         Store::Redis(RedisServer::start())
+    }
+
+    /// A fresh three-master Redis Cluster, its contexts on sharded pub/sub.
+    pub fn cluster() -> Store {
+        Store::Cluster(RedisCluster::start(3), PubSub::Sharded)
+    }
+
+    /// A fresh three-master Redis Cluster with a replica per master, its contexts on
+    /// sharded pub/sub.
+    pub fn cluster_replicated() -> Store {
+        Store::Cluster(RedisCluster::start_with_replicas(3, true), PubSub::Sharded)
+    }
+
+    /// A fresh three-master Redis Cluster, its contexts on classic pub/sub.
+    pub fn cluster_classic() -> Store {
+        Store::Cluster(RedisCluster::start(3), PubSub::Classic)
     }
 
     /// A fresh custom store.
@@ -47,6 +67,13 @@ impl Store {
                     .expect("SET");
             }
             Store::Custom(store) => store.set_raw(key, value),
+            Store::Cluster(cluster, _) => {
+                let _: () = redis::cmd("SET")
+                    .arg(key)
+                    .arg(value)
+                    .query(&mut cluster.connection_for(key.as_bytes()))
+                    .expect("SET");
+            }
         }
     }
 
@@ -62,10 +89,16 @@ impl Store {
                 .expect("GET")
                 .map(Bytes::from),
             Store::Custom(store) => store.get_raw(key),
+            Store::Cluster(cluster, _) => redis::cmd("GET")
+                .arg(key)
+                .query::<Option<Vec<u8>>>(&mut cluster.connection_for(key.as_bytes()))
+                .expect("GET")
+                .map(Bytes::from),
         }
     }
 
-    /// `PUBLISH channel message`; the number of receivers.
+    /// `PUBLISH channel message` (`SPUBLISH` on a sharded cluster); the number of
+    /// receivers.
     pub fn publish(&self, channel: &str, message: &[u8]) -> i64 {
         match self {
             Store::Memory(memory) => memory.publish(channel.to_owned(), message.to_vec()),
@@ -75,6 +108,25 @@ impl Store {
                 .query(&mut server.connection())
                 .expect("PUBLISH"),
             Store::Custom(store) => store.publish_raw(channel, message),
+            Store::Cluster(cluster, pubsub) => {
+                let command = match pubsub {
+                    PubSub::Classic => "PUBLISH",
+                    PubSub::Sharded => "SPUBLISH",
+                };
+                redis::cmd(command)
+                    .arg(channel)
+                    .arg(message)
+                    .query(&mut cluster.connection_for(channel.as_bytes()))
+                    .expect(command)
+            }
+        }
+    }
+
+    /// The Redis Cluster, when the store is one.
+    pub fn redis_cluster(&mut self) -> Option<&mut RedisCluster> {
+        match self {
+            Store::Cluster(cluster, _) => Some(cluster),
+            _ => None,
         }
     }
 

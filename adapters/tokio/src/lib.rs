@@ -25,6 +25,21 @@
 //! # Ok(()) }
 //! ```
 //!
+//! A Redis Cluster, with sharded pub/sub (`SPUBLISH` / `SSUBSCRIBE`: each channel on
+//! the shard owning its slot):
+//!
+//! ```no_run
+//! use resumable_stream_tokio::{PubSub, ResumableStreamContext};
+//!
+//! # async fn connect() -> Result<(), resumable_stream::Error> {
+//! let ctx = ResumableStreamContext::builder()
+//!     .redis_cluster(["redis://127.0.0.1:7000", "redis://127.0.0.1:7001"])
+//!     .pubsub(PubSub::Sharded)
+//!     .build()
+//!     .await?;
+//! # drop(ctx); Ok(()) }
+//! ```
+//!
 //! Several contexts on one [`MemoryBackend`] behave like several server instances on
 //! one Redis:
 //!
@@ -42,7 +57,9 @@
 use futures_util::future::BoxFuture;
 use std::time::Instant;
 
-pub use resumable_stream::{Config, Error, Position, ReplyError, Role, SkipUnit, StreamState};
+pub use resumable_stream::{
+    Config, Error, Position, PubSub, ReplyError, Role, SkipUnit, StreamState,
+};
 pub use resumable_stream_driver::{
     AsyncTransport as Transport, Cancelled, Inbox, MemoryBackend, Publisher, ResumableStream,
     Resumed, Subscriber,
