@@ -271,12 +271,13 @@ impl ResumeRequest {
 }
 
 /// What a producer of ours sends an extended listener, after the control mark and
-/// the listener's token: a control message (JSON), or content framed with its chunk
-/// index, so that a listener can tell a lost or repeated message from the next one.
+/// the listener's token: a control message (JSON), the answer to its request (the hello
+/// and the catch-up in one message), or a live chunk framed with its index, so that a
+/// listener can tell a lost or repeated message from the next one.
 ///
 /// On the wire, after [`CONTROL_MARK`], the token and `:`:
-/// - `{...}`: a [`Control`] message;
-/// - `=N:` then bytes: the catch-up, holding the stream before chunk `N`;
+/// - `{"t":"hello",...}`, a newline, then the catch-up bytes: the answer;
+/// - `{...}`: any other [`Control`] message;
 /// - `#K:` then bytes: live chunk `K` (0-based).
 ///
 /// ```
@@ -287,6 +288,13 @@ impl ResumeRequest {
 ///     Some(Ok(Incoming::Chunk { index: 7, data })) => assert_eq!(data, "hello"),
 ///     other => panic!("{other:?}"),
 /// }
+/// let answer = Incoming::encode_answer("9f", 3, 2000, 1, b"the stream so far");
+/// match Incoming::decode(&answer, "9f") {
+///     Some(Ok(Incoming::Answer { next: 3, seq: 1, catch_up, .. })) => {
+///         assert_eq!(catch_up, "the stream so far")
+///     }
+///     other => panic!("{other:?}"),
+/// }
 /// let hb = Control::Heartbeat.encode("9f");
 /// assert!(matches!(Incoming::decode(&hb, "9f"), Some(Ok(Incoming::Control(Control::Heartbeat)))));
 /// // Content of a v1 producer is not for the extension.
@@ -294,14 +302,19 @@ impl ResumeRequest {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Incoming {
-    /// A control message.
+    /// A control message other than the hello.
     Control(Control),
-    /// The catch-up: the stream from the resume position up to chunk `next`.
-    CatchUp {
+    /// The answer to a request: the producer speaks the extension protocol, and here
+    /// is the stream from the resume position up to chunk `next`.
+    Answer {
         /// The index of the first live chunk after the catch-up.
         next: u64,
+        /// The producer's heartbeat interval in milliseconds.
+        heartbeat_ms: u64,
+        /// The `seq` of the request this answers.
+        seq: u64,
         /// The catch-up bytes (possibly empty).
-        data: Bytes,
+        catch_up: Bytes,
     },
     /// One live chunk.
     Chunk {
@@ -313,9 +326,27 @@ pub enum Incoming {
 }
 
 impl Incoming {
-    /// Frames the catch-up for the listener with `token`.
-    pub fn encode_catch_up(token: &str, next: u64, data: &[u8]) -> Bytes {
-        frame(token, b'=', next, data)
+    /// The answer to a request with `seq`, for the listener with `token`: the hello
+    /// (the producer speaks the extension, the next live chunk is `next`, it speaks at
+    /// least every `heartbeat_ms`), then the catch-up, in one message.
+    pub fn encode_answer(
+        token: &str,
+        next: u64,
+        heartbeat_ms: u64,
+        seq: u64,
+        catch_up: &[u8],
+    ) -> Bytes {
+        let hello = Control::Hello {
+            next,
+            heartbeat_ms,
+            seq,
+        }
+        .encode(token);
+        let mut out = BytesMut::with_capacity(hello.len() + 1 + catch_up.len());
+        out.put_slice(&hello);
+        out.put_u8(b'\n');
+        out.put_slice(catch_up);
+        out.freeze()
     }
 
     /// Frames live chunk `index` for the listener with `token`.
@@ -329,10 +360,30 @@ impl Incoming {
         let rest = message.strip_prefix(CONTROL_MARK)?;
         let rest = rest.strip_prefix(token.as_bytes())?;
         let body = rest.strip_prefix(b":")?;
-        let (tag, framed) = match body.first() {
-            Some(b'=') => (b'=', &body[1..]),
-            Some(b'#') => (b'#', &body[1..]),
-            _ => return Some(Control::parse(body).map(Incoming::Control)),
+        let Some(framed) = body.strip_prefix(b"#") else {
+            // JSON never holds a raw newline: the first one ends the hello.
+            let (json, catch_up) = match body.iter().position(|&b| b == b'\n') {
+                Some(at) => (&body[..at], Some(message.len() - body.len() + at + 1)),
+                None => (body, None),
+            };
+            return Some(match (Control::parse(json), catch_up) {
+                (
+                    Ok(Control::Hello {
+                        next,
+                        heartbeat_ms,
+                        seq,
+                    }),
+                    Some(start),
+                ) => Ok(Incoming::Answer {
+                    next,
+                    heartbeat_ms,
+                    seq,
+                    catch_up: message.slice(start..),
+                }),
+                // A hello always carries its catch-up; nothing else has one.
+                (Ok(Control::Hello { .. }), None) | (Ok(_), Some(_)) | (Err(()), _) => Err(()),
+                (Ok(control), None) => Ok(Incoming::Control(control)),
+            });
         };
         let Some(colon) = framed.iter().position(|&b| b == b':') else {
             return Some(Err(()));
@@ -341,20 +392,16 @@ impl Incoming {
         if digits.is_empty() || digits.len() > 20 || !digits.iter().all(u8::is_ascii_digit) {
             return Some(Err(()));
         }
-        let Some(number) = std::str::from_utf8(digits)
+        let Some(index) = std::str::from_utf8(digits)
             .ok()
             .and_then(|d| d.parse::<u64>().ok())
         else {
             return Some(Err(()));
         };
         let start = message.len() - framed.len() + colon + 1;
-        let data = message.slice(start..);
-        Some(Ok(match tag {
-            b'=' => Incoming::CatchUp { next: number, data },
-            _ => Incoming::Chunk {
-                index: number,
-                data,
-            },
+        Some(Ok(Incoming::Chunk {
+            index,
+            data: message.slice(start..),
         }))
     }
 }

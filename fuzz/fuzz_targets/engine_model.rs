@@ -1507,22 +1507,19 @@ impl Harness {
             return;
         }
         let served = |catch_up: &Bytes| -> Vec<Op> {
-            let mut ops = Vec::new();
-            if let Some(token) = &token {
-                let hello = Control::Hello {
-                    next,
-                    heartbeat_ms: self.nodes[node].heartbeat.as_millis() as u64,
-                    seq: request.ext.as_ref().map_or(0, |e| e.seq),
-                };
-                ops.push(publish(&listener, hello.encode(token)));
-            }
-            ops.push(publish(
+            let mut ops = vec![publish(
                 &listener,
                 match &token {
-                    Some(token) => Incoming::encode_catch_up(token, next, catch_up),
+                    Some(token) => Incoming::encode_answer(
+                        token,
+                        next,
+                        self.nodes[node].heartbeat.as_millis() as u64,
+                        request.ext.as_ref().map_or(0, |e| e.seq),
+                        catch_up,
+                    ),
                     None => catch_up.clone(),
                 },
-            ));
+            )];
             if let Some(ending) = ended {
                 ops.push(publish(
                     &listener,

@@ -594,20 +594,17 @@ impl Engine {
         let ending = producer.ending.clone();
         let serial = producer.next_serial;
         producer.next_serial += 1;
-        let mut messages: SmallVec<[Bytes; 3]> = SmallVec::new();
-        if let Some(token) = &token {
-            messages.push(
-                Control::Hello {
-                    next,
-                    heartbeat_ms: heartbeat.as_millis().min(u128::from(u64::MAX)) as u64,
-                    seq: request.ext.as_ref().map_or(0, |ext| ext.seq),
-                }
-                .encode(token),
-            );
-        }
-        // The catch-up is the acknowledgement: sent even when empty.
+        let mut messages: SmallVec<[Bytes; 2]> = SmallVec::new();
+        // The catch-up is the acknowledgement: sent even when empty. An extended
+        // listener gets it in one message with the hello, so neither arrives alone.
         messages.push(match &token {
-            Some(token) => Incoming::encode_catch_up(token, next, &catch_up),
+            Some(token) => Incoming::encode_answer(
+                token,
+                next,
+                heartbeat.as_millis().min(u128::from(u64::MAX)) as u64,
+                request.ext.as_ref().map_or(0, |ext| ext.seq),
+                &catch_up,
+            ),
             None => catch_up,
         });
         match &ending {

@@ -29,7 +29,6 @@ enum Peer {
     /// Speaks the extension protocol; `next` is the index of the next live chunk.
     Extended {
         next: u64,
-        expecting_catch_up: bool,
     },
 }
 
@@ -84,13 +83,10 @@ impl Resumer {
     }
 
     /// Where to ask again from: the chunk after the last one received, or `None` (as
-    /// first asked) when nothing was received since the hello.
+    /// first asked) before the producer's first answer.
     fn received_through(&self) -> Option<u64> {
         match self.peer {
-            Peer::Extended {
-                next,
-                expecting_catch_up: false,
-            } => Some(next),
+            Peer::Extended { next } => Some(next),
             _ => None,
         }
     }
@@ -253,7 +249,12 @@ impl Engine {
 
         match incoming {
             Some(Ok(Incoming::Control(control))) => self.on_control(now, handle, control),
-            Some(Ok(Incoming::CatchUp { next, data })) => self.on_catch_up(now, handle, next, data),
+            Some(Ok(Incoming::Answer {
+                next,
+                heartbeat_ms,
+                seq,
+                catch_up,
+            })) => self.on_answer(now, handle, (next, heartbeat_ms, seq), catch_up),
             Some(Ok(Incoming::Chunk { index, data })) => {
                 self.on_indexed_chunk(now, handle, index, data)
             }
@@ -295,23 +296,8 @@ impl Engine {
             return;
         };
         match control {
-            // The answer to an earlier request, overtaken by a later one: what follows
-            // it comes again after the latest hello.
-            Control::Hello { seq, .. } if seq != r.seq => r.rewinding = true,
-            Control::Hello {
-                next, heartbeat_ms, ..
-            } => {
-                r.rewinding = false;
-                r.rewind_at = None;
-                r.rewind_attempts = 0;
-                r.peer = Peer::Extended {
-                    next,
-                    expecting_catch_up: true,
-                };
-                r.heartbeat = Duration::from_millis(heartbeat_ms);
-                self.start_streaming(now, handle);
-            }
-            Control::Heartbeat => {}
+            // A hello always comes with its catch-up, as an answer.
+            Control::Hello { .. } | Control::Heartbeat => {}
             // The stream's last word, while asking again for what was missed: the
             // answer brings the missing chunks, then this ending again.
             Control::Cancelled { .. } | Control::Error { .. }
@@ -321,11 +307,7 @@ impl Engine {
             Control::Cancelled { next: Some(next) }
             | Control::Error {
                 next: Some(next), ..
-            } if !matches!(
-                r.peer,
-                Peer::Extended { next: have, expecting_catch_up: false } if have >= next
-            ) =>
-            {
+            } if !matches!(r.peer, Peer::Extended { next: have } if have >= next) => {
                 let from = r.received_through();
                 self.ask_again(now, handle, from);
             }
@@ -354,10 +336,9 @@ impl Engine {
                     return;
                 }
                 match r.peer {
-                    Peer::Extended {
-                        next: have,
-                        expecting_catch_up: false,
-                    } if have >= next => self.close_resumer(handle, Event::End { handle }),
+                    Peer::Extended { next: have } if have >= next => {
+                        self.close_resumer(handle, Event::End { handle })
+                    }
                     _ => {
                         let from = r.received_through();
                         self.ask_again(now, handle, from);
@@ -367,32 +348,40 @@ impl Engine {
         }
     }
 
-    /// The catch-up of an extended producer, holding the stream before chunk `next`.
-    fn on_catch_up(&mut self, now: Instant, handle: Handle, next: u64, data: Bytes) {
+    /// The answer of an extended producer to the latest request: its hello (`next`,
+    /// heartbeat, `seq`) and the catch-up, holding the stream before chunk `next`.
+    fn on_answer(
+        &mut self,
+        now: Instant,
+        handle: Handle,
+        (next, heartbeat_ms, seq): (u64, u64, u64),
+        catch_up: Bytes,
+    ) {
         let Some(State::Resumer(r)) = self.states.get_mut(&handle) else {
             return;
         };
-        if r.rewinding {
+        if seq != r.seq {
+            // The answer to an earlier request, overtaken by a later one: what follows
+            // it comes again after the latest answer.
+            r.rewinding = true;
             return;
         }
-        match &mut r.peer {
-            Peer::Extended {
-                next: expected,
-                expecting_catch_up,
-            } if *expecting_catch_up && *expected == next => {
-                *expecting_catch_up = false;
-                if !data.is_empty() {
-                    self.emit(Event::Data {
-                        handle,
-                        data,
-                        chunk: Some(next),
-                    });
-                }
-            }
-            // Our producer answered, but its hello never arrived: ask again.
-            Peer::Unknown => self.ask_again(now, handle, None),
-            // A catch-up not announced by the latest hello: stale.
-            _ => {}
+        if !r.rewinding && r.peer != Peer::Unknown {
+            // Already answered, and not asking again: a repeat of that answer.
+            return;
+        }
+        r.rewinding = false;
+        r.rewind_at = None;
+        r.rewind_attempts = 0;
+        r.peer = Peer::Extended { next };
+        r.heartbeat = Duration::from_millis(heartbeat_ms);
+        self.start_streaming(now, handle);
+        if !catch_up.is_empty() {
+            self.emit(Event::Data {
+                handle,
+                data: catch_up,
+                chunk: Some(next),
+            });
         }
     }
 
@@ -406,10 +395,7 @@ impl Engine {
             return;
         }
         match &mut r.peer {
-            Peer::Extended {
-                next,
-                expecting_catch_up: false,
-            } => {
+            Peer::Extended { next } => {
                 if index == *next {
                     *next += 1;
                     let chunk = Some(*next);
@@ -425,8 +411,8 @@ impl Engine {
                     self.ask_again(now, handle, from);
                 }
             }
-            // The hello or the catch-up was lost: ask again as first asked.
-            Peer::Extended { .. } | Peer::Unknown => self.ask_again(now, handle, None),
+            // The answer was lost: ask again as first asked.
+            Peer::Unknown => self.ask_again(now, handle, None),
             // Content of a v1 producer never carries our token.
             Peer::V1 => {}
         }
