@@ -67,7 +67,9 @@ pub enum Error {
         what: &'static str,
     },
     /// A producer of ours ended this reader with an error of a kind this version does
-    /// not know.
+    /// not know; or (kind `incomplete`) the stream ended with fewer chunks received than
+    /// it had, and asking again did not bring them (two producers of one stream after
+    /// a fault may disagree).
     Remote {
         /// The error's kind, as sent.
         kind: String,

@@ -57,6 +57,10 @@ pub(super) struct Resumer {
     /// that was itself reconnecting).
     rewind_at: Option<Instant>,
     rewind_attempts: u8,
+    /// How often an ending that named more chunks than were received made this
+    /// resumer ask again (bounded: two producers of one stream, after a fault, can
+    /// disagree for ever).
+    incomplete_endings: u8,
     /// The `seq` of the latest request: only the hello that echoes it counts.
     seq: u64,
     /// The request announced the extension protocol (only then can it be recovered).
@@ -114,6 +118,9 @@ impl Resumer {
     }
 }
 
+/// How often a resumer asks again for chunks an ending says it missed.
+const MAX_INCOMPLETE_ENDINGS: u8 = 3;
+
 /// Whether `control` ends the stream itself (not an answer to one request).
 fn is_final(control: &Control) -> bool {
     match control {
@@ -168,6 +175,7 @@ impl Engine {
                 rewinding: false,
                 rewind_at: None,
                 rewind_attempts: 0,
+                incomplete_endings: 0,
                 seq: 0,
                 extended: self.config.extensions()
                     || matches!(
@@ -307,7 +315,10 @@ impl Engine {
             Control::Cancelled { next: Some(next) }
             | Control::Error {
                 next: Some(next), ..
-            } if !matches!(r.peer, Peer::Extended { next: have } if have >= next) => {
+            } if !matches!(r.peer, Peer::Extended { next: have } if have >= next)
+                && r.incomplete_endings < MAX_INCOMPLETE_ENDINGS =>
+            {
+                r.incomplete_endings += 1;
                 let from = r.received_through();
                 self.ask_again(now, handle, from);
             }
@@ -339,9 +350,24 @@ impl Engine {
                     Peer::Extended { next: have } if have >= next => {
                         self.close_resumer(handle, Event::End { handle })
                     }
-                    _ => {
+                    _ if r.incomplete_endings < MAX_INCOMPLETE_ENDINGS => {
+                        r.incomplete_endings += 1;
                         let from = r.received_through();
                         self.ask_again(now, handle, from);
+                    }
+                    // Never an end with chunks missing: a typed error.
+                    peer => {
+                        let have = match peer {
+                            Peer::Extended { next } => next,
+                            _ => 0,
+                        };
+                        let error = Error::Remote {
+                            kind: "incomplete".to_owned(),
+                            message: format!(
+                                "the stream ended after {next} chunks; {have} could be received"
+                            ),
+                        };
+                        self.close_resumer(handle, Event::Failed { handle, error });
                     }
                 }
             }
