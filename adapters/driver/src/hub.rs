@@ -14,6 +14,7 @@ use resumable_stream::{
     Command, Connection, Engine, Error, Event, Handle, Reply, ReplyError, Role, StreamState,
 };
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Instant;
 
 /// What a reader receives: the next chunk, or the error that ends the stream.
@@ -83,6 +84,30 @@ pub fn unexpected_answer() -> Error {
     }
 }
 
+/// A hasher for maps keyed by [`Handle`] (a sequence number): one multiply per key
+/// instead of SipHash, which a chunk's dispatch would otherwise pay.
+#[derive(Default, Clone, Copy)]
+struct HandleHasher(u64);
+
+impl Hasher for HandleHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.write_u64(u64::from(*byte));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+/// A map keyed by handles.
+type HandleMap<V> = HashMap<Handle, V, BuildHasherDefault<HandleHasher>>;
+
 enum Waiter {
     Request {
         answer: Sender<Result<Answer, Error>>,
@@ -93,14 +118,14 @@ enum Waiter {
 
 struct Inner {
     engine: Engine,
-    waiters: HashMap<Handle, Waiter>,
+    waiters: HandleMap<Waiter>,
     /// The deadline the timer loop was last told about.
     armed: Option<Instant>,
     closed: bool,
     /// Closed when the hub closes: loops wait on these to stop.
     close_signals: Vec<Sender<()>>,
     /// Closed when a producer's source must stop (cancelled) or the hub closes.
-    stop_signals: HashMap<Handle, Sender<()>>,
+    stop_signals: HandleMap<Sender<()>>,
 }
 
 /// The receiving ends a driver's loops empty.
@@ -131,11 +156,11 @@ impl Hub {
         let hub = new_cyclic(|me| Hub {
             inner: Mutex::new(Inner {
                 engine,
-                waiters: HashMap::new(),
+                waiters: HandleMap::default(),
                 armed: None,
                 closed: false,
                 close_signals: Vec::new(),
-                stop_signals: HashMap::new(),
+                stop_signals: HandleMap::default(),
             }),
             commands,
             subscriptions,
@@ -204,6 +229,35 @@ impl Hub {
         }
     }
 
+    /// Several steps of a producer loop under one lock: `chunks`, then, if `last` is
+    /// given, the source's last item (`None`: its end; else its error). Returns whether
+    /// the loop should pull again.
+    pub fn feed_batch(
+        &self,
+        handle: Handle,
+        chunks: impl IntoIterator<Item = Bytes>,
+        last: Option<Option<Result<Bytes, String>>>,
+    ) -> bool {
+        let result = self.with_engine(|engine| {
+            for chunk in chunks {
+                engine.push_chunk(handle, chunk)?;
+            }
+            match last {
+                None => Ok(true),
+                Some(Some(Ok(chunk))) => engine.push_chunk(handle, chunk).map(|()| true),
+                Some(Some(Err(message))) => engine.fail(handle, message).map(|()| false),
+                Some(None) => engine.finish(handle).map(|()| false),
+            }
+        });
+        match result {
+            Ok(more) => more,
+            Err(error) => {
+                log::debug!("resumable-stream: producer {handle:?} stops: {error}");
+                false
+            }
+        }
+    }
+
     /// A mailbox that ends when the hub closes, for a producer loop to wait on.
     pub fn close_signal(&self) -> Receiver<()> {
         let (signal, signalled) = mailbox();
@@ -225,10 +279,14 @@ impl Hub {
         if inner.closed {
             signal.close();
         } else {
-            inner.stop_signals.retain(|_, s| !s.is_receiver_gone());
             inner.stop_signals.insert(handle, signal);
         }
         signalled
+    }
+
+    /// Producer `handle`'s loop ended: its stop signal is no longer needed.
+    pub fn forget_stop_signal(&self, handle: Handle) {
+        lock(&self.inner).stop_signals.remove(&handle);
     }
 
     /// Replies to a batch of the command connection, in order.

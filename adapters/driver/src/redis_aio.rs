@@ -215,6 +215,31 @@ impl AsyncTransport for RedisTransport {
         })
     }
 
+    fn subscribe_many<'a>(
+        &'a self,
+        subscribe: bool,
+        channels: &'a [Bytes],
+    ) -> BoxFuture<'a, Vec<Result<(), ReplyError>>> {
+        Box::pin(async move {
+            let names: Vec<&[u8]> = channels.iter().map(AsRef::as_ref).collect();
+            let result = match self.sink.lock().await.as_mut() {
+                // One SUBSCRIBE (UNSUBSCRIBE) naming every channel: one command, one
+                // round trip, whatever the number of streams starting at once.
+                Some(sink) if subscribe => {
+                    sink.subscribe(names).await.map_err(|e| to_reply_error(&e))
+                }
+                Some(sink) => sink
+                    .unsubscribe(names)
+                    .await
+                    .map_err(|e| to_reply_error(&e)),
+                None => Err(ReplyError::Connection(
+                    "the Redis pub/sub connection is down".into(),
+                )),
+            };
+            vec![result; channels.len()]
+        })
+    }
+
     fn unsubscribe(&self, channel: Bytes) -> BoxFuture<'_, Result<(), ReplyError>> {
         Box::pin(async move {
             match self.sink.lock().await.as_mut() {

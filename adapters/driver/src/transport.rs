@@ -83,6 +83,28 @@ pub trait AsyncTransport: Send + Sync + 'static {
 
     /// Unsubscribes from `channel`.
     fn unsubscribe(&self, channel: Bytes) -> BoxFuture<'_, Result<(), ReplyError>>;
+
+    /// Subscribes to (`subscribe`) or unsubscribes from every channel of `channels`, in
+    /// order; one result per channel. The default sends them one at a time; a backend
+    /// that can name several channels in one command (Redis) overrides it.
+    fn subscribe_many<'a>(
+        &'a self,
+        subscribe: bool,
+        channels: &'a [Bytes],
+    ) -> BoxFuture<'a, Vec<Result<(), ReplyError>>> {
+        Box::pin(async move {
+            let mut results = Vec::with_capacity(channels.len());
+            for channel in channels {
+                let result = if subscribe {
+                    self.subscribe(channel.clone()).await
+                } else {
+                    self.unsubscribe(channel.clone()).await
+                };
+                results.push(result);
+            }
+            results
+        })
+    }
 }
 
 /// The command side of a custom backend, as in the deployed libraries: the four

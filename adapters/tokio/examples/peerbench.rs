@@ -45,7 +45,8 @@ Usage: peerbench --redis URL --scenario NAME [options]
   --streams S               concurrent streams of many / scale (2000)
   --chunks-per-stream C     chunks per stream of many / scale (50)
   --prefix P                key prefix (default pb-rust-<pid>-<random>)
-  --threads T               tokio worker threads; 0 = current-thread runtime (0)
+  --threads T               tokio worker threads; 0 = a current-thread runtime, one
+                            event loop as node's and asyncio's (0)
   --help                    this text
 
 Chunk i is format!(\"{i:08}:\") + 54 filler characters + \"\\n\": 64 ASCII bytes.
