@@ -9,7 +9,7 @@
 //! Speed targets live here and in `docs/performance.md`, never in timed tests.
 
 use bytes::Bytes;
-use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{black_box, criterion_main, BenchmarkId, Criterion, Throughput};
 use resumable_stream::skip::{catch_up, count_units};
 use resumable_stream::wire::{Extension, ResumeRequest};
 use resumable_stream::SkipUnit;
@@ -115,5 +115,14 @@ fn decode_request(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, producer, catch_ups, decode_request);
-criterion_main!(benches);
+mod group {
+    // criterion_group! defines an undocumented public function.
+    #![allow(missing_docs)]
+    criterion::criterion_group!(
+        benches,
+        super::producer,
+        super::catch_ups,
+        super::decode_request
+    );
+}
+criterion_main!(group::benches);
