@@ -563,7 +563,9 @@ const SOURCE_BATCH: usize = 512;
 /// one chunk at a time, as before.
 async fn produce(hub: Arc<Hub>, handle: Handle, mut source: Source) {
     let closed = hub.stop_signal(handle);
-    let mut batch = Vec::with_capacity(SOURCE_BATCH);
+    // Grows to what the source has ready, not to SOURCE_BATCH: a context may run
+    // thousands of producer loops at once.
+    let mut batch = Vec::new();
     // The source said Pending after the last batch: it has registered a wake-up, and
     // must not be polled again before the task returns to the runtime (a source that
     // yields, as `yield_now` does, would otherwise never let anything else run).
