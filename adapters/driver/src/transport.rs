@@ -35,6 +35,19 @@ impl Inbox {
         }
     }
 
+    /// Messages that arrived, in order, as (channel, message): handed to the engine
+    /// under one lock.
+    pub fn deliver_many<C: AsRef<[u8]>>(&self, messages: impl IntoIterator<Item = (C, Bytes)>) {
+        if let Some(hub) = self.hub.upgrade() {
+            hub.with_engine(|engine| {
+                let now = Instant::now();
+                for (channel, message) in messages {
+                    engine.handle_message(now, channel.as_ref(), message);
+                }
+            });
+        }
+    }
+
     /// The pub/sub connection dropped and is being reopened.
     pub fn connection_interrupted(&self) {
         if let Some(hub) = self.hub.upgrade() {
