@@ -126,6 +126,11 @@ struct Inner {
     close_signals: Vec<Sender<()>>,
     /// Closed when a producer's source must stop (cancelled) or the hub closes.
     stop_signals: HandleMap<Sender<()>>,
+    /// Reused by `drain`: commands for each connection, chunks for one reader, each
+    /// handed to its mailbox under one lock.
+    staged_commands: Vec<Command>,
+    staged_subscriptions: Vec<Command>,
+    staged_chunks: Vec<ReaderItem>,
 }
 
 /// The receiving ends a driver's loops empty.
@@ -161,6 +166,9 @@ impl Hub {
                 closed: false,
                 close_signals: Vec::new(),
                 stop_signals: HandleMap::default(),
+                staged_commands: Vec::new(),
+                staged_subscriptions: Vec::new(),
+                staged_chunks: Vec::new(),
             }),
             commands,
             subscriptions,
@@ -350,30 +358,68 @@ impl Hub {
     }
 
     fn drain(&self, inner: &mut Inner) {
+        let mut commands = std::mem::take(&mut inner.staged_commands);
+        let mut subscriptions = std::mem::take(&mut inner.staged_subscriptions);
+        let mut chunks = std::mem::take(&mut inner.staged_chunks);
         loop {
             let mut progressed = false;
             while let Some(command) = inner.engine.poll_command() {
                 progressed = true;
-                let queue = match command.op.connection() {
-                    Connection::Commands => &self.commands,
-                    Connection::PubSub => &self.subscriptions,
-                };
-                if let Err(command) = queue.send(command) {
-                    // Closed: the command fails as on a lost connection.
-                    let error = ReplyError::Connection("the driver has stopped".into());
-                    inner
-                        .engine
-                        .handle_reply(Instant::now(), command.id, Err(error));
+                match command.op.connection() {
+                    Connection::Commands => commands.push(command),
+                    Connection::PubSub => subscriptions.push(command),
                 }
             }
+            for (queue, staged) in [
+                (&self.commands, &mut commands),
+                (&self.subscriptions, &mut subscriptions),
+            ] {
+                if !staged.is_empty() && !queue.send_all(staged) {
+                    // Closed: the commands fail as on a lost connection.
+                    for command in staged.drain(..) {
+                        let error = ReplyError::Connection("the driver has stopped".into());
+                        inner
+                            .engine
+                            .handle_reply(Instant::now(), command.id, Err(error));
+                    }
+                }
+            }
+            // Consecutive chunks for one reader go to its mailbox under one lock.
+            let mut chunks_for = None;
             while let Some(event) = inner.engine.poll_event() {
                 progressed = true;
-                self.dispatch(inner, event);
+                match event {
+                    Event::Data {
+                        handle,
+                        data,
+                        chunk,
+                    } => {
+                        if chunks_for != Some(handle) {
+                            if let Some(previous) = chunks_for {
+                                deliver(inner, previous, &mut chunks);
+                            }
+                            chunks_for = Some(handle);
+                        }
+                        chunks.push(Ok(Chunk { data, index: chunk }));
+                    }
+                    event => {
+                        if let Some(previous) = chunks_for.take() {
+                            deliver(inner, previous, &mut chunks);
+                        }
+                        self.dispatch(inner, event);
+                    }
+                }
+            }
+            if let Some(previous) = chunks_for {
+                deliver(inner, previous, &mut chunks);
             }
             if !progressed {
                 break;
             }
         }
+        inner.staged_commands = commands;
+        inner.staged_subscriptions = subscriptions;
+        inner.staged_chunks = chunks;
         let next = inner.engine.poll_timeout();
         if next != inner.armed {
             inner.armed = next;
@@ -439,6 +485,17 @@ impl Hub {
             }
         }
     }
+}
+
+/// Hands `chunks` to the reader of `handle` (dropping them if it has none), emptying it.
+fn deliver(inner: &mut Inner, handle: Handle, chunks: &mut Vec<ReaderItem>) {
+    if let Some(Waiter::Reader(reader)) = inner.waiters.get(&handle) {
+        if !reader.send_all(chunks) {
+            inner.waiters.remove(&handle);
+            inner.engine.drop_reader(handle);
+        }
+    }
+    chunks.clear();
 }
 
 fn answer(inner: &mut Inner, handle: Handle, answer: Answer) {

@@ -120,6 +120,22 @@ impl<T> Sender<T> {
         Ok(())
     }
 
+    /// Queues every item of `items` under one lock, emptying it, and returns `true`; if
+    /// the receiver is gone or the mailbox closed, leaves them in `items` and returns
+    /// `false`.
+    pub fn send_all(&self, items: &mut Vec<T>) -> bool {
+        let wake = {
+            let mut state = lock(&self.shared.state);
+            if state.closed || !state.receiver_alive {
+                return false;
+            }
+            state.queue.extend(items.drain(..));
+            state.take_wake()
+        };
+        self.shared.wake(wake);
+        true
+    }
+
     /// Ends the mailbox for every sender: the receiver gets what is queued, then the end.
     pub fn close(&self) {
         let waker = {
