@@ -598,31 +598,78 @@ impl Stream for ResumableStream {
     type Item = Result<Bytes, Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.reader.is_finished() {
-            return Poll::Ready(None);
-        }
-        match self.reader.receiver().poll_recv(cx) {
-            Poll::Ready(item) => Poll::Ready(self.reader.accept(item)),
-            Poll::Pending => Poll::Pending,
-        }
+        self.reader.poll_next(cx)
     }
 }
 
+/// The most chunks a producer loop takes from its source before feeding the engine.
+const SOURCE_BATCH: usize = 512;
+
 /// Pulls a producer's source into the engine until it ends or fails, the stream is
 /// cancelled, or the context closes. The local reader going away does not stop it.
+///
+/// Whatever the source has ready (up to [`SOURCE_BATCH`] chunks) is fed to the engine
+/// under one lock, so a fast source costs one lock, one drain and one reader wake-up
+/// per batch rather than per chunk; a source that yields one chunk at a time is fed
+/// one chunk at a time, as before.
 async fn produce(hub: Arc<Hub>, handle: Handle, mut source: Source) {
     let closed = hub.stop_signal(handle);
+    // Grows to what the source has ready, not to SOURCE_BATCH: a context may run
+    // thousands of producer loops at once.
+    let mut batch = Vec::new();
+    // The source said Pending after the last batch: it has registered a wake-up, and
+    // must not be polled again before the task returns to the runtime (a source that
+    // yields, as `yield_now` does, would otherwise never let anything else run).
+    let mut source_pending = false;
     loop {
-        let next = source.next();
-        let stop = std::pin::pin!(closed.recv());
-        let item = match future::select(next, stop).await {
-            Either::Left((item, _)) => item,
-            Either::Right(_) => return,
+        let step = future::poll_fn(|cx| {
+            if closed.poll_recv(cx).is_ready() {
+                return Poll::Ready(Pulled::Stop);
+            }
+            if std::mem::take(&mut source_pending) {
+                return Poll::Pending;
+            }
+            loop {
+                match source.poll_next_unpin(cx) {
+                    Poll::Ready(Some(Ok(chunk))) => {
+                        batch.push(chunk);
+                        if batch.len() == SOURCE_BATCH {
+                            return Poll::Ready(Pulled::Chunks);
+                        }
+                    }
+                    Poll::Ready(Some(Err(message))) => {
+                        return Poll::Ready(Pulled::Last(Some(Err(message))))
+                    }
+                    Poll::Ready(None) => return Poll::Ready(Pulled::Last(None)),
+                    Poll::Pending if batch.is_empty() => return Poll::Pending,
+                    Poll::Pending => {
+                        source_pending = true;
+                        return Poll::Ready(Pulled::Chunks);
+                    }
+                }
+            }
+        })
+        .await;
+        let last = match step {
+            Pulled::Stop => break,
+            Pulled::Chunks => None,
+            Pulled::Last(last) => Some(last),
         };
-        if !hub.feed(handle, item) {
-            return;
+        if !hub.feed_batch(handle, batch.drain(..), last) {
+            break;
         }
     }
+    hub.forget_stop_signal(handle);
+}
+
+/// What a producer loop took from its source.
+enum Pulled {
+    /// The stream must stop (cancelled, or the context closed).
+    Stop,
+    /// Chunks, and the source may have more.
+    Chunks,
+    /// Chunks, then the source's last item: its end (`None`) or its error.
+    Last(Option<Result<Bytes, String>>),
 }
 
 /// Carries commands to the transport: everything queued goes as one pipeline, one
@@ -635,22 +682,72 @@ async fn run_commands(hub: Arc<Hub>, transport: Arc<dyn AsyncTransport>, queue: 
     }
 }
 
-/// Carries SUBSCRIBE and UNSUBSCRIBE to the transport, in order.
+/// The most channels one SUBSCRIBE or UNSUBSCRIBE names.
+const SUBSCRIPTION_BATCH: usize = 1024;
+
+/// Carries SUBSCRIBE and UNSUBSCRIBE to the transport, in order: what is queued goes in
+/// runs of the same kind, each run as one command naming all its channels.
 async fn run_subscriptions(
     hub: Arc<Hub>,
     transport: Arc<dyn AsyncTransport>,
     queue: Receiver<Command>,
 ) {
-    while let Some(command) = queue.recv().await {
-        let result = match command.op {
-            Op::Subscribe { channel } => transport.subscribe(channel).await,
-            Op::Unsubscribe { channel } => transport.unsubscribe(channel).await,
-            Op::SSubscribe { channel } => transport.ssubscribe(channel).await,
-            Op::SUnsubscribe { channel } => transport.sunsubscribe(channel).await,
-            _ => Err(ReplyError::Connection("not a pub/sub command".into())),
-        };
-        let reply = result.map(|()| Reply::Ok);
-        hub.with_engine(|engine| engine.handle_reply(Instant::now(), command.id, reply));
+    let mut batch = Vec::with_capacity(64);
+    let mut channels = Vec::with_capacity(64);
+    while queue.recv_many(&mut batch, SUBSCRIPTION_BATCH).await > 0 {
+        let mut start = 0;
+        while start < batch.len() {
+            let subscribe = match &batch[start].op {
+                Op::Subscribe { .. } => true,
+                Op::Unsubscribe { .. } => false,
+                // Sharded channels may each live on another shard: one at a time.
+                Op::SSubscribe { channel } | Op::SUnsubscribe { channel } => {
+                    let result = if matches!(batch[start].op, Op::SSubscribe { .. }) {
+                        transport.ssubscribe(channel.clone()).await
+                    } else {
+                        transport.sunsubscribe(channel.clone()).await
+                    };
+                    let id = batch[start].id;
+                    let reply = result.map(|()| Reply::Ok);
+                    hub.with_engine(|engine| engine.handle_reply(Instant::now(), id, reply));
+                    start += 1;
+                    continue;
+                }
+                _ => {
+                    // Not a pub/sub command: answered alone.
+                    let error = ReplyError::Connection("not a pub/sub command".into());
+                    let id = batch[start].id;
+                    hub.with_engine(|engine| engine.handle_reply(Instant::now(), id, Err(error)));
+                    start += 1;
+                    continue;
+                }
+            };
+            // A run of classic (un)subscriptions goes as one command naming them all.
+            let mut end = start;
+            channels.clear();
+            while let Some(command) = batch.get(end) {
+                match (&command.op, subscribe) {
+                    (Op::Subscribe { channel }, true) | (Op::Unsubscribe { channel }, false) => {
+                        channels.push(channel.clone());
+                        end += 1;
+                    }
+                    _ => break,
+                }
+            }
+            let results = transport.subscribe_many(subscribe, &channels).await;
+            let mut results = results.into_iter();
+            hub.with_engine(|engine| {
+                let now = Instant::now();
+                for command in &batch[start..end] {
+                    let reply = results.next().unwrap_or_else(|| {
+                        Err(ReplyError::Connection("no reply for this command".into()))
+                    });
+                    engine.handle_reply(now, command.id, reply.map(|()| Reply::Ok));
+                }
+            });
+            start = end;
+        }
+        batch.clear();
     }
 }
 

@@ -14,6 +14,7 @@ use resumable_stream::{
     Command, Connection, Engine, Error, Event, Handle, Reply, ReplyError, Role, StreamState,
 };
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Instant;
 
 /// What a reader receives: the next chunk, or the error that ends the stream.
@@ -83,6 +84,30 @@ pub fn unexpected_answer() -> Error {
     }
 }
 
+/// A hasher for maps keyed by [`Handle`] (a sequence number): one multiply per key
+/// instead of SipHash, which a chunk's dispatch would otherwise pay.
+#[derive(Default, Clone, Copy)]
+struct HandleHasher(u64);
+
+impl Hasher for HandleHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.write_u64(u64::from(*byte));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+/// A map keyed by handles.
+type HandleMap<V> = HashMap<Handle, V, BuildHasherDefault<HandleHasher>>;
+
 enum Waiter {
     Request {
         answer: Sender<Result<Answer, Error>>,
@@ -93,14 +118,19 @@ enum Waiter {
 
 struct Inner {
     engine: Engine,
-    waiters: HashMap<Handle, Waiter>,
+    waiters: HandleMap<Waiter>,
     /// The deadline the timer loop was last told about.
     armed: Option<Instant>,
     closed: bool,
     /// Closed when the hub closes: loops wait on these to stop.
     close_signals: Vec<Sender<()>>,
     /// Closed when a producer's source must stop (cancelled) or the hub closes.
-    stop_signals: HashMap<Handle, Sender<()>>,
+    stop_signals: HandleMap<Sender<()>>,
+    /// Reused by `drain`: commands for each connection, chunks for one reader, each
+    /// handed to its mailbox under one lock.
+    staged_commands: Vec<Command>,
+    staged_subscriptions: Vec<Command>,
+    staged_chunks: Vec<ReaderItem>,
 }
 
 /// The receiving ends a driver's loops empty.
@@ -131,11 +161,14 @@ impl Hub {
         let hub = new_cyclic(|me| Hub {
             inner: Mutex::new(Inner {
                 engine,
-                waiters: HashMap::new(),
+                waiters: HandleMap::default(),
                 armed: None,
                 closed: false,
                 close_signals: Vec::new(),
-                stop_signals: HashMap::new(),
+                stop_signals: HandleMap::default(),
+                staged_commands: Vec::new(),
+                staged_subscriptions: Vec::new(),
+                staged_chunks: Vec::new(),
             }),
             commands,
             subscriptions,
@@ -204,6 +237,35 @@ impl Hub {
         }
     }
 
+    /// Several steps of a producer loop under one lock: `chunks`, then, if `last` is
+    /// given, the source's last item (`None`: its end; else its error). Returns whether
+    /// the loop should pull again.
+    pub fn feed_batch(
+        &self,
+        handle: Handle,
+        chunks: impl IntoIterator<Item = Bytes>,
+        last: Option<Option<Result<Bytes, String>>>,
+    ) -> bool {
+        let result = self.with_engine(|engine| {
+            for chunk in chunks {
+                engine.push_chunk(handle, chunk)?;
+            }
+            match last {
+                None => Ok(true),
+                Some(Some(Ok(chunk))) => engine.push_chunk(handle, chunk).map(|()| true),
+                Some(Some(Err(message))) => engine.fail(handle, message).map(|()| false),
+                Some(None) => engine.finish(handle).map(|()| false),
+            }
+        });
+        match result {
+            Ok(more) => more,
+            Err(error) => {
+                log::debug!("resumable-stream: producer {handle:?} stops: {error}");
+                false
+            }
+        }
+    }
+
     /// A mailbox that ends when the hub closes, for a producer loop to wait on.
     pub fn close_signal(&self) -> Receiver<()> {
         let (signal, signalled) = mailbox();
@@ -225,10 +287,14 @@ impl Hub {
         if inner.closed {
             signal.close();
         } else {
-            inner.stop_signals.retain(|_, s| !s.is_receiver_gone());
             inner.stop_signals.insert(handle, signal);
         }
         signalled
+    }
+
+    /// Producer `handle`'s loop ended: its stop signal is no longer needed.
+    pub fn forget_stop_signal(&self, handle: Handle) {
+        lock(&self.inner).stop_signals.remove(&handle);
     }
 
     /// Replies to a batch of the command connection, in order.
@@ -292,30 +358,68 @@ impl Hub {
     }
 
     fn drain(&self, inner: &mut Inner) {
+        let mut commands = std::mem::take(&mut inner.staged_commands);
+        let mut subscriptions = std::mem::take(&mut inner.staged_subscriptions);
+        let mut chunks = std::mem::take(&mut inner.staged_chunks);
         loop {
             let mut progressed = false;
             while let Some(command) = inner.engine.poll_command() {
                 progressed = true;
-                let queue = match command.op.connection() {
-                    Connection::Commands => &self.commands,
-                    Connection::PubSub => &self.subscriptions,
-                };
-                if let Err(command) = queue.send(command) {
-                    // Closed: the command fails as on a lost connection.
-                    let error = ReplyError::Connection("the driver has stopped".into());
-                    inner
-                        .engine
-                        .handle_reply(Instant::now(), command.id, Err(error));
+                match command.op.connection() {
+                    Connection::Commands => commands.push(command),
+                    Connection::PubSub => subscriptions.push(command),
                 }
             }
+            for (queue, staged) in [
+                (&self.commands, &mut commands),
+                (&self.subscriptions, &mut subscriptions),
+            ] {
+                if !staged.is_empty() && !queue.send_all(staged) {
+                    // Closed: the commands fail as on a lost connection.
+                    for command in staged.drain(..) {
+                        let error = ReplyError::Connection("the driver has stopped".into());
+                        inner
+                            .engine
+                            .handle_reply(Instant::now(), command.id, Err(error));
+                    }
+                }
+            }
+            // Consecutive chunks for one reader go to its mailbox under one lock.
+            let mut chunks_for = None;
             while let Some(event) = inner.engine.poll_event() {
                 progressed = true;
-                self.dispatch(inner, event);
+                match event {
+                    Event::Data {
+                        handle,
+                        data,
+                        chunk,
+                    } => {
+                        if chunks_for != Some(handle) {
+                            if let Some(previous) = chunks_for {
+                                deliver(inner, previous, &mut chunks);
+                            }
+                            chunks_for = Some(handle);
+                        }
+                        chunks.push(Ok(Chunk { data, index: chunk }));
+                    }
+                    event => {
+                        if let Some(previous) = chunks_for.take() {
+                            deliver(inner, previous, &mut chunks);
+                        }
+                        self.dispatch(inner, event);
+                    }
+                }
+            }
+            if let Some(previous) = chunks_for {
+                deliver(inner, previous, &mut chunks);
             }
             if !progressed {
                 break;
             }
         }
+        inner.staged_commands = commands;
+        inner.staged_subscriptions = subscriptions;
+        inner.staged_chunks = chunks;
         let next = inner.engine.poll_timeout();
         if next != inner.armed {
             inner.armed = next;
@@ -381,6 +485,17 @@ impl Hub {
             }
         }
     }
+}
+
+/// Hands `chunks` to the reader of `handle` (dropping them if it has none), emptying it.
+fn deliver(inner: &mut Inner, handle: Handle, chunks: &mut Vec<ReaderItem>) {
+    if let Some(Waiter::Reader(reader)) = inner.waiters.get(&handle) {
+        if !reader.send_all(chunks) {
+            inner.waiters.remove(&handle);
+            inner.engine.drop_reader(handle);
+        }
+    }
+    chunks.clear();
 }
 
 fn answer(inner: &mut Inner, handle: Handle, answer: Answer) {

@@ -7,17 +7,20 @@
 //! The queue ends when every sender is gone or [`Sender::close`] is called; items sent
 //! before that are still received.
 
-use crate::sync::{lock, Arc, Condvar, Mutex};
-use std::collections::VecDeque;
+use crate::sync::{lock, Arc, Condvar, Mutex, MutexGuard};
+use std::collections::VecDeque as Queue;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 struct State<T> {
-    queue: VecDeque<T>,
+    queue: Queue<T>,
     senders: usize,
     closed: bool,
     receiver_alive: bool,
     waker: Option<Waker>,
+    /// Receivers blocked on the condition variable: a send notifies it only then (a
+    /// notification is a system call even when nobody waits).
+    blocked: usize,
 }
 
 struct Shared<T> {
@@ -39,11 +42,12 @@ pub struct Receiver<T> {
 pub fn mailbox<T>() -> (Sender<T>, Receiver<T>) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
-            queue: VecDeque::new(),
+            queue: Queue::new(),
             senders: 1,
             closed: false,
             receiver_alive: true,
             waker: None,
+            blocked: 0,
         }),
         ready: Condvar::new(),
     });
@@ -55,13 +59,49 @@ pub fn mailbox<T>() -> (Sender<T>, Receiver<T>) {
     )
 }
 
+/// Whom a change of state must wake: taken under the lock, woken after it.
+struct Wake {
+    waker: Option<Waker>,
+    blocked: bool,
+}
+
+impl<T> State<T> {
+    fn take_wake(&mut self) -> Wake {
+        Wake {
+            waker: self.waker.take(),
+            blocked: self.blocked > 0,
+        }
+    }
+
+    /// Stores `cx`'s waker, unless the stored one already wakes the same task.
+    fn register(&mut self, cx: &Context<'_>) {
+        match &self.waker {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            _ => self.waker = Some(cx.waker().clone()),
+        }
+    }
+}
+
 impl<T> Shared<T> {
     /// Wakes the receiver, whichever way it waits.
-    fn wake(&self, waker: Option<Waker>) {
-        self.ready.notify_all();
-        if let Some(waker) = waker {
+    fn wake(&self, wake: Wake) {
+        if wake.blocked {
+            self.ready.notify_all();
+        }
+        if let Some(waker) = wake.waker {
             waker.wake();
         }
+    }
+
+    /// Waits on the condition variable, counted in `blocked`.
+    fn block<'a>(&self, mut state: MutexGuard<'a, State<T>>) -> MutexGuard<'a, State<T>> {
+        state.blocked += 1;
+        let mut state = self
+            .ready
+            .wait(state)
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        state.blocked -= 1;
+        state
     }
 }
 
@@ -74,10 +114,26 @@ impl<T> Sender<T> {
                 return Err(item);
             }
             state.queue.push_back(item);
-            state.waker.take()
+            state.take_wake()
         };
         self.shared.wake(waker);
         Ok(())
+    }
+
+    /// Queues every item of `items` under one lock, emptying it, and returns `true`; if
+    /// the receiver is gone or the mailbox closed, leaves them in `items` and returns
+    /// `false`.
+    pub fn send_all(&self, items: &mut Vec<T>) -> bool {
+        let wake = {
+            let mut state = lock(&self.shared.state);
+            if state.closed || !state.receiver_alive {
+                return false;
+            }
+            state.queue.extend(items.drain(..));
+            state.take_wake()
+        };
+        self.shared.wake(wake);
+        true
     }
 
     /// Ends the mailbox for every sender: the receiver gets what is queued, then the end.
@@ -85,7 +141,7 @@ impl<T> Sender<T> {
         let waker = {
             let mut state = lock(&self.shared.state);
             state.closed = true;
-            state.waker.take()
+            state.take_wake()
         };
         self.shared.wake(waker);
     }
@@ -114,7 +170,7 @@ impl<T> Drop for Sender<T> {
                 return;
             }
             state.closed = true;
-            state.waker.take()
+            state.take_wake()
         };
         self.shared.wake(waker);
     }
@@ -151,7 +207,7 @@ impl<T> Receiver<T> {
         if state.closed {
             return Poll::Ready(None);
         }
-        state.waker = Some(cx.waker().clone());
+        state.register(cx);
         Poll::Pending
     }
 
@@ -172,7 +228,27 @@ impl<T> Receiver<T> {
         if state.closed {
             return Poll::Ready(0);
         }
-        state.waker = Some(cx.waker().clone());
+        state.register(cx);
+        Poll::Pending
+    }
+
+    /// Moves everything queued into `out` at once (the queues are swapped when `out` is
+    /// empty, so this costs no copy), waiting (asynchronously) for at least one item;
+    /// `Poll::Ready(false)` once the mailbox ended and is empty.
+    pub fn poll_recv_all(&self, cx: &mut Context<'_>, out: &mut Queue<T>) -> Poll<bool> {
+        let mut state = lock(&self.shared.state);
+        if !state.queue.is_empty() {
+            if out.is_empty() {
+                std::mem::swap(&mut state.queue, out);
+            } else {
+                out.extend(state.queue.drain(..));
+            }
+            return Poll::Ready(true);
+        }
+        if state.closed {
+            return Poll::Ready(false);
+        }
+        state.register(cx);
         Poll::Pending
     }
 
@@ -196,11 +272,7 @@ impl<T> Receiver<T> {
             if state.closed {
                 return None;
             }
-            state = self
-                .shared
-                .ready
-                .wait(state)
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            state = self.shared.block(state);
         }
     }
 
@@ -216,11 +288,7 @@ impl<T> Receiver<T> {
             if state.closed {
                 return 0;
             }
-            state = self
-                .shared
-                .ready
-                .wait(state)
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            state = self.shared.block(state);
         }
     }
 
@@ -239,10 +307,12 @@ impl<T> Receiver<T> {
             if now >= deadline {
                 return Err(RecvTimeoutError::Timeout);
             }
+            state.blocked += 1;
             state = match self.shared.ready.wait_timeout(state, deadline - now) {
                 Ok((state, _)) => state,
                 Err(poisoned) => poisoned.into_inner().0,
             };
+            state.blocked -= 1;
         }
     }
 

@@ -6,7 +6,9 @@ use crate::hub::{Hub, ReaderItem};
 use crate::mailbox::Receiver;
 use bytes::Bytes;
 use resumable_stream::{Error, Handle, Role};
+use std::collections::VecDeque;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 /// A reader's mailbox and state; drivers wrap it in a `Stream` or an `Iterator`.
 pub struct Reader {
@@ -16,6 +18,8 @@ pub struct Reader {
     hub: Arc<Hub>,
     finished: bool,
     position: Option<u64>,
+    /// What the last wait took from the mailbox at once, not yet handed out.
+    taken: VecDeque<ReaderItem>,
 }
 
 impl Reader {
@@ -33,6 +37,7 @@ impl Reader {
             hub,
             finished: false,
             position: None,
+            taken: VecDeque::new(),
         }
     }
 
@@ -55,6 +60,26 @@ impl Reader {
     /// The mailbox to wait on.
     pub fn receiver(&self) -> &Receiver<ReaderItem> {
         &self.receiver
+    }
+
+    /// Waits (asynchronously) for what the reader sees next: a chunk, the error that
+    /// ends the stream, or its end (`None`). Takes everything queued in the mailbox at
+    /// once, so a reader behind its producer pays one lock and one wake-up per batch.
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Error>>> {
+        if self.finished {
+            return Poll::Ready(None);
+        }
+        if let Some(item) = self.taken.pop_front() {
+            return Poll::Ready(self.accept(Some(item)));
+        }
+        match self.receiver.poll_recv_all(cx, &mut self.taken) {
+            Poll::Ready(true) => {
+                let item = self.taken.pop_front();
+                Poll::Ready(self.accept(item))
+            }
+            Poll::Ready(false) => Poll::Ready(self.accept(None)),
+            Poll::Pending => Poll::Pending,
+        }
     }
 
     /// Takes what the mailbox gave (`None`: it ended) and returns what the reader sees.

@@ -13,7 +13,7 @@ use crate::transport::{AsyncTransport, Inbox};
 use bytes::Bytes;
 use futures_util::future::{self, BoxFuture, Either};
 use futures_util::lock::Mutex as AsyncMutex;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use resumable_stream::{Command, Error, Reply, ReplyError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -120,6 +120,17 @@ where
     }
 }
 
+/// The most pub/sub messages handed to the engine under one lock.
+const MESSAGE_BATCH: usize = 256;
+
+/// Adds `message` to `batch` as (channel, payload); a message whose channel is not a
+/// bulk string (none that Redis sends) is dropped.
+fn take(message: &redis::Msg, batch: &mut Vec<(Vec<u8>, Bytes)>) {
+    if let Ok(channel) = message.get_channel::<Vec<u8>>() {
+        batch.push((channel, Bytes::copy_from_slice(message.get_payload_bytes())));
+    }
+}
+
 /// Whether a pipeline failed because the connection did (not because of a reply).
 fn connection_failed(result: &redis::RedisResult<Vec<redis::Value>>) -> bool {
     matches!(result, Err(error) if error.code().is_none())
@@ -138,6 +149,7 @@ impl AsyncTransport for RedisTransport {
         let hooks = self.hooks.clone();
         (self.hooks.spawn)(Box::pin(async move {
             let mut stream = stream;
+            let mut batch = Vec::new();
             loop {
                 loop {
                     let next = std::pin::pin!(stream.next());
@@ -148,13 +160,24 @@ impl AsyncTransport for RedisTransport {
                         // The context closed: stop reading; dropping the stream closes it.
                         Either::Right(_) => return,
                     };
-                    let Ok(channel) = message.get_channel::<Vec<u8>>() else {
-                        continue;
-                    };
-                    inbox.deliver(
-                        &channel,
-                        Bytes::copy_from_slice(message.get_payload_bytes()),
-                    );
+                    take(&message, &mut batch);
+                    // Whatever else has arrived goes in with it, under one lock of the
+                    // engine: a busy connection costs one lock per batch, not per message.
+                    let mut ended = false;
+                    while batch.len() < MESSAGE_BATCH {
+                        match stream.next().now_or_never() {
+                            Some(Some(message)) => take(&message, &mut batch),
+                            Some(None) => {
+                                ended = true;
+                                break;
+                            }
+                            None => break,
+                        }
+                    }
+                    inbox.deliver_many(batch.drain(..));
+                    if ended {
+                        break;
+                    }
                 }
                 log::warn!("resumable-stream: the Redis pub/sub connection closed");
                 *sink.lock().await = None;
@@ -212,6 +235,31 @@ impl AsyncTransport for RedisTransport {
                     "the Redis pub/sub connection is down".into(),
                 )),
             }
+        })
+    }
+
+    fn subscribe_many<'a>(
+        &'a self,
+        subscribe: bool,
+        channels: &'a [Bytes],
+    ) -> BoxFuture<'a, Vec<Result<(), ReplyError>>> {
+        Box::pin(async move {
+            let names: Vec<&[u8]> = channels.iter().map(AsRef::as_ref).collect();
+            let result = match self.sink.lock().await.as_mut() {
+                // One SUBSCRIBE (UNSUBSCRIBE) naming every channel: one command, one
+                // round trip, whatever the number of streams starting at once.
+                Some(sink) if subscribe => {
+                    sink.subscribe(names).await.map_err(|e| to_reply_error(&e))
+                }
+                Some(sink) => sink
+                    .unsubscribe(names)
+                    .await
+                    .map_err(|e| to_reply_error(&e)),
+                None => Err(ReplyError::Connection(
+                    "the Redis pub/sub connection is down".into(),
+                )),
+            };
+            vec![result; channels.len()]
         })
     }
 

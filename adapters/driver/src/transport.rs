@@ -35,6 +35,19 @@ impl Inbox {
         }
     }
 
+    /// Messages that arrived, in order, as (channel, message): handed to the engine
+    /// under one lock.
+    pub fn deliver_many<C: AsRef<[u8]>>(&self, messages: impl IntoIterator<Item = (C, Bytes)>) {
+        if let Some(hub) = self.hub.upgrade() {
+            hub.with_engine(|engine| {
+                let now = Instant::now();
+                for (channel, message) in messages {
+                    engine.handle_message(now, channel.as_ref(), message);
+                }
+            });
+        }
+    }
+
     /// The pub/sub connection dropped and is being reopened.
     pub fn connection_interrupted(&self) {
         if let Some(hub) = self.hub.upgrade() {
@@ -97,6 +110,28 @@ pub trait AsyncTransport: Send + Sync + 'static {
     fn sunsubscribe(&self, channel: Bytes) -> BoxFuture<'_, Result<(), ReplyError>> {
         drop(channel);
         Box::pin(std::future::ready(Err(no_sharded_pubsub())))
+    }
+
+    /// Subscribes to (`subscribe`) or unsubscribes from every channel of `channels`, in
+    /// order; one result per channel. The default sends them one at a time; a backend
+    /// that can name several channels in one command (Redis) overrides it.
+    fn subscribe_many<'a>(
+        &'a self,
+        subscribe: bool,
+        channels: &'a [Bytes],
+    ) -> BoxFuture<'a, Vec<Result<(), ReplyError>>> {
+        Box::pin(async move {
+            let mut results = Vec::with_capacity(channels.len());
+            for channel in channels {
+                let result = if subscribe {
+                    self.subscribe(channel.clone()).await
+                } else {
+                    self.unsubscribe(channel.clone()).await
+                };
+                results.push(result);
+            }
+            results
+        })
     }
 }
 
