@@ -2,7 +2,7 @@
 //! the shard owning each channel (and classic pub/sub the v1 commands), and that a
 //! stream survives a node killed and restarted under it.
 
-use crate::harness::{fixed, manual, Harness, Reader};
+use crate::harness::{fixed, manual, Context, Feed, Harness, Reader};
 use crate::store::Store;
 use crate::suite::{read_all, read_exactly};
 use crate::RedisCluster;
@@ -43,6 +43,41 @@ fn shard_channel(cluster: &RedisCluster, pattern: &str) -> Option<(usize, Vec<u8
 /// The node where a shard channel matching `pattern` is subscribed, if any.
 fn node_with_shard_channel(cluster: &RedisCluster, pattern: &str) -> Option<usize> {
     shard_channel(cluster, pattern).map(|(node, _)| node)
+}
+
+/// A stream "s" produced on one context and resumed on another, both readers past
+/// "before ": what the fault cases start from.
+struct Streaming {
+    /// The two contexts, kept alive while the readers are.
+    contexts: (Box<dyn Context>, Box<dyn Context>),
+    feed: Feed,
+    producer: Box<dyn Reader>,
+    resumer: Box<dyn Reader>,
+}
+
+fn streaming(harness: &dyn Harness, store: &Store) -> Streaming {
+    let (a, b) = (
+        harness.context(store, Config::default()),
+        harness.context(store, Config::default()),
+    );
+    let (feed, source) = manual();
+    let mut producer = a
+        .resumable_stream("s", source, None)
+        .expect("no error")
+        .expect("a new stream");
+    feed.chunk("before ");
+    assert_eq!(read_exactly(&mut producer, 7), b"before ");
+    let mut resumer: Box<dyn Reader> = b
+        .resumable_stream("s", fixed(Vec::<String>::new()), None)
+        .expect("no error")
+        .expect("an active stream");
+    assert_eq!(read_exactly(&mut resumer, 7), b"before ");
+    Streaming {
+        contexts: (a, b),
+        feed,
+        producer,
+        resumer,
+    }
 }
 
 /// A producer and a resumer on two contexts: the pub/sub commands each node ran are
@@ -98,22 +133,12 @@ pub fn the_pubsub_commands_are_the_configured_ones(harness: &dyn Harness, store:
 /// with a typed error after a prefix of it (never wrong data, never a hang); the
 /// producer's reader gets everything.
 pub fn a_node_restarting_mid_stream_loses_no_byte(harness: &dyn Harness, store: &mut Store) {
-    let (a, b) = (
-        harness.context(store, Config::default()),
-        harness.context(store, Config::default()),
-    );
-    let (feed, source) = manual();
-    let mut producer = a
-        .resumable_stream("s", source, None)
-        .expect("no error")
-        .expect("a new stream");
-    feed.chunk("before ");
-    assert_eq!(read_exactly(&mut producer, 7), b"before ");
-    let mut resumer: Box<dyn Reader> = b
-        .resumable_stream("s", fixed(Vec::<String>::new()), None)
-        .expect("no error")
-        .expect("an active stream");
-    assert_eq!(read_exactly(&mut resumer, 7), b"before ");
+    let Streaming {
+        contexts: _contexts,
+        feed,
+        mut producer,
+        resumer,
+    } = streaming(harness, store);
 
     let cluster = store.redis_cluster().expect("a cluster store");
     let node = node_with_shard_channel(cluster, "resumable-stream:rs:chunk:*")
@@ -137,22 +162,12 @@ pub fn a_node_restarting_mid_stream_loses_no_byte(harness: &dyn Harness, store: 
 /// subscription is re-established on the new owner and the resumer gets the rest
 /// byte-exact; the producer's reader gets everything.
 pub fn a_slot_moving_mid_stream_loses_no_byte(harness: &dyn Harness, store: &mut Store) {
-    let (a, b) = (
-        harness.context(store, Config::default()),
-        harness.context(store, Config::default()),
-    );
-    let (feed, source) = manual();
-    let mut producer = a
-        .resumable_stream("s", source, None)
-        .expect("no error")
-        .expect("a new stream");
-    feed.chunk("before ");
-    assert_eq!(read_exactly(&mut producer, 7), b"before ");
-    let mut resumer: Box<dyn Reader> = b
-        .resumable_stream("s", fixed(Vec::<String>::new()), None)
-        .expect("no error")
-        .expect("an active stream");
-    assert_eq!(read_exactly(&mut resumer, 7), b"before ");
+    let Streaming {
+        contexts: _contexts,
+        feed,
+        mut producer,
+        resumer,
+    } = streaming(harness, store);
 
     let cluster = store.redis_cluster().expect("a cluster store");
     let (node, channel) = shard_channel(cluster, "resumable-stream:rs:chunk:*")
@@ -180,22 +195,12 @@ pub fn a_slot_moving_mid_stream_loses_no_byte(harness: &dyn Harness, store: &mut
 /// twice, though the old master, now a replica, may keep the old subscription); the
 /// producer's reader gets everything.
 pub fn a_failover_mid_stream_loses_no_byte(harness: &dyn Harness, store: &mut Store) {
-    let (a, b) = (
-        harness.context(store, Config::default()),
-        harness.context(store, Config::default()),
-    );
-    let (feed, source) = manual();
-    let mut producer = a
-        .resumable_stream("s", source, None)
-        .expect("no error")
-        .expect("a new stream");
-    feed.chunk("before ");
-    assert_eq!(read_exactly(&mut producer, 7), b"before ");
-    let mut resumer: Box<dyn Reader> = b
-        .resumable_stream("s", fixed(Vec::<String>::new()), None)
-        .expect("no error")
-        .expect("an active stream");
-    assert_eq!(read_exactly(&mut resumer, 7), b"before ");
+    let Streaming {
+        contexts: _contexts,
+        feed,
+        mut producer,
+        resumer,
+    } = streaming(harness, store);
 
     let cluster = store.redis_cluster().expect("a cluster store");
     let (master, channel) = shard_channel(cluster, "resumable-stream:rs:chunk:*")
