@@ -64,6 +64,10 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 
 /// The page, kept in its own file so that it reads as HTML.
+#[path = "support/demo_common.rs"]
+mod demo_common;
+use demo_common::{is_plain_id, port_from_args_or_env, Utf8Decoder};
+
 const PAGE: &str = include_str!("demo.html");
 
 /// The simulated model's answer. It mixes accents, CJK and an emoji outside the Basic
@@ -137,27 +141,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .await?;
     Ok(())
-}
-
-/// `--port N` (or `--port=N`), else `PORT`, else `default`.
-fn port_from_args_or_env(default: u16) -> Result<u16, String> {
-    let mut args = std::env::args().skip(1);
-    let mut port = std::env::var("PORT").ok();
-    while let Some(arg) = args.next() {
-        if arg == "--port" {
-            port = Some(args.next().ok_or("--port needs a value")?);
-        } else if let Some(value) = arg.strip_prefix("--port=") {
-            port = Some(value.to_owned());
-        } else {
-            return Err(format!("unknown argument {arg:?} (only --port N)"));
-        }
-    }
-    match port {
-        Some(port) => port
-            .parse()
-            .map_err(|_| format!("the port must be a port number, not {port:?}")),
-        None => Ok(default),
-    }
 }
 
 /// Where a request asks to start, and how the page is told.
@@ -279,13 +262,6 @@ async fn state_handler(State(app): State<App>, Path(id): Path<String>) -> Respon
     }
 }
 
-/// Ids become parts of Redis keys and channel names; the demo keeps them short and
-/// plain so that a typo in the URL hash cannot make odd keys.
-fn is_plain_id(id: &str) -> bool {
-    let plain = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
-    (1..=64).contains(&id.len()) && id.chars().all(plain)
-}
-
 fn bad_id() -> Response {
     (
         StatusCode::BAD_REQUEST,
@@ -361,48 +337,4 @@ fn sse_events(chunks: ResumableStream) -> impl Stream<Item = Result<Event, Infal
     )
     .flat_map(stream::iter)
     .map(Ok)
-}
-/// Decodes a stream of byte chunks as UTF-8 without breaking a character that a
-/// producer split across two chunks (this demo's producer never does, but a producer
-/// elsewhere on the same Redis may publish arbitrary bytes).
-#[derive(Default)]
-struct Utf8Decoder {
-    /// The start of a character whose end has not arrived yet.
-    pending: Vec<u8>,
-}
-
-impl Utf8Decoder {
-    fn push(&mut self, bytes: &[u8]) -> String {
-        self.pending.extend_from_slice(bytes);
-        let complete = self.pending.len() - incomplete_tail(&self.pending);
-        let tail = self.pending.split_off(complete);
-        let text = String::from_utf8_lossy(&self.pending).into_owned();
-        self.pending = tail;
-        text
-    }
-
-    /// Whether every byte pushed so far was decoded.
-    fn is_clear(&self) -> bool {
-        self.pending.is_empty()
-    }
-
-    /// What is left at the end of the stream: a truncated character, as U+FFFD.
-    fn finish(self) -> String {
-        String::from_utf8_lossy(&self.pending).into_owned()
-    }
-}
-
-/// How many bytes at the end of `bytes` begin a character that is not complete yet.
-/// Invalid bytes earlier on are left for lossy decoding.
-fn incomplete_tail(mut bytes: &[u8]) -> usize {
-    loop {
-        match std::str::from_utf8(bytes) {
-            Ok(_) => return 0,
-            Err(e) => match e.error_len() {
-                // The input ended in the middle of a character.
-                None => return bytes.len() - e.valid_up_to(),
-                Some(invalid) => bytes = &bytes[e.valid_up_to() + invalid..],
-            },
-        }
-    }
 }
