@@ -174,15 +174,33 @@ impl RedisCluster {
         let master = self.nodes[replica]
             .replica_of
             .expect("failover is asked of a replica");
-        let _: () = redis::cmd("CLUSTER")
-            .arg("FAILOVER")
-            .query(&mut self.connection(replica))
-            .expect("CLUSTER FAILOVER");
+        // A manual failover needs the replica in sync first; one that is not is
+        // aborted by the master after a few seconds, silently: wait for the link, then
+        // ask again until the roles swap (a loaded machine may need a second try).
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !self.info(replica, "replication").contains("role:master")
-            || !self.info(master, "replication").contains("role:slave")
+        while !self
+            .info(replica, "replication")
+            .contains("master_link_status:up")
         {
-            deadline_check(deadline, "the failover did not complete");
+            deadline_check(deadline, "the replica never synchronized with its master");
+        }
+        let swapped = |cluster: &Self| {
+            cluster.info(replica, "replication").contains("role:master")
+                && cluster.info(master, "replication").contains("role:slave")
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        'attempts: loop {
+            // A refusal (a failover already under way) is judged by the roles too.
+            let _ = redis::cmd("CLUSTER")
+                .arg("FAILOVER")
+                .query::<()>(&mut self.connection(replica));
+            let attempt_ends = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < attempt_ends {
+                if swapped(self) {
+                    break 'attempts;
+                }
+                deadline_check(deadline, "the failover did not complete");
+            }
         }
         let (first, last) = (self.nodes[master].first_slot, self.nodes[master].last_slot);
         self.nodes[replica].first_slot = first;
@@ -218,7 +236,7 @@ impl RedisCluster {
             .spawn()
             .expect("redis-server must be installed (the test command in README.md installs it)");
         self.nodes[index].child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(mut conn) = connect(port) {
                 if redis::cmd("PING").query::<String>(&mut conn).is_ok() {
