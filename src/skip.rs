@@ -300,6 +300,15 @@ fn find_cut(chunks: &[Bytes], skip: u64, unit: SkipUnit) -> CutResult {
 /// complete begins. Returns (UTF-16 units, code points, length of the counted part);
 /// the rest (at most 3 bytes) is to be counted with what follows.
 pub(crate) fn settled_units(bytes: &[u8]) -> (u64, u64, usize) {
+    // Valid UTF-8 ends on a character boundary: counted whole, without decoding.
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        let units = |unit| str_units(text, unit);
+        return (
+            units(SkipUnit::Utf16),
+            units(SkipUnit::CodePoint),
+            bytes.len(),
+        );
+    }
     let (mut utf16, mut code_points, mut at) = (0u64, 0u64, 0usize);
     while at < bytes.len() {
         let lead = bytes[at];
