@@ -351,7 +351,7 @@ impl Incoming {
 
     /// Frames live chunk `index` for the listener with `token`.
     pub fn encode_chunk(token: &str, index: u64, data: &[u8]) -> Bytes {
-        frame(token, b'#', index, data)
+        frame_chunk(token, index, data)
     }
 
     /// Decodes `message` if it is for `token` (`None`: content of a v1 producer, or a
@@ -406,10 +406,11 @@ impl Incoming {
     }
 }
 
-fn frame(token: &str, tag: u8, number: u64, data: &[u8]) -> Bytes {
+/// `CONTROL_MARK`, `token`, `:#`, `index`, `:`, then `data`.
+fn frame_chunk(token: &str, index: u64, data: &[u8]) -> Bytes {
     let mut digits = [0u8; 20];
     let mut at = digits.len();
-    let mut rest = number;
+    let mut rest = index;
     loop {
         at -= 1;
         digits[at] = b'0' + (rest % 10) as u8;
@@ -424,7 +425,7 @@ fn frame(token: &str, tag: u8, number: u64, data: &[u8]) -> Bytes {
     out.put_slice(CONTROL_MARK);
     out.put_slice(token.as_bytes());
     out.put_u8(b':');
-    out.put_u8(tag);
+    out.put_u8(b'#');
     out.put_slice(number);
     out.put_u8(b':');
     out.put_slice(data);
