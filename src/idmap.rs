@@ -1,5 +1,5 @@
 //! Maps keyed by the engine's own sequence numbers (command ids, handles): one multiply
-//! per key instead of SipHash. The keys are counters the engine hands out, never input
+//! per key instead of SipHash. Drivers use them too, for their maps keyed by handles. The keys are counters the engine hands out, never input
 //! from Redis or clients, so there is nothing to flood.
 
 use std::collections::HashMap;
@@ -7,7 +7,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 /// A hasher for integer keys (FxHash's mix).
 #[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct IdHasher(u64);
+pub struct IdHasher(u64);
 
 impl Hasher for IdHasher {
     fn finish(&self) -> u64 {
@@ -26,7 +26,7 @@ impl Hasher for IdHasher {
 }
 
 /// A map keyed by engine-issued ids.
-pub(crate) type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+pub type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 
 #[cfg(test)]
 mod tests {

@@ -55,7 +55,7 @@ mod config;
 mod engine;
 mod error;
 mod event;
-mod idmap;
+pub mod idmap;
 mod io;
 mod memory;
 #[cfg(any(test, feature = "sim"))]

@@ -10,11 +10,10 @@
 use crate::mailbox::{mailbox, Receiver, Sender};
 use crate::sync::{lock, new_cyclic, Arc, Mutex, Weak};
 use bytes::Bytes;
+use resumable_stream::idmap::IdMap;
 use resumable_stream::{
     Command, Connection, Engine, Error, Event, Handle, Reply, ReplyError, Role, StreamState,
 };
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Instant;
 
 /// What a reader receives: the next chunk, or the error that ends the stream.
@@ -84,29 +83,9 @@ pub fn unexpected_answer() -> Error {
     }
 }
 
-/// A hasher for maps keyed by [`Handle`] (a sequence number): one multiply per key
-/// instead of SipHash, which a chunk's dispatch would otherwise pay.
-#[derive(Default, Clone, Copy)]
-struct HandleHasher(u64);
-
-impl Hasher for HandleHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for byte in bytes {
-            self.write_u64(u64::from(*byte));
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-/// A map keyed by handles.
-type HandleMap<V> = HashMap<Handle, V, BuildHasherDefault<HandleHasher>>;
+/// A map keyed by handles: one multiply per key instead of SipHash, which a chunk's
+/// dispatch would otherwise pay.
+type HandleMap<V> = IdMap<Handle, V>;
 
 enum Waiter {
     Request {
