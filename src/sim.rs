@@ -303,27 +303,22 @@ impl Sim {
                         .position(|part| contains(message, part)),
                     _ => None,
                 };
-                if let Some(index) = refused {
+                // An injected error reply, or a partition: the command is not run.
+                let failure = if let Some(index) = refused {
                     self.nodes[node].refused_publishes.remove(index);
-                    let reply = Err(ReplyError::Server("ERR injected by the simulation".into()));
+                    Some(ReplyError::Server("ERR injected by the simulation".into()))
+                } else if self.nodes[node].partitioned {
+                    Some(ReplyError::Connection("connection reset".into()))
+                } else {
+                    None
+                };
+                if let Some(error) = failure {
                     self.schedule(
                         back,
                         Transit::Reply {
                             node,
                             id: command.id,
-                            reply,
-                        },
-                    );
-                    return;
-                }
-                if self.nodes[node].partitioned {
-                    let reply = Err(ReplyError::Connection("connection reset".into()));
-                    self.schedule(
-                        back,
-                        Transit::Reply {
-                            node,
-                            id: command.id,
-                            reply,
+                            reply: Err(error),
                         },
                     );
                     return;
