@@ -251,45 +251,35 @@ impl ContextBuilder {
             .map_err(|e| connect_error(&e))?;
         let (hub, queues) = Hub::new(engine_for(self.config));
         let inbox = Inbox::for_hub(&hub);
-        let Queues {
-            commands: command_queue,
-            subscriptions,
-            timer,
-        } = queues;
         let mut commands = Some(commands);
         let command_client = client.clone();
-        spawn("commands", {
-            let hub = hub.clone();
-            move || {
-                run_commands(&hub, &command_queue, |batch| {
-                    if commands.is_none() {
-                        commands = retry(|| command_client.get_connection());
-                    }
-                    let Some(connection) = commands.as_mut() else {
-                        let error =
-                            ReplyError::Connection("the Redis command connection is down".into());
-                        return vec![Err(error); batch.len()];
-                    };
-                    let pipe = pipeline(batch);
-                    let result = redis::ConnectionLike::req_packed_commands(
-                        connection,
-                        &pipe.get_packed_pipeline(),
-                        0,
-                        batch.len(),
-                    );
-                    if matches!(&result, Err(error) if error.code().is_none()) {
-                        // Reopened before the next pipeline.
-                        commands = None;
-                    }
-                    replies(result, batch.len())
-                });
-            }
-        });
-        spawn("pubsub", {
-            let hub = hub.clone();
-            move || run_redis_pubsub(&hub, &client, pubsub, &subscriptions, &inbox)
-        });
-        Ok(ResumableStreamContext::start_timer(hub, timer))
+        Ok(ResumableStreamContext::start_threads(
+            hub,
+            queues,
+            move |batch| {
+                if commands.is_none() {
+                    commands = retry(|| command_client.get_connection());
+                }
+                let Some(connection) = commands.as_mut() else {
+                    let error =
+                        ReplyError::Connection("the Redis command connection is down".into());
+                    return vec![Err(error); batch.len()];
+                };
+                let pipe = pipeline(batch);
+                let result = redis::ConnectionLike::req_packed_commands(
+                    connection,
+                    &pipe.get_packed_pipeline(),
+                    0,
+                    batch.len(),
+                );
+                if matches!(&result, Err(error) if error.code().is_none()) {
+                    // Reopened before the next pipeline.
+                    commands = None;
+                }
+                replies(result, batch.len())
+            },
+            move |hub, queue| run_redis_pubsub(hub, &client, pubsub, queue, &inbox),
+        ))
     }
 }
 
@@ -470,20 +460,13 @@ impl ResumableStreamContext {
         let (hub, queues) = Hub::new(engine_for(config));
         let connection = Arc::new(backend.connect());
         connection.attach(Inbox::for_hub(&hub));
-        let Queues {
-            commands,
-            subscriptions,
-            timer,
-        } = queues;
-        spawn("commands", {
-            let (hub, connection) = (hub.clone(), connection.clone());
-            move || run_commands(&hub, &commands, |batch| connection.execute(batch))
-        });
-        spawn("pubsub", {
-            let hub = hub.clone();
-            move || run_memory_subscriptions(&hub, &connection, &subscriptions)
-        });
-        Self::start_timer(hub, timer)
+        let commands = connection.clone();
+        Self::start_threads(
+            hub,
+            queues,
+            move |batch| commands.execute(batch),
+            move |hub, queue| run_memory_subscriptions(hub, &connection, queue),
+        )
     }
 
     #[cfg(feature = "cluster")]
@@ -502,43 +485,45 @@ impl ResumableStreamContext {
         let transport = Arc::new(smol::block_on(ClusterTransport::connect(urls, hooks))?);
         let (hub, queues) = Hub::new(engine_for(config));
         transport.attach(Inbox::for_hub(&hub));
+        let commands = transport.clone();
+        Ok(Self::start_threads(
+            hub,
+            queues,
+            move |batch| smol::block_on(commands.execute(batch)),
+            move |hub, queue| {
+                while let Some(command) = queue.recv_blocking() {
+                    let reply =
+                        smol::block_on(transport.run_pubsub(command.op)).map(|()| Reply::Ok);
+                    hub.with_engine(|engine| {
+                        engine.handle_reply(Instant::now(), command.id, reply)
+                    });
+                }
+            },
+        ))
+    }
+
+    /// Starts the context's three threads over one backend: `execute` carries each
+    /// pipeline of commands, `pubsub` serves the subscription queue (and the pub/sub
+    /// connection), and the timer fires the engine's deadlines.
+    fn start_threads(
+        hub: Arc<Hub>,
+        queues: Queues,
+        mut execute: impl FnMut(&[Command]) -> Vec<Result<Reply, ReplyError>> + Send + 'static,
+        pubsub: impl FnOnce(&Hub, &Receiver<Command>) + Send + 'static,
+    ) -> ResumableStreamContext {
         let Queues {
             commands,
             subscriptions,
             timer,
         } = queues;
         spawn("commands", {
-            let (hub, transport) = (hub.clone(), transport.clone());
-            move || {
-                run_commands(&hub, &commands, |batch| {
-                    smol::block_on(transport.execute(batch))
-                })
-            }
+            let hub = hub.clone();
+            move || run_commands(&hub, &commands, &mut execute)
         });
         spawn("pubsub", {
             let hub = hub.clone();
-            move || {
-                while let Some(command) = subscriptions.recv_blocking() {
-                    let result = smol::block_on(async {
-                        match command.op {
-                            Op::Subscribe { channel } => transport.subscribe(channel).await,
-                            Op::Unsubscribe { channel } => transport.unsubscribe(channel).await,
-                            Op::SSubscribe { channel } => transport.ssubscribe(channel).await,
-                            Op::SUnsubscribe { channel } => transport.sunsubscribe(channel).await,
-                            _ => Err(ReplyError::Connection("not a pub/sub command".into())),
-                        }
-                    });
-                    let reply = result.map(|()| Reply::Ok);
-                    hub.with_engine(|engine| {
-                        engine.handle_reply(Instant::now(), command.id, reply)
-                    });
-                }
-            }
+            move || pubsub(&hub, &subscriptions)
         });
-        Ok(Self::start_timer(hub, timer))
-    }
-
-    fn start_timer(hub: Arc<Hub>, timer: Receiver<()>) -> ResumableStreamContext {
         spawn("timer", {
             let hub = hub.clone();
             move || run_timer(&hub, &timer)

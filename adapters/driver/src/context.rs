@@ -700,24 +700,12 @@ async fn run_subscriptions(
             let subscribe = match &batch[start].op {
                 Op::Subscribe { .. } => true,
                 Op::Unsubscribe { .. } => false,
-                // Sharded channels may each live on another shard: one at a time.
-                Op::SSubscribe { channel } | Op::SUnsubscribe { channel } => {
-                    let result = if matches!(batch[start].op, Op::SSubscribe { .. }) {
-                        transport.ssubscribe(channel.clone()).await
-                    } else {
-                        transport.sunsubscribe(channel.clone()).await
-                    };
+                // Sharded channels may each live on another shard: one at a time (and
+                // anything else is refused alone).
+                op => {
                     let id = batch[start].id;
-                    let reply = result.map(|()| Reply::Ok);
+                    let reply = transport.run_pubsub(op.clone()).await.map(|()| Reply::Ok);
                     hub.with_engine(|engine| engine.handle_reply(Instant::now(), id, reply));
-                    start += 1;
-                    continue;
-                }
-                _ => {
-                    // Not a pub/sub command: answered alone.
-                    let error = ReplyError::Connection("not a pub/sub command".into());
-                    let id = batch[start].id;
-                    hub.with_engine(|engine| engine.handle_reply(Instant::now(), id, Err(error)));
                     start += 1;
                     continue;
                 }

@@ -112,6 +112,20 @@ pub trait AsyncTransport: Send + Sync + 'static {
         Box::pin(std::future::ready(Err(no_sharded_pubsub())))
     }
 
+    /// Runs one pub/sub command of the engine (`SUBSCRIBE`, `UNSUBSCRIBE` or their
+    /// sharded forms) with the method above that carries it.
+    fn run_pubsub(&self, op: Op) -> BoxFuture<'_, Result<(), ReplyError>> {
+        match op {
+            Op::Subscribe { channel } => self.subscribe(channel),
+            Op::Unsubscribe { channel } => self.unsubscribe(channel),
+            Op::SSubscribe { channel } => self.ssubscribe(channel),
+            Op::SUnsubscribe { channel } => self.sunsubscribe(channel),
+            _ => Box::pin(std::future::ready(Err(ReplyError::Connection(
+                "not a pub/sub command".into(),
+            )))),
+        }
+    }
+
     /// Subscribes to (`subscribe`) or unsubscribes from every channel of `channels`, in
     /// order; one result per channel. The default sends them one at a time; a backend
     /// that can name several channels in one command (Redis) overrides it.
