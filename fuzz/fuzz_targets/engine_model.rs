@@ -499,18 +499,6 @@ fn parse_name(name: &[u8]) -> Name {
     Name::Other
 }
 
-fn op_name(op: &Op) -> &Bytes {
-    match op {
-        Op::Incr { key } | Op::Set { key, .. } | Op::Get { key } => key,
-        Op::Publish { channel, .. }
-        | Op::Subscribe { channel }
-        | Op::Unsubscribe { channel }
-        | Op::SPublish { channel, .. }
-        | Op::SSubscribe { channel }
-        | Op::SUnsubscribe { channel } => channel,
-    }
-}
-
 fn is_chunk_publish(op: &Op) -> bool {
     matches!(op, Op::Publish { channel, .. } if matches!(parse_name(channel), Name::Chunk(_)))
 }
@@ -641,9 +629,9 @@ impl Harness {
     /// The command an item is or answers, and the stream it concerns.
     fn item_info(&self, node: usize, item: &Item) -> (Option<Op>, Option<usize>) {
         match item {
-            Item::Command(c) => (Some(c.op.clone()), self.stream_of(op_name(&c.op))),
+            Item::Command(c) => (Some(c.op.clone()), self.stream_of(c.op.routing_key())),
             Item::Reply(id, _) => match self.commands.get(&(node, *id)) {
-                Some(info) => (Some(info.op.clone()), self.stream_of(op_name(&info.op))),
+                Some(info) => (Some(info.op.clone()), self.stream_of(info.op.routing_key())),
                 None => (None, None),
             },
             Item::Message(channel, _) => (None, self.stream_of(channel)),
@@ -714,7 +702,7 @@ impl Harness {
     fn on_command(&mut self, node: usize, command: &Command, ctx: Ctx) {
         let mut deliver = None;
         let mut retire = None;
-        match (&command.op, parse_name(op_name(&command.op))) {
+        match (&command.op, parse_name(command.op.routing_key())) {
             (Op::Set { expire_seconds, .. }, _) => assert!(*expire_seconds >= 1),
             (Op::Subscribe { .. }, Name::Request(_)) if ctx.owner.is_none() => {
                 // Subscribing again after a reconnect: a producer's own channel.
@@ -1271,7 +1259,7 @@ impl Harness {
         let client = self.nodes[node].client;
         let (reply, deliveries) = self.redis.execute(self.now, client, &command.op);
         if let (Op::Publish { .. }, Name::Request(stream)) =
-            (&command.op, parse_name(op_name(&command.op)))
+            (&command.op, parse_name(command.op.routing_key()))
         {
             if deliveries.len() > 1 {
                 // Two engines hear requests for one stream: two producers may answer.
@@ -2083,7 +2071,7 @@ impl Harness {
 
 /// One line about a network item, for traces.
 fn describe(item: &Item) -> String {
-    let text = |b: &Bytes| {
+    let text = |b: &[u8]| {
         let s = String::from_utf8_lossy(b);
         let s = s.replace(PREFIX, "");
         if s.len() > 80 {
@@ -2100,7 +2088,7 @@ fn describe(item: &Item) -> String {
             Op::Publish { channel, message } => {
                 format!("#{} PUBLISH {} {:?}", c.id.0, text(channel), text(message))
             }
-            op => format!("#{} {} {}", c.id.0, op.name(), text(op_name(op))),
+            op => format!("#{} {} {}", c.id.0, op.name(), text(op.routing_key())),
         },
         Item::Reply(id, reply) => format!("reply #{} {reply:?}", id.0),
         Item::Message(channel, message) => {
