@@ -29,6 +29,20 @@ fn push(sim: &mut Sim, handle: Handle, chunk: &str) {
         .unwrap();
 }
 
+/// Node `node`'s pub/sub connection drops (and what it would have received is lost).
+fn cut_pubsub(sim: &mut Sim, node: usize) {
+    sim.partition(node, true);
+    sim.engine(node)
+        .handle_connection_interrupted(resumable_stream::Connection::PubSub);
+}
+
+/// Node `node`'s pub/sub connection is back.
+fn restore_pubsub(sim: &mut Sim, node: usize) {
+    sim.partition(node, false);
+    sim.engine(node)
+        .handle_connection_restored(resumable_stream::Connection::PubSub);
+}
+
 #[test]
 fn acts_like_a_normal_stream() {
     let mut sim = sim(1);
@@ -945,12 +959,8 @@ fn a_resumer_of_ours_survives_a_pubsub_reconnect_byte_exact() {
     let theirs = sim.engine(2).resumable_stream("s", None);
     sim.settle();
     // Both resumers' pub/sub connections drop; what is published meanwhile is lost.
-    sim.partition(1, true);
-    sim.partition(2, true);
-    sim.engine(1)
-        .handle_connection_interrupted(resumable_stream::Connection::PubSub);
-    sim.engine(2)
-        .handle_connection_interrupted(resumable_stream::Connection::PubSub);
+    cut_pubsub(&mut sim, 1);
+    cut_pubsub(&mut sim, 2);
     push(&mut sim, p, "during ");
     sim.settle();
     assert!(
@@ -958,9 +968,7 @@ fn a_resumer_of_ours_survives_a_pubsub_reconnect_byte_exact() {
         "a resumer of a v1 peer cannot know what it missed: {:?}",
         sim.log(2, theirs)
     );
-    sim.partition(1, false);
-    sim.engine(1)
-        .handle_connection_restored(resumable_stream::Connection::PubSub);
+    restore_pubsub(&mut sim, 1);
     sim.settle();
     push(&mut sim, p, "after");
     sim.engine(0).finish(p).unwrap();
@@ -978,17 +986,13 @@ fn both_sides_cut_off_while_chunks_flow_recover_byte_exact() {
     let r = sim.engine(1).resumable_stream("s", None);
     sim.settle();
     for node in [0, 1] {
-        sim.partition(node, true);
-        sim.engine(node)
-            .handle_connection_interrupted(resumable_stream::Connection::PubSub);
+        cut_pubsub(&mut sim, node);
     }
     push(&mut sim, p, "b ");
     push(&mut sim, p, "c ");
     sim.advance(Duration::from_millis(300));
     for node in [0, 1] {
-        sim.partition(node, false);
-        sim.engine(node)
-            .handle_connection_restored(resumable_stream::Connection::PubSub);
+        restore_pubsub(&mut sim, node);
     }
     sim.advance(Duration::from_millis(10));
     push(&mut sim, p, "d");
@@ -1101,14 +1105,10 @@ fn an_interruption_before_the_first_hello_loses_and_repeats_nothing() {
         let r = sim.engine(1).resumable_stream("s", skip);
         sim.advance(Duration::from_millis(65));
         assert_eq!(sim.log(1, r).role, None, "no hello yet");
-        sim.partition(1, true);
-        sim.engine(1)
-            .handle_connection_interrupted(resumable_stream::Connection::PubSub);
+        cut_pubsub(&mut sim, 1);
         push(&mut sim, p, "ghi");
         sim.advance(Duration::from_millis(40));
-        sim.partition(1, false);
-        sim.engine(1)
-            .handle_connection_restored(resumable_stream::Connection::PubSub);
+        restore_pubsub(&mut sim, 1);
         sim.advance(Duration::from_millis(5));
         push(&mut sim, p, "jkl");
         sim.advance(Duration::from_millis(200));
@@ -1179,20 +1179,14 @@ fn a_stream_that_ends_while_its_resumer_reconnects_is_still_served_after_the_end
     let r = sim.engine(1).resumable_stream("s", None);
     sim.settle();
     for node in [0, 1] {
-        sim.partition(node, true);
-        sim.engine(node)
-            .handle_connection_interrupted(resumable_stream::Connection::PubSub);
+        cut_pubsub(&mut sim, node);
     }
     sim.settle();
     // The resumer is back first: its request reaches nobody (the producer's request
     // channel is not subscribed again yet).
-    sim.partition(1, false);
-    sim.engine(1)
-        .handle_connection_restored(resumable_stream::Connection::PubSub);
+    restore_pubsub(&mut sim, 1);
     sim.settle();
-    sim.partition(0, false);
-    sim.engine(0)
-        .handle_connection_restored(resumable_stream::Connection::PubSub);
+    restore_pubsub(&mut sim, 0);
     sim.settle();
     // The stream ends before the resumer asks again.
     push(&mut sim, p, "b");
