@@ -72,7 +72,7 @@ impl RedisCluster {
         let mut cluster = RedisCluster {
             nodes: (0..masters)
                 .map(|i| Node {
-                    port: free_port(),
+                    port: cluster_port(),
                     child: None,
                     first_slot: (i * per) as u16,
                     last_slot: if i + 1 == masters {
@@ -83,7 +83,7 @@ impl RedisCluster {
                     replica_of: None,
                 })
                 .chain((0..replicas).map(|i| Node {
-                    port: free_port(),
+                    port: cluster_port(),
                     child: None,
                     first_slot: 1,
                     last_slot: 0,
@@ -412,6 +412,54 @@ impl Drop for RedisCluster {
         for index in 0..self.nodes.len() {
             self.kill(index);
         }
+        let mut reserved = lock_reserved();
+        for node in &self.nodes {
+            reserved.remove(&node.port);
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The ports of the nodes of every live cluster in this process. A node keeps its
+/// port for the cluster's life (a restarted node comes back on it), so no other
+/// server may take it meanwhile: its old peers would gossip with the newcomer.
+static RESERVED: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+fn lock_reserved() -> std::sync::MutexGuard<'static, std::collections::BTreeSet<u16>> {
+    RESERVED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Whether `port` is a live cluster node's port or cluster bus port.
+pub(crate) fn is_reserved(port: u16) -> bool {
+    let reserved = lock_reserved();
+    reserved.contains(&port)
+        || port
+            .checked_sub(10_000)
+            .is_some_and(|p| reserved.contains(&p))
+}
+
+/// A port for a cluster node, reserved until its cluster is dropped: free now, as is
+/// its cluster bus port (the port + 10000), and neither one reserved by another node.
+fn cluster_port() -> u16 {
+    let mut reserved = lock_reserved();
+    loop {
+        let port = crate::redis_server::ephemeral_port();
+        let Some(bus) = port.checked_add(10_000) else {
+            continue;
+        };
+        let taken = |p: u16| {
+            reserved.contains(&p)
+                || p.checked_sub(10_000)
+                    .is_some_and(|data| reserved.contains(&data))
+                || reserved.contains(&p.saturating_add(10_000))
+        };
+        if taken(port) || taken(bus) || std::net::TcpListener::bind(("127.0.0.1", bus)).is_err() {
+            continue;
+        }
+        reserved.insert(port);
+        return port;
     }
 }

@@ -21,8 +21,19 @@ impl Drop for TempDir {
     }
 }
 
-/// A loopback port nobody listens on right now.
+/// A loopback port nobody listens on right now, and that no live test cluster keeps for
+/// a node it may restart (see `redis_cluster`).
 pub fn free_port() -> u16 {
+    loop {
+        let port = ephemeral_port();
+        if !crate::redis_cluster::is_reserved(port) {
+            return port;
+        }
+    }
+}
+
+/// A loopback port nobody listens on right now.
+pub(crate) fn ephemeral_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     listener.local_addr().expect("local address").port()
 }
