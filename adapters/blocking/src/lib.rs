@@ -38,6 +38,7 @@ use bytes::Bytes;
 use resumable_stream::{Command, Config, Engine, Handle, Op, Reply, ReplyError, Role};
 use resumable_stream_driver::hub::{unexpected_answer, Answer, Hub, Queues, ReaderItem, Starter};
 use resumable_stream_driver::mailbox::{Receiver, RecvTimeoutError};
+use resumable_stream_driver::production::{catch_source_panic, Production, SourceEnd};
 use resumable_stream_driver::reader::Reader;
 #[cfg(feature = "cluster")]
 use resumable_stream_driver::redis_cluster_urls_from_env;
@@ -130,7 +131,7 @@ pub struct ResumableStreamContext {
 }
 
 struct ContextInner {
-    hub: Arc<Hub>,
+    hub: Hub,
 }
 
 impl Drop for ContextInner {
@@ -506,7 +507,7 @@ impl ResumableStreamContext {
     /// pipeline of commands, `pubsub` serves the subscription queue (and the pub/sub
     /// connection), and the timer fires the engine's deadlines.
     fn start_threads(
-        hub: Arc<Hub>,
+        hub: Hub,
         queues: Queues,
         mut execute: impl FnMut(&[Command]) -> Vec<Result<Reply, ReplyError>> + Send + 'static,
         pubsub: impl FnOnce(&Hub, &Receiver<Command>) + Send + 'static,
@@ -533,7 +534,7 @@ impl ResumableStreamContext {
         }
     }
 
-    fn hub(&self) -> &Arc<Hub> {
+    fn hub(&self) -> &Hub {
         &self.inner.hub
     }
 
@@ -710,8 +711,9 @@ fn run_memory_subscriptions(hub: &Hub, connection: &MemoryConnection, queue: &Re
     }
 }
 
-/// Starts a producer's source on its own thread, feeding the hub until the source
-/// ends, fails, or the context closes.
+/// Starts a producer on its own thread: `make_source` runs there (never under the
+/// hub's lock), then its iterator is pulled into the hub until it ends, fails or
+/// panics, or the stream is stopped.
 fn starter<F, I, B, E>(make_source: F) -> Starter
 where
     F: FnOnce() -> I + Send + 'static,
@@ -720,19 +722,43 @@ where
     B: Into<Bytes>,
     E: Display,
 {
-    Box::new(move |hub: Arc<Hub>, handle: Handle| {
-        spawn("producer", move || {
-            for item in make_source() {
-                if !hub.feed(
-                    handle,
-                    Some(item.map(Into::into).map_err(|e| e.to_string())),
-                ) {
-                    return;
-                }
-            }
-            hub.feed(handle, None);
-        });
+    Box::new(move |hub: Hub, handle: Handle| {
+        let production = Production::new(hub, handle);
+        let spawned = std::thread::Builder::new()
+            .name("resumable-stream-producer".into())
+            .spawn(move || produce(production, make_source));
+        if let Err(error) = spawned {
+            // The closure, and the `Production` in it, is dropped: the stream fails
+            // as a source error (the message names the cause).
+            log::error!("resumable-stream: cannot start a producer thread: {error}");
+        }
     })
+}
+
+/// A producer thread's body.
+fn produce<F, I, B, E>(mut production: Production, make_source: F)
+where
+    F: FnOnce() -> I,
+    I: IntoIterator<Item = Result<B, E>>,
+    B: Into<Bytes>,
+    E: Display,
+{
+    let Some(items) = production.make(make_source) else {
+        return;
+    };
+    let mut items = items.into_iter();
+    loop {
+        // A panicking source ends the stream as a source error.
+        let fed = match catch_source_panic(|| items.next()) {
+            Ok(Some(Ok(chunk))) => production.feed([chunk.into()], None),
+            Ok(Some(Err(error))) => production.feed([], Some(SourceEnd::Failed(error.to_string()))),
+            Ok(None) => production.feed([], Some(SourceEnd::Finished)),
+            Err(end) => production.feed([], Some(end)),
+        };
+        if !fed {
+            return;
+        }
+    }
 }
 
 /// One reader's view of a resumable stream: every chunk in order, then the end

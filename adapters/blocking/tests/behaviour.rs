@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use resumable_stream::{Config, Error, Position, Role, Stats, StreamState};
 use resumable_stream_blocking::{BlockingStream, Cancelled, ResumableStreamContext, Resumed};
-use resumable_stream_testkit::{harness, Harness, Source, Store};
+use resumable_stream_testkit::{harness, Harness, Item, Made, Source, Store};
 use std::time::Duration;
 
 /// The blocking driver: its API already has the suite's shape.
@@ -34,9 +34,15 @@ impl harness::Reader for Reader {
 type Items = Box<dyn Iterator<Item = Result<String, String>> + Send>;
 
 fn items(source: Source) -> impl FnOnce() -> Items + Send + 'static {
-    move || match source {
-        Source::Manual(feed) => Box::new(std::iter::from_fn(move || feed.recv_blocking())),
-        Source::Fixed(list) => Box::new(list.into_iter().map(Ok)),
+    move || match source.make() {
+        Made::Manual(feed) => Box::new(std::iter::from_fn(move || {
+            Some(match feed.recv_blocking()? {
+                Item::Chunk(chunk) => Ok(chunk),
+                Item::Fail(message) => Err(message),
+                Item::Panic(message) => panic!("{message}"),
+            })
+        })),
+        Made::Fixed(list) => Box::new(list.into_iter().map(Ok)),
     }
 }
 

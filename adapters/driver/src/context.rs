@@ -6,6 +6,7 @@
 use crate::hub::{unexpected_answer, Answer, Hub, Queues, ReaderItem, Starter};
 use crate::mailbox::Receiver;
 use crate::memory::MemoryBackend;
+use crate::production::{catch_source_panic, Production, SourceEnd};
 use crate::reader::Reader;
 use crate::transport::{AsyncTransport, CustomTransport, Inbox, Publisher, Subscriber};
 use crate::Cancelled;
@@ -72,7 +73,7 @@ impl<R: AsyncRuntime> Clone for AsyncContext<R> {
 }
 
 struct ContextInner {
-    hub: Arc<Hub>,
+    hub: Hub,
 }
 
 impl Drop for ContextInner {
@@ -383,7 +384,14 @@ impl<R: AsyncRuntime> AsyncContext<R> {
     {
         let make = erase(make_stream);
         let runtime = self.runtime.clone();
-        Box::new(move |hub, handle| runtime.spawn(Box::pin(produce(hub, handle, make()))))
+        // `make_stream` runs on the producer's task, never under the hub's lock nor on
+        // the I/O loop that learnt this caller produces.
+        // The stream's hold is taken before the spawn: a task the runtime drops unrun
+        // still ends its stream.
+        Box::new(move |hub, handle| {
+            let production = Production::new(hub, handle);
+            runtime.spawn(Box::pin(produce(production, make)));
+        })
     }
 
     async fn ask(
@@ -565,7 +573,7 @@ impl<R: AsyncRuntime> AsyncContext<R> {
         self.hub().with_engine(|engine| engine.stats())
     }
 
-    fn hub(&self) -> &Arc<Hub> {
+    fn hub(&self) -> &Hub {
         &self.inner.hub
     }
 }
@@ -605,15 +613,19 @@ impl Stream for ResumableStream {
 /// The most chunks a producer loop takes from its source before feeding the engine.
 const SOURCE_BATCH: usize = 512;
 
-/// Pulls a producer's source into the engine until it ends or fails, the stream is
-/// cancelled, or the context closes. The local reader going away does not stop it.
+/// Makes a producer's source (the user's `make_stream`) and pulls it into the engine
+/// until it ends, fails or panics, the stream is cancelled, or the context closes. The
+/// local reader going away does not stop it.
 ///
 /// Whatever the source has ready (up to [`SOURCE_BATCH`] chunks) is fed to the engine
 /// under one lock, so a fast source costs one lock, one drain and one reader wake-up
 /// per batch rather than per chunk; a source that yields one chunk at a time is fed
 /// one chunk at a time, as before.
-async fn produce(hub: Arc<Hub>, handle: Handle, mut source: Source) {
-    let closed = hub.stop_signal(handle);
+async fn produce(mut production: Production, make: Box<dyn FnOnce() -> Source + Send>) {
+    let Some(mut source) = production.make(make) else {
+        return;
+    };
+    let stop = production.stop_signal();
     // Grows to what the source has ready, not to SOURCE_BATCH: a context may run
     // thousands of producer loops at once.
     let mut batch = Vec::new();
@@ -623,14 +635,20 @@ async fn produce(hub: Arc<Hub>, handle: Handle, mut source: Source) {
     let mut source_pending = false;
     loop {
         let step = future::poll_fn(|cx| {
-            if closed.poll_recv(cx).is_ready() {
+            if stop.poll_recv(cx).is_ready() {
                 return Poll::Ready(Pulled::Stop);
             }
             if std::mem::take(&mut source_pending) {
                 return Poll::Pending;
             }
             loop {
-                match source.poll_next_unpin(cx) {
+                // A panicking source ends the stream as a source error; it is not
+                // polled again.
+                let polled = match catch_source_panic(|| source.poll_next_unpin(cx)) {
+                    Ok(polled) => polled,
+                    Err(end) => return Poll::Ready(Pulled::End(end)),
+                };
+                match polled {
                     Poll::Ready(Some(Ok(chunk))) => {
                         batch.push(chunk);
                         if batch.len() == SOURCE_BATCH {
@@ -638,9 +656,9 @@ async fn produce(hub: Arc<Hub>, handle: Handle, mut source: Source) {
                         }
                     }
                     Poll::Ready(Some(Err(message))) => {
-                        return Poll::Ready(Pulled::Last(Some(Err(message))))
+                        return Poll::Ready(Pulled::End(SourceEnd::Failed(message)))
                     }
-                    Poll::Ready(None) => return Poll::Ready(Pulled::Last(None)),
+                    Poll::Ready(None) => return Poll::Ready(Pulled::End(SourceEnd::Finished)),
                     Poll::Pending if batch.is_empty() => return Poll::Pending,
                     Poll::Pending => {
                         source_pending = true;
@@ -650,16 +668,15 @@ async fn produce(hub: Arc<Hub>, handle: Handle, mut source: Source) {
             }
         })
         .await;
-        let last = match step {
-            Pulled::Stop => break,
+        let end = match step {
+            Pulled::Stop => return production.stopped(),
             Pulled::Chunks => None,
-            Pulled::Last(last) => Some(last),
+            Pulled::End(end) => Some(end),
         };
-        if !hub.feed_batch(handle, batch.drain(..), last) {
-            break;
+        if !production.feed(batch.drain(..), end) {
+            return;
         }
     }
-    hub.forget_stop_signal(handle);
 }
 
 /// What a producer loop took from its source.
@@ -668,13 +685,13 @@ enum Pulled {
     Stop,
     /// Chunks, and the source may have more.
     Chunks,
-    /// Chunks, then the source's last item: its end (`None`) or its error.
-    Last(Option<Result<Bytes, String>>),
+    /// Chunks, then the source's end.
+    End(SourceEnd),
 }
 
 /// Carries commands to the transport: everything queued goes as one pipeline, one
 /// pipeline in flight at a time, so the batch grows with the load.
-async fn run_commands(hub: Arc<Hub>, transport: Arc<dyn AsyncTransport>, queue: Receiver<Command>) {
+async fn run_commands(hub: Hub, transport: Arc<dyn AsyncTransport>, queue: Receiver<Command>) {
     let mut batch = Vec::with_capacity(256);
     while queue.recv_many(&mut batch, 4096).await > 0 {
         let replies = transport.execute(&batch).await;
@@ -687,11 +704,7 @@ const SUBSCRIPTION_BATCH: usize = 1024;
 
 /// Carries SUBSCRIBE and UNSUBSCRIBE to the transport, in order: what is queued goes in
 /// runs of the same kind, each run as one command naming all its channels.
-async fn run_subscriptions(
-    hub: Arc<Hub>,
-    transport: Arc<dyn AsyncTransport>,
-    queue: Receiver<Command>,
-) {
+async fn run_subscriptions(hub: Hub, transport: Arc<dyn AsyncTransport>, queue: Receiver<Command>) {
     let mut batch = Vec::with_capacity(64);
     let mut channels = Vec::with_capacity(64);
     while queue.recv_many(&mut batch, SUBSCRIPTION_BATCH).await > 0 {
@@ -741,7 +754,7 @@ async fn run_subscriptions(
 
 /// Sleeps until the engine's next deadline and fires it; wakes early whenever the
 /// deadline changes.
-async fn run_timer<R: AsyncRuntime>(hub: Arc<Hub>, runtime: R, wakeups: Receiver<()>) {
+async fn run_timer<R: AsyncRuntime>(hub: Hub, runtime: R, wakeups: Receiver<()>) {
     loop {
         match hub.next_deadline() {
             Some(deadline) => {

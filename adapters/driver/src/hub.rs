@@ -2,13 +2,17 @@
 //! mailbox per connection, events to the mailbox of the reader or request they name.
 //!
 //! Every input from any thread or task takes the same path: lock, feed the engine,
-//! drain every output, unlock. The lock is never held while waiting on anything, so
-//! the hub works the same under tokio, async-std or plain threads. What differs per
-//! runtime is only how the loops that empty the mailboxes wait, and how a producer's
-//! source is pulled: a driver passes that in as a [`Starter`].
+//! route every output, unlock, then do what routing left for after the lock. The lock
+//! holds only the engine and the routing tables: it is never held while waiting on
+//! anything, and no user code runs under it (a producer's `make_stream`, its source
+//! and the closures that own them start or drop after the unlock). So the hub works
+//! the same under tokio, async-std or plain threads. What differs per runtime is only
+//! how the loops that empty the mailboxes wait, and how a producer's source is
+//! pulled: a driver passes that in as a [`Starter`].
 
 use crate::mailbox::{mailbox, Receiver, Sender};
-use crate::sync::{lock, new_cyclic, Arc, Mutex, Weak};
+use crate::production::SourceEnd;
+use crate::sync::{downgrade, lock, Arc, Mutex, Weak};
 use bytes::Bytes;
 use resumable_stream::idmap::IdMap;
 use resumable_stream::{
@@ -31,8 +35,10 @@ pub struct Chunk {
 
 /// Starts pulling the source of a stream this caller produces, once the engine says
 /// so: a task on an async runtime, or a thread. Called with the hub and the handle to
-/// feed through [`Hub::feed`].
-pub type Starter = Box<dyn FnOnce(Arc<Hub>, Handle) + Send>;
+/// feed through [`Hub::feed`], never under the hub's lock; it must return at once and
+/// call the user's `make_stream` on the task or thread it starts, so that a slow or
+/// panicking `make_stream` delays or fails only its own stream.
+pub type Starter = Box<dyn FnOnce(Hub, Handle) + Send>;
 
 /// The answer to an application request.
 pub enum Answer {
@@ -112,6 +118,22 @@ struct Inner {
     staged_chunks: Vec<ReaderItem>,
 }
 
+/// What routing leaves for after the unlock: user code, and inputs for the engine that
+/// routing itself produced (routing only routes; it never feeds the engine).
+enum AfterUnlock {
+    /// Start pulling the source of producer `handle` (runs the user's `make_stream`).
+    Start(Starter, Handle),
+    /// A starter that is not needed (the caller resumed instead): dropping it drops
+    /// the user's closure.
+    Discard(Starter),
+    /// Producer `handle` has no source to pull: fail its stream.
+    NoSource(Handle),
+    /// Nobody reads `handle` any more: its mailbox's receiver is gone.
+    DropReader(Handle),
+    /// A command that could not be queued (the driver stopped): fail it as on a lost
+    /// connection.
+    Unsent(Command),
+}
 /// The receiving ends a driver's loops empty.
 pub struct Queues {
     /// Commands for the command connection, in order.
@@ -122,22 +144,28 @@ pub struct Queues {
     pub timer: Receiver<()>,
 }
 
-/// One engine shared by a context's callers, streams and I/O loops.
+/// One engine shared by a context's callers, streams and I/O loops: a cheap handle
+/// (clones share the engine).
+#[derive(Clone)]
 pub struct Hub {
+    shared: Arc<Shared>,
+}
+
+/// What the handles of one hub share.
+pub(crate) struct Shared {
     inner: Mutex<Inner>,
     commands: Sender<Command>,
     subscriptions: Sender<Command>,
     timer: Sender<()>,
-    me: Weak<Hub>,
 }
 
 impl Hub {
     /// A hub around `engine`, and the queues its driver must empty.
-    pub fn new(engine: Engine) -> (Arc<Hub>, Queues) {
+    pub fn new(engine: Engine) -> (Hub, Queues) {
         let (commands, command_queue) = mailbox();
         let (subscriptions, subscription_queue) = mailbox();
         let (timer, timer_queue) = mailbox();
-        let hub = new_cyclic(|me| Hub {
+        let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
                 engine,
                 waiters: HandleMap::default(),
@@ -152,8 +180,8 @@ impl Hub {
             commands,
             subscriptions,
             timer,
-            me,
         });
+        let hub = Hub { shared };
         let queues = Queues {
             commands: command_queue,
             subscriptions: subscription_queue,
@@ -162,12 +190,52 @@ impl Hub {
         (hub, queues)
     }
 
-    /// Feeds the engine under the lock, then routes everything it emitted.
+    /// Feeds the engine under the lock, routes everything it emitted, then (unlocked)
+    /// does what routing left to do.
     pub fn with_engine<T>(&self, f: impl FnOnce(&mut Engine) -> T) -> T {
-        let mut inner = lock(&self.inner);
-        let result = f(&mut inner.engine);
-        self.drain(&mut inner);
+        let (result, after) = {
+            let mut inner = lock(&self.shared.inner);
+            let result = f(&mut inner.engine);
+            (result, self.route(&mut inner))
+        };
+        self.after_unlock(after);
         result
+    }
+
+    /// Does what routing left for after the unlock. Inputs it gives the engine are
+    /// routed in turn, until nothing is left.
+    fn after_unlock(&self, mut after: Vec<AfterUnlock>) {
+        while !after.is_empty() {
+            let mut inputs = Vec::new();
+            for action in after.drain(..) {
+                match action {
+                    AfterUnlock::Start(starter, handle) => starter(self.clone(), handle),
+                    AfterUnlock::Discard(starter) => drop(starter),
+                    input => inputs.push(input),
+                }
+            }
+            if inputs.is_empty() {
+                return;
+            }
+            let mut inner = lock(&self.shared.inner);
+            let now = Instant::now();
+            for input in inputs {
+                match input {
+                    AfterUnlock::NoSource(handle) => {
+                        let _ = inner
+                            .engine
+                            .fail(handle, "no source was given for this stream");
+                    }
+                    AfterUnlock::DropReader(handle) => inner.engine.drop_reader(handle),
+                    AfterUnlock::Unsent(command) => {
+                        let error = ReplyError::Connection("the driver has stopped".into());
+                        inner.engine.handle_reply(now, command.id, Err(error));
+                    }
+                    AfterUnlock::Start(..) | AfterUnlock::Discard(_) => {}
+                }
+            }
+            after = self.route(&mut inner);
+        }
     }
 
     /// Makes a request; its answer arrives in the returned mailbox. `starter` runs if
@@ -178,7 +246,7 @@ impl Hub {
         starter: Option<Starter>,
     ) -> (Handle, Receiver<Result<Answer, Error>>) {
         let (answer, answered) = mailbox();
-        let mut inner = lock(&self.inner);
+        let mut inner = lock(&self.shared.inner);
         if inner.closed {
             let _ = answer.send(Err(Error::Closed));
             return (Handle(u64::MAX), answered);
@@ -187,53 +255,42 @@ impl Hub {
         inner
             .waiters
             .insert(handle, Waiter::Request { answer, starter });
-        self.drain(&mut inner);
+        let after = self.route(&mut inner);
+        drop(inner);
+        self.after_unlock(after);
         (handle, answered)
     }
 
     /// The application stopped reading `handle`.
     pub fn drop_reader(&self, handle: Handle) {
-        let mut inner = lock(&self.inner);
-        inner.waiters.remove(&handle);
-        inner.engine.drop_reader(handle);
-        self.drain(&mut inner);
+        let (waiter, after) = {
+            let mut inner = lock(&self.shared.inner);
+            let waiter = inner.waiters.remove(&handle);
+            inner.engine.drop_reader(handle);
+            (waiter, self.route(&mut inner))
+        };
+        // After the unlock: a request's starter owns user code.
+        drop(waiter);
+        self.after_unlock(after);
     }
 
-    /// One step of a producer loop: the source's next item (`None` at its end). Returns
-    /// whether the loop should pull again.
-    pub fn feed(&self, handle: Handle, item: Option<Result<Bytes, String>>) -> bool {
-        let result = self.with_engine(|engine| match item {
-            Some(Ok(chunk)) => engine.push_chunk(handle, chunk).map(|()| true),
-            Some(Err(message)) => engine.fail(handle, message).map(|()| false),
-            None => engine.finish(handle).map(|()| false),
-        });
-        match result {
-            Ok(more) => more,
-            Err(error) => {
-                log::debug!("resumable-stream: producer {handle:?} stops: {error}");
-                false
-            }
-        }
-    }
-
-    /// Several steps of a producer loop under one lock: `chunks`, then, if `last` is
-    /// given, the source's last item (`None`: its end; else its error). Returns whether
-    /// the loop should pull again.
-    pub fn feed_batch(
+    /// Feeds producer `handle` what its source gave: `chunks`, then its end if it
+    /// ended. Returns whether the loop should pull again. Producer loops call it
+    /// through [`Production`](crate::production::Production).
+    pub(crate) fn feed_source(
         &self,
         handle: Handle,
         chunks: impl IntoIterator<Item = Bytes>,
-        last: Option<Option<Result<Bytes, String>>>,
+        end: Option<SourceEnd>,
     ) -> bool {
         let result = self.with_engine(|engine| {
             for chunk in chunks {
                 engine.push_chunk(handle, chunk)?;
             }
-            match last {
+            match end {
                 None => Ok(true),
-                Some(Some(Ok(chunk))) => engine.push_chunk(handle, chunk).map(|()| true),
-                Some(Some(Err(message))) => engine.fail(handle, message).map(|()| false),
-                Some(None) => engine.finish(handle).map(|()| false),
+                Some(SourceEnd::Finished) => engine.finish(handle).map(|()| false),
+                Some(SourceEnd::Failed(message)) => engine.fail(handle, message).map(|()| false),
             }
         });
         match result {
@@ -248,7 +305,7 @@ impl Hub {
     /// A mailbox that ends when the hub closes, for a producer loop to wait on.
     pub fn close_signal(&self) -> Receiver<()> {
         let (signal, signalled) = mailbox();
-        let mut inner = lock(&self.inner);
+        let mut inner = lock(&self.shared.inner);
         if inner.closed {
             signal.close();
         } else {
@@ -260,9 +317,9 @@ impl Hub {
 
     /// A mailbox that ends when producer `handle`'s source must stop: the stream was
     /// cancelled, or the hub closed. A producer loop waits on it beside its source.
-    pub fn stop_signal(&self, handle: Handle) -> Receiver<()> {
+    pub(crate) fn stop_signal(&self, handle: Handle) -> Receiver<()> {
         let (signal, signalled) = mailbox();
-        let mut inner = lock(&self.inner);
+        let mut inner = lock(&self.shared.inner);
         if inner.closed {
             signal.close();
         } else {
@@ -272,8 +329,8 @@ impl Hub {
     }
 
     /// Producer `handle`'s loop ended: its stop signal is no longer needed.
-    pub fn forget_stop_signal(&self, handle: Handle) {
-        lock(&self.inner).stop_signals.remove(&handle);
+    pub(crate) fn forget_stop_signal(&self, handle: Handle) {
+        lock(&self.shared.inner).stop_signals.remove(&handle);
     }
 
     /// Replies to a batch of the command connection, in order.
@@ -296,7 +353,7 @@ impl Hub {
 
     /// The engine's next deadline, as last routed.
     pub fn next_deadline(&self) -> Option<Instant> {
-        lock(&self.inner).armed
+        lock(&self.shared.inner).armed
     }
 
     /// Fires the deadlines that have passed.
@@ -304,17 +361,32 @@ impl Hub {
         self.with_engine(|engine| engine.handle_timeout(Instant::now()));
     }
 
+    /// A reference that does not keep the hub alive (a transport's inbox holds one).
+    pub(crate) fn downgrade(&self) -> Weak<Shared> {
+        downgrade(&self.shared)
+    }
+
+    /// The hub of a reference from [`downgrade`](Self::downgrade), if it is alive.
+    pub(crate) fn upgrade(weak: &Weak<Shared>) -> Option<Hub> {
+        weak.upgrade().map(|shared| Hub { shared })
+    }
+
     /// Whether [`close`](Self::close) was called.
     pub fn is_closed(&self) -> bool {
-        lock(&self.inner).closed
+        lock(&self.shared.inner).closed
     }
 
     /// Ends every reader and request with [`Error::Closed`], every queue and every
     /// producer loop; later requests fail at once.
     pub fn close(&self) {
-        let mut inner = lock(&self.inner);
+        let mut inner = lock(&self.shared.inner);
         inner.closed = true;
-        for (_, waiter) in inner.waiters.drain() {
+        // Answered and dropped after the unlock: a request's starter owns user code.
+        let waiters = std::mem::take(&mut inner.waiters);
+        let close_signals = std::mem::take(&mut inner.close_signals);
+        let stop_signals = std::mem::take(&mut inner.stop_signals);
+        drop(inner);
+        for (_, waiter) in waiters {
             match waiter {
                 Waiter::Request { answer, .. } => {
                     let _ = answer.send(Err(Error::Closed));
@@ -324,77 +396,67 @@ impl Hub {
                 }
             }
         }
-        for signal in inner.close_signals.drain(..) {
+        for signal in close_signals {
             signal.close();
         }
-        for (_, signal) in inner.stop_signals.drain() {
+        for (_, signal) in stop_signals {
             signal.close();
         }
-        drop(inner);
-        self.commands.close();
-        self.subscriptions.close();
-        self.timer.close();
+        self.shared.commands.close();
+        self.shared.subscriptions.close();
+        self.shared.timer.close();
     }
 
-    fn drain(&self, inner: &mut Inner) {
+    /// Routes every output of the engine: commands to their connection's mailbox,
+    /// events to the mailbox of the reader or request they name, the next deadline to
+    /// the timer loop. Returns what must wait for the unlock; feeds the engine nothing.
+    fn route(&self, inner: &mut Inner) -> Vec<AfterUnlock> {
+        let mut after = Vec::new();
         let mut commands = std::mem::take(&mut inner.staged_commands);
         let mut subscriptions = std::mem::take(&mut inner.staged_subscriptions);
         let mut chunks = std::mem::take(&mut inner.staged_chunks);
-        loop {
-            let mut progressed = false;
-            while let Some(command) = inner.engine.poll_command() {
-                progressed = true;
-                match command.op.connection() {
-                    Connection::Commands => commands.push(command),
-                    Connection::PubSub => subscriptions.push(command),
-                }
+        while let Some(command) = inner.engine.poll_command() {
+            match command.op.connection() {
+                Connection::Commands => commands.push(command),
+                Connection::PubSub => subscriptions.push(command),
             }
-            for (queue, staged) in [
-                (&self.commands, &mut commands),
-                (&self.subscriptions, &mut subscriptions),
-            ] {
-                if !staged.is_empty() && !queue.send_all(staged) {
-                    // Closed: the commands fail as on a lost connection.
-                    for command in staged.drain(..) {
-                        let error = ReplyError::Connection("the driver has stopped".into());
-                        inner
-                            .engine
-                            .handle_reply(Instant::now(), command.id, Err(error));
-                    }
-                }
+        }
+        for (queue, staged) in [
+            (&self.shared.commands, &mut commands),
+            (&self.shared.subscriptions, &mut subscriptions),
+        ] {
+            if !staged.is_empty() && !queue.send_all(staged) {
+                // Closed: the commands fail as on a lost connection.
+                after.extend(staged.drain(..).map(AfterUnlock::Unsent));
             }
-            // Consecutive chunks for one reader go to its mailbox under one lock.
-            let mut chunks_for = None;
-            while let Some(event) = inner.engine.poll_event() {
-                progressed = true;
-                match event {
-                    Event::Data {
-                        handle,
-                        data,
-                        chunk,
-                    } => {
-                        if chunks_for != Some(handle) {
-                            if let Some(previous) = chunks_for {
-                                deliver(inner, previous, &mut chunks);
-                            }
-                            chunks_for = Some(handle);
+        }
+        // Consecutive chunks for one reader go to its mailbox under one lock.
+        let mut chunks_for = None;
+        while let Some(event) = inner.engine.poll_event() {
+            match event {
+                Event::Data {
+                    handle,
+                    data,
+                    chunk,
+                } => {
+                    if chunks_for != Some(handle) {
+                        if let Some(previous) = chunks_for {
+                            deliver(inner, previous, &mut chunks, &mut after);
                         }
-                        chunks.push(Ok(Chunk { data, index: chunk }));
+                        chunks_for = Some(handle);
                     }
-                    event => {
-                        if let Some(previous) = chunks_for.take() {
-                            deliver(inner, previous, &mut chunks);
-                        }
-                        self.dispatch(inner, event);
+                    chunks.push(Ok(Chunk { data, index: chunk }));
+                }
+                event => {
+                    if let Some(previous) = chunks_for.take() {
+                        deliver(inner, previous, &mut chunks, &mut after);
                     }
+                    dispatch(inner, event, &mut after);
                 }
             }
-            if let Some(previous) = chunks_for {
-                deliver(inner, previous, &mut chunks);
-            }
-            if !progressed {
-                break;
-            }
+        }
+        if let Some(previous) = chunks_for {
+            deliver(inner, previous, &mut chunks, &mut after);
         }
         inner.staged_commands = commands;
         inner.staged_subscriptions = subscriptions;
@@ -402,83 +464,88 @@ impl Hub {
         let next = inner.engine.poll_timeout();
         if next != inner.armed {
             inner.armed = next;
-            let _ = self.timer.send(());
+            let _ = self.shared.timer.send(());
         }
+        after
     }
+}
 
-    fn dispatch(&self, inner: &mut Inner, event: Event) {
-        let handle = event.handle();
-        match event {
-            Event::Started { role, .. } => {
-                let Some(Waiter::Request { answer, starter }) = inner.waiters.remove(&handle)
-                else {
-                    return;
-                };
-                if role == Role::Producer {
-                    match (starter, self.me.upgrade()) {
-                        (Some(starter), Some(hub)) => starter(hub, handle),
-                        _ => {
-                            let _ = inner
-                                .engine
-                                .fail(handle, "no source was given for this stream");
-                        }
-                    }
-                }
-                let (reader, stream) = mailbox();
-                if answer.send(Ok(Answer::Stream(role, stream))).is_ok() {
-                    inner.waiters.insert(handle, Waiter::Reader(reader));
-                } else {
-                    // The caller stopped waiting: nobody reads this handle.
-                    inner.engine.drop_reader(handle);
-                }
+/// Routes one event other than a reader's chunks.
+fn dispatch(inner: &mut Inner, event: Event, after: &mut Vec<AfterUnlock>) {
+    let handle = event.handle();
+    match event {
+        Event::Started { role, .. } => {
+            let Some(Waiter::Request { answer, starter }) = inner.waiters.remove(&handle) else {
+                return;
+            };
+            match (role, starter) {
+                (Role::Producer, Some(starter)) => after.push(AfterUnlock::Start(starter, handle)),
+                (Role::Producer, None) => after.push(AfterUnlock::NoSource(handle)),
+                (Role::Resumer, Some(starter)) => after.push(AfterUnlock::Discard(starter)),
+                (Role::Resumer, None) => {}
             }
-            Event::Data { data, chunk, .. } => {
-                if let Some(Waiter::Reader(reader)) = inner.waiters.get(&handle) {
-                    if reader.send(Ok(Chunk { data, index: chunk })).is_err() {
-                        inner.waiters.remove(&handle);
-                        inner.engine.drop_reader(handle);
-                    }
-                }
+            let (reader, stream) = mailbox();
+            if answer.send(Ok(Answer::Stream(role, stream))).is_ok() {
+                inner.waiters.insert(handle, Waiter::Reader(reader));
+            } else {
+                // The caller stopped waiting: nobody reads this handle.
+                after.push(AfterUnlock::DropReader(handle));
             }
-            Event::End { .. } => {
-                // Dropping the reader's sender ends its mailbox after what is queued.
-                inner.waiters.remove(&handle);
+        }
+        Event::Data { data, chunk, .. } => {
+            let mut one = vec![Ok(Chunk { data, index: chunk })];
+            deliver(inner, handle, &mut one, after);
+        }
+        Event::End { .. } => {
+            // Dropping the reader's sender ends its mailbox after what is queued.
+            inner.waiters.remove(&handle);
+        }
+        Event::Failed { error, .. } => match inner.waiters.remove(&handle) {
+            Some(Waiter::Reader(reader)) => {
+                let _ = reader.send(Err(error));
             }
-            Event::Failed { error, .. } => match inner.waiters.remove(&handle) {
-                Some(Waiter::Reader(reader)) => {
-                    let _ = reader.send(Err(error));
-                }
-                Some(Waiter::Request { answer, .. }) => {
-                    let _ = answer.send(Err(error));
-                }
-                None => {}
-            },
-            Event::Done { .. } => answer(inner, handle, Answer::Done),
-            Event::NotFound { .. } => answer(inner, handle, Answer::NotFound),
-            Event::State { state, .. } => answer(inner, handle, Answer::State(state)),
-            Event::Cancelled { .. } => answer(inner, handle, Answer::Cancelled),
-            Event::StopSource { .. } => {
-                if let Some(signal) = inner.stop_signals.remove(&handle) {
-                    signal.close();
-                }
+            Some(Waiter::Request { answer, starter }) => {
+                let _ = answer.send(Err(error));
+                after.extend(starter.map(AfterUnlock::Discard));
+            }
+            None => {}
+        },
+        Event::Done { .. } => answer(inner, handle, Answer::Done, after),
+        Event::NotFound { .. } => answer(inner, handle, Answer::NotFound, after),
+        Event::State { state, .. } => answer(inner, handle, Answer::State(state), after),
+        Event::Cancelled { .. } => answer(inner, handle, Answer::Cancelled, after),
+        Event::StopSource { .. } => {
+            if let Some(signal) = inner.stop_signals.remove(&handle) {
+                signal.close();
             }
         }
     }
 }
 
 /// Hands `chunks` to the reader of `handle` (dropping them if it has none), emptying it.
-fn deliver(inner: &mut Inner, handle: Handle, chunks: &mut Vec<ReaderItem>) {
+fn deliver(
+    inner: &mut Inner,
+    handle: Handle,
+    chunks: &mut Vec<ReaderItem>,
+    after: &mut Vec<AfterUnlock>,
+) {
     if let Some(Waiter::Reader(reader)) = inner.waiters.get(&handle) {
         if !reader.send_all(chunks) {
             inner.waiters.remove(&handle);
-            inner.engine.drop_reader(handle);
+            after.push(AfterUnlock::DropReader(handle));
         }
     }
     chunks.clear();
 }
 
-fn answer(inner: &mut Inner, handle: Handle, answer: Answer) {
-    if let Some(Waiter::Request { answer: to, .. }) = inner.waiters.remove(&handle) {
+/// Ends request `handle` with a final, non-stream answer.
+fn answer(inner: &mut Inner, handle: Handle, answer: Answer, after: &mut Vec<AfterUnlock>) {
+    if let Some(Waiter::Request {
+        answer: to,
+        starter,
+    }) = inner.waiters.remove(&handle)
+    {
         let _ = to.send(Ok(answer));
+        after.extend(starter.map(AfterUnlock::Discard));
     }
 }

@@ -30,6 +30,7 @@ pub enum Cancelled {
 
 pub mod hub;
 pub mod mailbox;
+pub mod production;
 #[cfg(not(loom))]
 pub mod reader;
 mod sync;

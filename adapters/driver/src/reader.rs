@@ -7,7 +7,6 @@ use crate::mailbox::Receiver;
 use bytes::Bytes;
 use resumable_stream::{Error, Handle, Role};
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 /// A reader's mailbox and state; drivers wrap it in a `Stream` or an `Iterator`.
@@ -15,7 +14,7 @@ pub struct Reader {
     receiver: Receiver<ReaderItem>,
     handle: Handle,
     role: Role,
-    hub: Arc<Hub>,
+    hub: Hub,
     finished: bool,
     position: Option<u64>,
     /// What the last wait took from the mailbox at once, not yet handed out.
@@ -24,12 +23,7 @@ pub struct Reader {
 
 impl Reader {
     /// The reader of `handle`, receiving from `receiver`.
-    pub fn new(
-        hub: Arc<Hub>,
-        handle: Handle,
-        role: Role,
-        receiver: Receiver<ReaderItem>,
-    ) -> Reader {
+    pub fn new(hub: Hub, handle: Handle, role: Role, receiver: Receiver<ReaderItem>) -> Reader {
         Reader {
             receiver,
             handle,

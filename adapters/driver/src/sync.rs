@@ -19,8 +19,9 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[cfg(not(loom))]
 pub(crate) use std::sync::Weak;
 
-/// loom has no `Weak`: under loom a weak reference never upgrades, and the tests start
-/// producers themselves.
+/// loom has no `Weak`: under loom a weak reference never upgrades. Only a transport's
+/// [`Inbox`](crate::Inbox) holds one (so that it does not keep its context alive); the
+/// hub itself needs none, so its whole producer-start path runs under loom.
 #[cfg(loom)]
 pub(crate) struct Weak<T>(std::marker::PhantomData<T>);
 
@@ -40,18 +41,6 @@ impl<T> Weak<T> {
     pub(crate) fn upgrade(&self) -> Option<Arc<T>> {
         None
     }
-}
-
-/// `Arc::new_cyclic`, which loom lacks.
-#[cfg(not(loom))]
-pub(crate) fn new_cyclic<T>(f: impl FnOnce(Weak<T>) -> T) -> Arc<T> {
-    Arc::new_cyclic(|me| f(me.clone()))
-}
-
-/// `Arc::new_cyclic`, which loom lacks: the self-reference stays empty.
-#[cfg(loom)]
-pub(crate) fn new_cyclic<T>(f: impl FnOnce(Weak<T>) -> T) -> Arc<T> {
-    Arc::new(f(Weak::new()))
 }
 
 /// `Arc::downgrade` (under loom, a reference that never upgrades).

@@ -5,10 +5,10 @@
 //! A transport never interprets a command: it runs them in order and returns one reply
 //! per command, in the engine's neutral [`Reply`] shape.
 
-use crate::hub::Hub;
+use crate::hub::{Hub, Shared};
 use crate::mailbox::Receiver;
 use crate::sync::lock;
-use crate::sync::{downgrade, Arc, Mutex, Weak};
+use crate::sync::{Mutex, Weak};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use resumable_stream::{Command, Connection, Op, Reply, ReplyError};
@@ -17,20 +17,20 @@ use std::time::Instant;
 /// Where a backend delivers pub/sub messages: straight into the context's engine.
 #[derive(Clone)]
 pub struct Inbox {
-    hub: Weak<Hub>,
+    hub: Weak<Shared>,
 }
 
 impl Inbox {
     /// The inbox of `hub`; it does not keep the hub alive.
-    pub fn for_hub(hub: &Arc<Hub>) -> Inbox {
+    pub fn for_hub(hub: &Hub) -> Inbox {
         Inbox {
-            hub: downgrade(hub),
+            hub: hub.downgrade(),
         }
     }
 
     /// A message arrived on `channel`.
     pub fn deliver(&self, channel: &[u8], message: Bytes) {
-        if let Some(hub) = self.hub.upgrade() {
+        if let Some(hub) = Hub::upgrade(&self.hub) {
             hub.with_engine(|engine| engine.handle_message(Instant::now(), channel, message));
         }
     }
@@ -38,7 +38,7 @@ impl Inbox {
     /// Messages that arrived, in order, as (channel, message): handed to the engine
     /// under one lock.
     pub fn deliver_many<C: AsRef<[u8]>>(&self, messages: impl IntoIterator<Item = (C, Bytes)>) {
-        if let Some(hub) = self.hub.upgrade() {
+        if let Some(hub) = Hub::upgrade(&self.hub) {
             hub.with_engine(|engine| {
                 let now = Instant::now();
                 for (channel, message) in messages {
@@ -50,28 +50,28 @@ impl Inbox {
 
     /// The pub/sub connection dropped and is being reopened.
     pub fn connection_interrupted(&self) {
-        if let Some(hub) = self.hub.upgrade() {
+        if let Some(hub) = Hub::upgrade(&self.hub) {
             hub.with_engine(|engine| engine.handle_connection_interrupted(Connection::PubSub));
         }
     }
 
     /// The pub/sub connection is back: the engine subscribes every channel again.
     pub fn connection_restored(&self) {
-        if let Some(hub) = self.hub.upgrade() {
+        if let Some(hub) = Hub::upgrade(&self.hub) {
             hub.with_engine(|engine| engine.handle_connection_restored(Connection::PubSub));
         }
     }
 
     /// The pub/sub connection was lost for good: every subscription is gone.
     pub fn connection_lost(&self) {
-        if let Some(hub) = self.hub.upgrade() {
+        if let Some(hub) = Hub::upgrade(&self.hub) {
             hub.with_engine(|engine| engine.handle_connection_lost(Connection::PubSub));
         }
     }
 
     /// A mailbox that ends when the context closes, for a message loop to stop on.
     pub fn close_signal(&self) -> Option<Receiver<()>> {
-        self.hub.upgrade().map(|hub| hub.close_signal())
+        Hub::upgrade(&self.hub).map(|hub| hub.close_signal())
     }
 }
 

@@ -5,7 +5,6 @@
 #![cfg(loom)]
 
 use bytes::Bytes;
-use loom::sync::Arc;
 use loom::thread;
 use resumable_stream::{Config, Engine, Error, Op, Reply, StreamState};
 use resumable_stream_driver::hub::{Answer, Chunk, Hub, Queues};
@@ -14,7 +13,7 @@ use std::time::Instant;
 /// A hub with one resumer streaming: returns the hub, its queues, the reader's
 /// mailbox and the resumer's chunk channel.
 fn streaming_resumer() -> (
-    Arc<Hub>,
+    Hub,
     Queues,
     resumable_stream_driver::mailbox::Receiver<Result<Chunk, Error>>,
     Bytes,
@@ -120,5 +119,105 @@ fn closing_while_messages_arrive_ends_the_reader_with_closed_after_a_prefix() {
             "a prefix of the stream, in order"
         );
         assert!(matches!(ending, Some(Err(Error::Closed))), "{ending:?}");
+    });
+}
+
+/// A producer whose `SET "1"` was just answered, with a starter whose thread feeds
+/// "a" and the end: returns the hub, its queues, the answer's mailbox and the
+/// source thread's join handle (once the starter ran).
+fn starting_producer() -> (
+    Hub,
+    Queues,
+    resumable_stream_driver::mailbox::Receiver<Result<Answer, Error>>,
+    loom::sync::mpsc::Receiver<thread::JoinHandle<()>>,
+    resumable_stream::Command,
+) {
+    use resumable_stream_driver::hub::Starter;
+    use resumable_stream_driver::production::{Production, SourceEnd};
+    let (hub, queues) = Hub::new(Engine::new(Config::default().with_seed(1)));
+    let (feeder, fed) = loom::sync::mpsc::channel();
+    let starter: Starter = Box::new(move |hub, handle| {
+        let mut production = Production::new(hub, handle);
+        let source = thread::spawn(move || {
+            production.feed([Bytes::from_static(b"a")], Some(SourceEnd::Finished));
+        });
+        let _ = feeder.send(source);
+    });
+    let (_, answered) = hub.request(
+        |engine| engine.create_new_resumable_stream("s"),
+        Some(starter),
+    );
+    let subscribe = queues.subscriptions.try_recv().unwrap().unwrap();
+    hub.with_engine(|engine| engine.handle_reply(Instant::now(), subscribe.id, Ok(Reply::Ok)));
+    let set_active = queues.commands.try_recv().unwrap().unwrap();
+    (hub, queues, answered, fed, set_active)
+}
+
+/// Reads a reader's mailbox to its end: the bytes and how it ended.
+fn read_to_end(
+    reader: resumable_stream_driver::mailbox::Receiver<Result<Chunk, Error>>,
+) -> (Vec<u8>, Option<Result<Chunk, Error>>) {
+    let mut got = Vec::new();
+    loop {
+        match reader.recv_blocking() {
+            Some(Ok(chunk)) => got.extend_from_slice(&chunk.data),
+            other => return (got, other),
+        }
+    }
+}
+
+/// The producer-start path: the engine says "you produce", the hub runs the starter
+/// after its unlock, and the starter's thread feeds the source while the I/O thread
+/// answers Redis. The reader gets the whole stream and its end; the source's thread
+/// never blocks on the hub.
+#[test]
+fn a_started_producer_feeds_its_reader_to_the_end() {
+    loom::model(|| {
+        let (hub, queues, answered, fed, set_active) = starting_producer();
+        // The SET's reply starts the stream: the starter runs, after the unlock.
+        hub.handle_replies([set_active], vec![Ok(Reply::Ok)]);
+        let Ok(Answer::Stream(_, reader)) = answered.recv_blocking().expect("an answer") else {
+            panic!("a stream");
+        };
+        // Redis answers the SET "DONE" the source's end causes.
+        let set_done = queues.commands.recv_blocking().expect("SET DONE");
+        hub.handle_replies([set_done], vec![Ok(Reply::Ok)]);
+        assert_eq!(read_to_end(reader), (b"a".to_vec(), None));
+        fed.recv().unwrap().join().unwrap();
+    });
+}
+
+/// The same while the context closes: the reader gets a prefix of the stream, then
+/// its end or `Closed`; nothing hangs.
+#[test]
+fn a_producer_starting_while_the_context_closes_ends_its_reader() {
+    loom::model(|| {
+        let (hub, queues, answered, fed, set_active) = starting_producer();
+        let closer = {
+            let hub = hub.clone();
+            thread::spawn(move || hub.close())
+        };
+        hub.handle_replies([set_active], vec![Ok(Reply::Ok)]);
+        let reader = match answered.recv_blocking().expect("an answer") {
+            Ok(Answer::Stream(_, reader)) => Some(reader),
+            Err(Error::Closed) => None,
+            Ok(_) | Err(_) => panic!("a stream or Closed"),
+        };
+        // Redis: every later command (the SET "DONE") is answered, until the queue closes.
+        while let Some(command) = queues.commands.recv_blocking() {
+            hub.handle_replies([command], vec![Ok(Reply::Ok)]);
+        }
+        if let Some(reader) = reader {
+            let (got, ending) = read_to_end(reader);
+            assert!(got == b"a" || got.is_empty(), "a prefix: {got:?}");
+            assert!(
+                matches!(ending, None | Some(Err(Error::Closed))),
+                "the end or Closed: {ending:?}"
+            );
+        }
+        closer.join().unwrap();
+        if let Ok(source) = fed.try_recv() {
+            source.join().unwrap();
+        }
     });
 }

@@ -1,7 +1,7 @@
 //! The [`Harness`] of every async driver, written once: the driver's
 //! [`AsyncContext`] driven from the blocking test thread through an [`Executor`].
 
-use crate::harness::{self, Harness, Source};
+use crate::harness::{self, Harness, Item, Made, Source};
 use crate::store::Store;
 use futures_util::future::{self, Either};
 use futures_util::stream::BoxStream;
@@ -77,12 +77,17 @@ impl<R: AsyncRuntime, E: Executor> harness::Reader for Reader<R, E> {
 type Chunks = BoxStream<'static, Result<String, String>>;
 
 fn chunks(source: Source) -> impl FnOnce() -> Chunks + Send + 'static {
-    move || match source {
-        Source::Manual(feed) => futures_util::stream::unfold(feed, |feed| async move {
-            feed.recv().await.map(|item| (item, feed))
+    move || match source.make() {
+        Made::Manual(feed) => futures_util::stream::unfold(feed, |feed| async move {
+            let item = match feed.recv().await? {
+                Item::Chunk(chunk) => Ok(chunk),
+                Item::Fail(message) => Err(message),
+                Item::Panic(message) => panic!("{message}"),
+            };
+            Some((item, feed))
         })
         .boxed(),
-        Source::Fixed(list) => futures_util::stream::iter(list.into_iter().map(Ok)).boxed(),
+        Made::Fixed(list) => futures_util::stream::iter(list.into_iter().map(Ok)).boxed(),
     }
 }
 

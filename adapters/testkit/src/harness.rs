@@ -7,26 +7,81 @@ use resumable_stream::{Config, Error, Position, Role, Stats, StreamState};
 use resumable_stream_driver::mailbox::{mailbox, Receiver, Sender};
 use resumable_stream_driver::Cancelled;
 
-/// A source for a producer: chunks fed by the test, or a fixed list.
+/// A source for a producer: chunks fed by the test, or a fixed list, possibly behind
+/// a `make_stream` that does something first.
 pub enum Source {
     /// Items the test sends through a [`Feed`]; the source ends when the feed is dropped.
-    Manual(Receiver<Result<String, String>>),
+    Manual(Receiver<Item>),
     /// These chunks, as fast as they are pulled.
+    Fixed(Vec<String>),
+    /// `make_stream` runs `setup` (which may block, panic, or call the context), then
+    /// returns the source `then`.
+    Setup {
+        /// What `make_stream` does before it returns the source.
+        setup: Box<dyn FnOnce() + Send>,
+        /// The source it returns.
+        then: Box<Source>,
+    },
+}
+
+/// One item of a manual source.
+pub enum Item {
+    /// The next chunk.
+    Chunk(String),
+    /// The source yields an error with this message.
+    Fail(String),
+    /// The source panics with this message when pulled.
+    Panic(String),
+}
+
+impl Source {
+    /// This source behind a `make_stream` that runs `setup` first.
+    pub fn after(self, setup: impl FnOnce() + Send + 'static) -> Source {
+        Source::Setup {
+            setup: Box::new(setup),
+            then: Box::new(self),
+        }
+    }
+
+    /// What a driver's `make_stream` does with this source: runs the setups, then
+    /// returns what to pull.
+    pub fn make(self) -> Made {
+        match self {
+            Source::Setup { setup, then } => {
+                setup();
+                then.make()
+            }
+            Source::Manual(feed) => Made::Manual(feed),
+            Source::Fixed(chunks) => Made::Fixed(chunks),
+        }
+    }
+}
+
+/// A [`Source`] once made: what the producer pulls.
+pub enum Made {
+    /// Items the test sends through a [`Feed`].
+    Manual(Receiver<Item>),
+    /// These chunks.
     Fixed(Vec<String>),
 }
 
 /// The test's end of a manual source.
-pub struct Feed(Sender<Result<String, String>>);
+pub struct Feed(Sender<Item>);
 
 impl Feed {
     /// The next chunk.
     pub fn chunk(&self, chunk: impl Into<String>) {
-        let _ = self.0.send(Ok(chunk.into()));
+        let _ = self.0.send(Item::Chunk(chunk.into()));
     }
 
     /// The source fails with `message`.
     pub fn fail(&self, message: impl Into<String>) {
-        let _ = self.0.send(Err(message.into()));
+        let _ = self.0.send(Item::Fail(message.into()));
+    }
+
+    /// The source panics with `message` when next pulled.
+    pub fn panic(&self, message: impl Into<String>) {
+        let _ = self.0.send(Item::Panic(message.into()));
     }
 }
 

@@ -14,10 +14,11 @@ pub mod redis_cluster;
 pub mod redis_server;
 pub mod store;
 pub mod suite;
+pub mod user_code;
 pub mod wire;
 
 pub use async_harness::{AsyncHarness, Executor};
-pub use harness::{fixed, manual, Context, Feed, Harness, Reader, Resumed, Source};
+pub use harness::{fixed, manual, Context, Feed, Harness, Item, Made, Reader, Resumed, Source};
 pub use redis_cluster::RedisCluster;
 pub use redis_server::RedisServer;
 pub use store::Store;
@@ -94,6 +95,22 @@ macro_rules! behaviour_suite {
             #[test]
             fn $case() {
                 $crate::suite::$case(&$harness, &$crate::Store::$store());
+            }
+        )+
+        $crate::behaviour_suite!(@user_code $harness; $store;
+            a_panicking_source_ends_the_stream_as_a_source_error,
+            a_panicking_make_stream_ends_the_stream_as_a_source_error,
+            make_stream_may_call_its_context,
+            a_slow_make_stream_stalls_no_other_stream,
+            the_sentinel_ttl_is_the_configured_one,
+            the_done_watchdog_runs_at_the_configured_interval,
+        );
+    };
+    (@user_code $harness:expr; $store:ident; $($case:ident),+ $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                $crate::user_code::$case(&$harness, &$crate::Store::$store());
             }
         )+
     };

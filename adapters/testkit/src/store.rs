@@ -97,6 +97,37 @@ impl Store {
         }
     }
 
+    /// How long `key` has left to live (`PTTL`), when the store keeps expiries (the
+    /// custom store ignores them: `None`). `Some(None)`: the key has no expiry.
+    pub fn ttl(&self, key: &str) -> Option<Option<std::time::Duration>> {
+        let millis: i64 = match self {
+            Store::Memory(memory) => {
+                let now = Instant::now();
+                return Some(
+                    memory
+                        .with_store(|store| store.expiry(now, key.as_bytes()))
+                        .map(|at| at.saturating_duration_since(now)),
+                );
+            }
+            Store::Custom(_) => return None,
+            Store::Redis(server) => redis::cmd("PTTL")
+                .arg(key)
+                .query(&mut server.connection())
+                .expect("PTTL"),
+            Store::Cluster(cluster, _) => redis::cmd("PTTL")
+                .arg(key)
+                .query(&mut cluster.connection_for(key.as_bytes()))
+                .expect("PTTL"),
+        };
+        // -1: no expiry; -2: no such key (treated as no expiry: the callers check the
+        // value first).
+        Some(
+            u64::try_from(millis)
+                .ok()
+                .map(std::time::Duration::from_millis),
+        )
+    }
+
     /// `PUBLISH channel message` (`SPUBLISH` on a sharded cluster); the number of
     /// receivers.
     pub fn publish(&self, channel: &str, message: &[u8]) -> i64 {
