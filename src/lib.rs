@@ -6,8 +6,9 @@
 //!
 //! This crate is the sans-IO core: a pure state machine, [`Engine`], that speaks the
 //! wire protocol of the npm and PyPI `resumable-stream` libraries byte for byte over
-//! Redis pub/sub and keys, without doing any I/O itself. Drivers carry its commands to
-//! Redis and its events to the application:
+//! Redis pub/sub and keys, without doing any I/O itself; the protocol, v1 and this
+//! crate's extensions to it, is specified in `docs/protocol.md`. Drivers carry its
+//! commands to Redis and its events to the application:
 //!
 //! - `resumable-stream-tokio` (in `adapters/tokio`): async, on tokio and redis-rs;
 //! - [`MemoryRedis`]: an in-process Redis stand-in for single-instance servers;
@@ -45,8 +46,12 @@
 //!   ordered queue.
 //! - Nothing from Redis or a peer makes the engine panic; malformed input is dropped and
 //!   counted in [`Stats`], failures reach the application as a typed [`Error`].
-//! - No allocation per chunk beyond the chunk's own [`Bytes`](bytes::Bytes): the
-//!   buffer, local delivery and every PUBLISH share it.
+//! - A chunk nobody listens to, or only v1 listeners, costs no allocation beyond its
+//!   own [`Bytes`](bytes::Bytes): the buffer, the local reader's [`Event::Data`] and
+//!   each v1 listener's `PUBLISH` share it. Each listener of ours gets its own frame of
+//!   the chunk (its token and the chunk's index before the bytes, from
+//!   [`Incoming::encode_chunk`](wire::Incoming::encode_chunk)): one allocation and one
+//!   copy per chunk per such listener. `tests/allocations.rs` counts both.
 
 #![forbid(unsafe_code)]
 

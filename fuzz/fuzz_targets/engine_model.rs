@@ -1,6 +1,6 @@
 //! The main target: two or three engines around one `MemoryRedis`, joined by a network
 //! the fuzzer controls, checked step by step against a reference model of the protocol
-//! (PROTOCOL.md and docs/protocol-extensions.md).
+//! (docs/protocol.md: v1, our extensions, and its invariants).
 //!
 //! # The network
 //!

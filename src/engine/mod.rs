@@ -377,7 +377,7 @@ impl Engine {
     /// Gives the next chunk of the source of the stream `handle` produces.
     ///
     /// The chunk goes to the local reader (unless it went away), into the buffer, and to
-    /// every listener, all sharing the one allocation.
+    /// every listener: all share it, but each listener of ours gets its own framed copy.
     ///
     /// # Errors
     /// [`Error::NotProducing`] unless `handle` received `Started` as producer and has

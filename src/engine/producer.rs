@@ -137,7 +137,7 @@ pub(super) struct Producer {
     pub(super) stream_id: String,
     pub(super) names: StreamNames,
     phase: Phase,
-    /// The chunks still held, shared with local delivery and every PUBLISH.
+    /// The chunks still held, shared with local delivery and every v1 listener's PUBLISH.
     buffer: VecDeque<Bytes>,
     buffered: usize,
     dropped: Dropped,
