@@ -61,7 +61,10 @@ step "the demo page in a headless browser (chromium): cut, reload, second tab, t
 bash scripts/browser-test.sh
 
 step "the fault suite: Redis restarted, connections dropped, a malformed flood, producers killed"
-cargo build -q -p resumable-stream-cli -p resumable-stream-tokio --example faults
+# --bins: the killed-producer scenario runs the CLI binary built next to the example.
+# Fails (exit 1) when a fault's promise is broken; writes results.md and results.json
+# to faults/ in the target directory.
+cargo build -q -p resumable-stream-cli -p resumable-stream-tokio --bins --example faults
 STREAMS=100 "${CARGO_TARGET_DIR:-target}/debug/examples/faults"
 
 step "interop with the npm and PyPI libraries"

@@ -15,7 +15,7 @@
 //! | 1 | a library error (its message is on stderr): Redis, ack timeout, ... |
 //! | 2 | bad usage: arguments, the chunks file, no Redis URL |
 //! | 3 | the stream is already done (`DONE` on stderr) |
-//! | 4 | `resume --existing`: no such stream |
+//! | 4 | no such stream (`resume`, `cancel`); `resume` without `--existing` has then made it an empty, finished stream (said on stderr) |
 
 #![forbid(unsafe_code)]
 
@@ -43,7 +43,8 @@ Exit codes:
   1  a library error, its message on stderr (Redis, \"Timeout waiting for ack\", ...)
   2  bad usage (arguments, the chunks file, no Redis URL)
   3  the stream is already done (\"DONE\" on stderr)
-  4  resume --existing: no stream with that id";
+  4  no stream with that id (resume, cancel); without --existing, resume
+     leaves the id holding an empty, finished stream (said on stderr)";
 
 /// Produce, resume and inspect resumable streams on Redis.
 ///
@@ -75,7 +76,9 @@ enum Command {
     ///
     /// Without --existing this uses the idempotent call, which, when no stream exists,
     /// makes this process the producer of an empty stream (and marks it done), as the
-    /// deployed libraries do. A pure reader should pass --existing.
+    /// deployed libraries do; it then exits 4, as --existing does, saying on stderr
+    /// that the id now holds an empty, finished stream. A pure reader should pass
+    /// --existing, which never creates anything.
     #[command(after_help = EXIT_CODES)]
     Resume(ResumeArgs),
     /// Stop the stream wherever it is produced (a producer of this library): prints
@@ -312,8 +315,12 @@ async fn resume(args: ResumeArgs) -> Result<Exit, Exit> {
     let role = stream.role();
     copy_to_stdout(stream).await?;
     if role == Role::Producer {
-        eprintln!("no stream {id:?} existed: produced it empty (pass --existing to only read)");
+        // We were the producer: nothing was there to resume.
         settle(&ctx, id).await?;
+        return Ok(Exit::with(
+            EXIT_NOT_FOUND,
+            format!("NOT_FOUND: no stream {id:?} existed; it now holds an empty, finished stream (pass --existing to only read)"),
+        ));
     }
     Ok(Exit::ok())
 }

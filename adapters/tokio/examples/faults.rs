@@ -1,108 +1,270 @@
-//! The fault suite: streams under Redis faults, with a table of how each ended.
+//! The fault suite: streams under Redis faults, each fault checked against what it
+//! promises of every reader; the run fails (exit 1) when a promise is broken.
 //!
 //! ```sh
-//! cargo build -p resumable-stream-cli && cargo run -p resumable-stream-tokio --example faults
+//! cargo build -p resumable-stream-cli -p resumable-stream-tokio --bins --example faults
+//! STREAMS=100 target/debug/examples/faults
 //! ```
 //!
-//! Each scenario runs `STREAMS` streams (default 100) produced by one context and
-//! resumed by another, on a private redis-server on a free loopback port, and injects
-//! one fault mid-stream:
+//! Each in-process scenario runs `STREAMS` streams (default 100) produced by one
+//! context and resumed by another, on a private redis-server on a free loopback port,
+//! and injects one fault mid-stream. They promise that **every** reader, producer's and
+//! resumer's, ends with the whole stream, byte-exact, and no error:
 //!
 //! - `redis restart`: the server is killed and started again, empty, on its port;
 //! - `connections dropped`: `CLIENT KILL` of every client connection;
 //! - `malformed flood`: thousands of malformed requests (random bytes, a 1 MiB payload,
-//!   wrong JSON types) on the request channels while the streams run;
-//! - `producer killed`: producers are child processes (the `resumable-stream` CLI), killed
-//!   with SIGKILL mid-stream.
+//!   wrong JSON types) on the request channels while the streams run.
 //!
-//! Every reader must end byte-exact or with a typed error within a bound; a reader
-//! that gets wrong bytes without an error, or that hangs, fails the run (exit 1). The
-//! last lines are a markdown table.
+//! The last scenario, `producer processes killed`, runs its producers as child processes
+//! (the `resumable-stream` CLI, built next to this example) and kills them with SIGKILL
+//! mid-stream. It promises that every resumer ends with [`Error::ProducerGone`], after
+//! bytes that are a prefix of the stream, within three heartbeat intervals of the kill
+//! plus [`LIVENESS_SLACK`], measured from each producer's kill to its resumer's error.
+//!
+//! The results are printed as a markdown table on stdout and written, the table to
+//! `results.md` and every figure to `results.json`, in the directory named by
+//! `FAULTS_OUT` (default: `faults/` in the target directory this example was built in).
 
 use bytes::Bytes;
 use futures_util::StreamExt;
 use resumable_stream::Error;
 use resumable_stream_testkit::{RedisServer, Store};
 use resumable_stream_tokio::{ResumableStream, ResumableStreamContext};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// How long a reader may take to end after the stream's last chunk, fault included.
-const BOUND: Duration = Duration::from_secs(30);
-
-#[derive(Default, Clone, Copy)]
-struct Outcome {
-    exact: usize,
-    typed_error: usize,
-    wrong: usize,
-    hung: usize,
-}
-
-impl Outcome {
-    fn add(&mut self, other: Outcome) {
-        self.exact += other.exact;
-        self.typed_error += other.typed_error;
-        self.wrong += other.wrong;
-        self.hung += other.hung;
-    }
-}
+/// A reader that has not ended this long after its judging started hangs.
+const HANG_BOUND: Duration = Duration::from_secs(60);
+/// How long a killed-producer child may take to make its stream active.
+const START_BOUND: Duration = Duration::from_secs(30);
+/// The heartbeat interval the killed producers promise their resumers.
+const HEARTBEAT: Duration = Duration::from_millis(300);
+/// Beyond the three silent heartbeat intervals a resumer waits by design: the SIGKILL's
+/// delivery, messages already in flight when it landed, the timer's firing and the
+/// error's way to the reader, in a debug build on a loaded 2-core machine that also
+/// runs the children, Redis and the suite. The results show the measured times.
+const LIVENESS_SLACK: Duration = Duration::from_millis(1500);
+/// How many producer processes the killed-producer scenario starts (at most `STREAMS`).
+const KILLED: usize = 20;
 
 fn chunks(stream: usize) -> Vec<String> {
     (0..40).map(|i| format!("s{stream:03}-c{i:02}|")).collect()
 }
 
-/// Reads `reader` to its end and says how it ended against `expected`.
-async fn judge(mut reader: ResumableStream, expected: Vec<u8>) -> (Outcome, Option<Error>) {
-    let mut got = Vec::new();
-    let deadline = tokio::time::Instant::now() + BOUND + Duration::from_secs(30);
-    loop {
-        match tokio::time::timeout_at(deadline, reader.next()).await {
-            Err(_) => {
-                return (
-                    Outcome {
-                        hung: 1,
-                        ..Outcome::default()
-                    },
-                    None,
-                )
-            }
-            Ok(Some(Ok(chunk))) => got.extend_from_slice(&chunk),
-            Ok(Some(Err(error))) => {
-                // A typed error, and what came before it is a prefix of the stream.
-                let prefix = expected.starts_with(&got);
-                let outcome = if prefix {
-                    Outcome {
-                        typed_error: 1,
-                        ..Outcome::default()
-                    }
-                } else {
-                    Outcome {
-                        wrong: 1,
-                        ..Outcome::default()
-                    }
-                };
-                return (outcome, Some(error));
-            }
-            Ok(None) if got == expected => {
-                return (
-                    Outcome {
-                        exact: 1,
-                        ..Outcome::default()
-                    },
-                    None,
-                )
-            }
-            Ok(None) => {
-                return (
-                    Outcome {
-                        wrong: 1,
-                        ..Outcome::default()
-                    },
-                    None,
-                )
-            }
+/// What a fault promises of every one of its readers.
+#[derive(Clone, Copy)]
+enum Promise {
+    /// The whole stream, byte-exact, then its end; no error.
+    ByteExact,
+    /// `Error::ProducerGone` after a prefix of the stream, at most this long after the
+    /// reader's producer was killed.
+    ProducerGoneWithin(Duration),
+}
+
+impl Promise {
+    fn describe(self) -> String {
+        match self {
+            Promise::ByteExact => "every reader byte-exact".to_owned(),
+            Promise::ProducerGoneWithin(bound) => format!(
+                "every resumer `ProducerGone` within {:.1} s of the kill (3 × {} ms heartbeat + {:.1} s slack)",
+                bound.as_secs_f64(),
+                HEARTBEAT.as_millis(),
+                LIVENESS_SLACK.as_secs_f64()
+            ),
         }
     }
+
+    fn kept_by(self, ending: &Ending) -> bool {
+        match (self, &ending.end) {
+            (Promise::ByteExact, End::Exact) => true,
+            (
+                Promise::ProducerGoneWithin(bound),
+                End::Error {
+                    error,
+                    prefix: true,
+                },
+            ) => {
+                matches!(error, Error::ProducerGone { .. })
+                    && ending.after_kill().is_some_and(|after| after <= bound)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// How one reader ended.
+enum End {
+    /// The whole stream, byte-exact, then its end.
+    Exact,
+    /// A typed error; `prefix` says whether what came before it is a prefix of the stream.
+    Error { error: Error, prefix: bool },
+    /// The end, after bytes that are not the stream.
+    Wrong,
+    /// No end within [`HANG_BOUND`].
+    Hung,
+}
+
+/// How one reader ended, when, and (killed producers) when its producer was killed.
+struct Ending {
+    end: End,
+    at: Instant,
+    killed_at: Option<Instant>,
+}
+
+impl Ending {
+    fn after_kill(&self) -> Option<Duration> {
+        Some(self.at.saturating_duration_since(self.killed_at?))
+    }
+}
+
+/// Reads `reader` to its end and says how it ended against `expected`.
+async fn judge(mut reader: ResumableStream, expected: Vec<u8>) -> Ending {
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + HANG_BOUND;
+    let end = loop {
+        match tokio::time::timeout_at(deadline, reader.next()).await {
+            Err(_) => break End::Hung,
+            Ok(Some(Ok(chunk))) => got.extend_from_slice(&chunk),
+            Ok(Some(Err(error))) => {
+                let prefix = expected.starts_with(&got);
+                break End::Error { error, prefix };
+            }
+            Ok(None) if got == expected => break End::Exact,
+            Ok(None) => break End::Wrong,
+        }
+    };
+    Ending {
+        end,
+        at: Instant::now(),
+        killed_at: None,
+    }
+}
+
+/// One fault's results: how its readers ended, and whether its promise held for each.
+struct Row {
+    fault: &'static str,
+    promise: Promise,
+    readers: usize,
+    exact: usize,
+    typed_error: usize,
+    wrong: usize,
+    hung: usize,
+    errors: BTreeMap<String, usize>,
+    after_kill: Vec<Duration>,
+    kept: usize,
+    time: Duration,
+}
+
+impl Row {
+    fn new(fault: &'static str, promise: Promise, endings: &[Ending], time: Duration) -> Row {
+        let mut row = Row {
+            fault,
+            promise,
+            readers: endings.len(),
+            exact: 0,
+            typed_error: 0,
+            wrong: 0,
+            hung: 0,
+            errors: BTreeMap::new(),
+            after_kill: endings.iter().filter_map(Ending::after_kill).collect(),
+            kept: endings.iter().filter(|e| promise.kept_by(e)).count(),
+            time,
+        };
+        for ending in endings {
+            match &ending.end {
+                End::Exact => row.exact += 1,
+                End::Error { error, prefix } => {
+                    *row.errors.entry(kind(error)).or_default() += 1;
+                    if *prefix {
+                        row.typed_error += 1;
+                    } else {
+                        row.wrong += 1;
+                    }
+                }
+                End::Wrong => row.wrong += 1,
+                End::Hung => row.hung += 1,
+            }
+        }
+        row
+    }
+
+    /// Every reader kept the promise (a scenario with no reader did not run).
+    fn held(&self) -> bool {
+        self.readers > 0 && self.kept == self.readers
+    }
+
+    const HEADER: &'static str = "| fault | promise | readers | byte-exact | typed error | wrong data | hung | errors seen | error after kill (min–max) | promise held | time |\n|---|---|---|---|---|---|---|---|---|---|---|";
+
+    fn markdown(&self) -> String {
+        let errors = self
+            .errors
+            .iter()
+            .map(|(kind, count)| format!("{kind} ×{count}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let after_kill = match (self.after_kill.iter().min(), self.after_kill.iter().max()) {
+            (Some(min), Some(max)) => {
+                format!("{:.2}–{:.2} s", min.as_secs_f64(), max.as_secs_f64())
+            }
+            _ => "-".to_owned(),
+        };
+        format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} ({}/{}) | {:.1} s |",
+            self.fault,
+            self.promise.describe(),
+            self.readers,
+            self.exact,
+            self.typed_error,
+            self.wrong,
+            self.hung,
+            if errors.is_empty() { "-" } else { &errors },
+            after_kill,
+            if self.held() { "yes" } else { "NO" },
+            self.kept,
+            self.readers,
+            self.time.as_secs_f64()
+        )
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let bound_ms = match self.promise {
+            Promise::ByteExact => None,
+            Promise::ProducerGoneWithin(bound) => Some(bound.as_millis()),
+        };
+        let after_kill_ms: Vec<f64> = self
+            .after_kill
+            .iter()
+            .map(|d| (d.as_secs_f64() * 1e4).round() / 10.0)
+            .collect();
+        json!({
+            "fault": self.fault,
+            "promise": self.promise.describe(),
+            "readers": self.readers,
+            "byte_exact": self.exact,
+            "typed_error": self.typed_error,
+            "wrong_data": self.wrong,
+            "hung": self.hung,
+            "errors": self.errors,
+            "bound_ms": bound_ms,
+            "error_after_kill_ms": after_kill_ms,
+            "promise_kept_by": self.kept,
+            "promise_held": self.held(),
+            "seconds": (self.time.as_secs_f64() * 10.0).round() / 10.0,
+        })
+    }
+}
+
+/// An error's variant name, for the table.
+fn kind(error: &Error) -> String {
+    format!("{error:?}")
+        .split([' ', '{', '('])
+        .next()
+        .unwrap_or("error")
+        .to_owned()
 }
 
 async fn context(url: &str) -> ResumableStreamContext {
@@ -119,7 +281,7 @@ async fn in_process(
     streams: usize,
     store: &mut Store,
     fault: impl FnOnce(&mut Store),
-) -> (Outcome, Vec<String>) {
+) -> Vec<Ending> {
     let url = match store {
         Store::Redis(server) => server.url(),
         _ => unreachable!("the fault suite runs on Redis"),
@@ -144,7 +306,6 @@ async fn in_process(
         feeds.push(tx);
         readers.push((s, producer));
     }
-    let mut resumers = Vec::new();
     for s in 0..streams {
         let resumer = b
             .resumable_stream(
@@ -155,7 +316,7 @@ async fn in_process(
             .await
             .expect("resume")
             .expect("active");
-        resumers.push((s, resumer));
+        readers.push((s, resumer));
     }
     let mut fault = Some(fault);
     for i in 0..40 {
@@ -169,19 +330,15 @@ async fn in_process(
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     drop(feeds);
-    let mut outcome = Outcome::default();
-    let mut errors = Vec::new();
-    let mut judging = Vec::new();
-    for (s, reader) in readers.into_iter().chain(resumers) {
-        let expected = chunks(s).concat().into_bytes();
-        judging.push(tokio::spawn(judge(reader, expected)));
-    }
+    let judging: Vec<_> = readers
+        .into_iter()
+        .map(|(s, reader)| tokio::spawn(judge(reader, chunks(s).concat().into_bytes())))
+        .collect();
+    let mut endings = Vec::new();
     for judged in judging {
-        let (o, error) = judged.await.expect("judge");
-        outcome.add(o);
-        errors.extend(error.as_ref().map(kind));
+        endings.push(judged.await.expect("judge"));
     }
-    (outcome, errors)
+    endings
 }
 
 fn redis_cli(port: u16, args: &[&str]) {
@@ -192,16 +349,15 @@ fn redis_cli(port: u16, args: &[&str]) {
         .status();
 }
 
-/// Producers as child processes of the CLI, killed mid-stream; readers in process.
-async fn killed_producers(
-    streams: usize,
-    server: &RedisServer,
-    cli: &std::path::Path,
-) -> (Outcome, Vec<String>) {
+/// Producers as child processes of the CLI, killed mid-stream (their sources are held
+/// open for a minute, so none can end first); readers in process, read from the start
+/// so that each error is timed as it arrives.
+async fn killed_producers(streams: usize, server: &RedisServer, cli: &Path) -> Vec<Ending> {
     let dir = std::env::temp_dir().join(format!("rs-faults-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let file = dir.join("chunks.json");
     std::fs::write(&file, serde_json::to_string(&chunks(0)).expect("json")).expect("chunks file");
+    let heartbeat_ms = HEARTBEAT.as_millis().to_string();
     let mut children: Vec<Child> = (0..streams)
         .map(|s| {
             Command::new(cli)
@@ -212,14 +368,9 @@ async fn killed_producers(
                     "--id",
                     &format!("k{s}"),
                 ])
-                .args([
-                    "--chunks",
-                    file.to_str().unwrap_or_default(),
-                    "--delay-ms",
-                    "50",
-                    "--heartbeat-ms",
-                    "300",
-                ])
+                .args(["--chunks", file.to_str().unwrap_or_default()])
+                .args(["--delay-ms", "50", "--hold-ms", "60000"])
+                .args(["--heartbeat-ms", &heartbeat_ms])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -227,68 +378,86 @@ async fn killed_producers(
         })
         .collect();
     let b = context(&server.url()).await;
-    let mut resumers = Vec::new();
+    let mut judging = Vec::new();
     for s in 0..streams {
         let id = format!("k{s}");
         let started = Instant::now();
-        loop {
+        let resumer = loop {
             if let Ok(resumable_stream_tokio::Resumed::Stream(r)) =
                 b.resume_existing_stream(&id, None).await
             {
-                resumers.push(r);
-                break;
+                break r;
             }
-            assert!(started.elapsed() < BOUND, "producer {s} never started");
+            assert!(
+                started.elapsed() < START_BOUND,
+                "producer {s} never started"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        };
+        judging.push(tokio::spawn(judge(
+            resumer,
+            chunks(0).concat().into_bytes(),
+        )));
     }
     tokio::time::sleep(Duration::from_millis(600)).await;
+    let killed_at: Vec<Instant> = children
+        .iter_mut()
+        .map(|child| {
+            let at = Instant::now();
+            child.kill().expect("SIGKILL a producer");
+            at
+        })
+        .collect();
     for child in &mut children {
-        let _ = child.kill();
         let _ = child.wait();
     }
-    let mut outcome = Outcome::default();
-    let mut errors = Vec::new();
-    let judged: Vec<_> = resumers
-        .into_iter()
-        .map(|r| tokio::spawn(judge(r, chunks(0).concat().into_bytes())))
-        .collect();
-    for j in judged {
-        let (o, error) = j.await.expect("judge");
-        outcome.add(o);
-        errors.extend(error.as_ref().map(kind));
+    let mut endings = Vec::new();
+    for (judged, killed_at) in judging.into_iter().zip(killed_at) {
+        let ending = judged.await.expect("judge");
+        endings.push(Ending {
+            killed_at: Some(killed_at),
+            ..ending
+        });
     }
     let _ = std::fs::remove_dir_all(&dir);
-    (outcome, errors)
+    endings
 }
 
-/// The errors seen, by kind, with counts: `ProducerGone ×20`.
-fn summary(errors: &[String]) -> String {
-    let mut kinds: Vec<&str> = errors.iter().map(String::as_str).collect();
-    kinds.sort_unstable();
-    let mut out: Vec<String> = Vec::new();
-    for kind in &kinds {
-        if out
-            .last()
-            .is_some_and(|last| last.starts_with(&format!("{kind} ")))
-        {
-            continue;
-        }
-        let count = kinds.iter().filter(|k| *k == kind).count();
-        out.push(format!("{kind} ×{count}"));
+/// The malformed requests of the flood: random bytes, wrong JSON types, a 1 MiB payload.
+fn flood(store: &mut Store, streams: usize) {
+    let huge = vec![b'{'; 1 << 20];
+    let mut seed = 0x9e37_79b9_u64;
+    for i in 0..5000 {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let random: Vec<u8> = (0..(seed % 64)).map(|k| (seed >> (k % 56)) as u8).collect();
+        let message: &[u8] = match i % 5 {
+            0 => &random,
+            1 => br#"{"listenerId": 12, "skipCharacters": "x"}"#,
+            2 => br#"{"listenerId": "", "ext": 1}"#,
+            3 => br#"[1, 2, 3]"#,
+            _ if i % 1000 == 4 => &huge,
+            _ => b"not json at all",
+        };
+        store.publish(
+            &format!("resumable-stream:rs:request:f{}", i % streams),
+            message,
+        );
     }
-    out.join(", ")
 }
 
-/// An error's variant name, for the table.
-fn kind(error: &Error) -> String {
-    format!("{error:?}")
-        .split([' ', '{', '('])
-        .next()
-        .unwrap_or("error")
-        .to_owned()
+/// Where the results go: `FAULTS_OUT`, else `faults/` in this example's target directory.
+fn out_dir() -> PathBuf {
+    std::env::var_os("FAULTS_OUT")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let exe = std::env::current_exe().ok()?;
+            // <target>/<profile>/examples/faults
+            Some(exe.ancestors().nth(3)?.join("faults"))
+        })
+        .unwrap_or_else(|| PathBuf::from("target/faults"))
 }
-
 /// The library's log records on stderr, at the level named by `FAULTS_LOG` (`warn`,
 /// `info`, `debug`): to see what a fault made the engines and drivers do.
 struct StderrLog(log::LevelFilter, Instant);
@@ -332,11 +501,10 @@ async fn main() {
         })
         .filter(|path| path.exists());
     let mut rows = Vec::new();
-    let mut failed = false;
 
     let started = Instant::now();
     let mut store = Store::redis();
-    let (o, e) = in_process(streams, &mut store, |store| {
+    let endings = in_process(streams, &mut store, |store| {
         if let Some(server) = store.redis_server() {
             let port = server.port;
             server.kill();
@@ -345,107 +513,77 @@ async fn main() {
         }
     })
     .await;
-    rows.push((
+    rows.push(Row::new(
         "redis restart",
-        2 * streams,
-        o,
-        summary(&e),
+        Promise::ByteExact,
+        &endings,
         started.elapsed(),
     ));
 
     let started = Instant::now();
     let mut store = Store::redis();
-    let (o, e) = in_process(streams, &mut store, |store| {
+    let endings = in_process(streams, &mut store, |store| {
         if let Some(server) = store.redis_server() {
             redis_cli(server.port, &["CLIENT", "KILL", "TYPE", "pubsub"]);
             redis_cli(server.port, &["CLIENT", "KILL", "TYPE", "normal"]);
         }
     })
     .await;
-    rows.push((
+    rows.push(Row::new(
         "connections dropped",
-        2 * streams,
-        o,
-        summary(&e),
+        Promise::ByteExact,
+        &endings,
         started.elapsed(),
     ));
 
     let started = Instant::now();
     let mut store = Store::redis();
-    let (o, e) = in_process(streams, &mut store, |store| {
-        let huge = vec![b'{'; 1 << 20];
-        let mut seed = 0x9e37_79b9_u64;
-        for i in 0..5000 {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let random: Vec<u8> = (0..(seed % 64)).map(|k| (seed >> (k % 56)) as u8).collect();
-            let message: &[u8] = match i % 5 {
-                0 => &random,
-                1 => br#"{"listenerId": 12, "skipCharacters": "x"}"#,
-                2 => br#"{"listenerId": "", "ext": 1}"#,
-                3 => br#"[1, 2, 3]"#,
-                _ => {
-                    if i % 1000 == 4 {
-                        &huge
-                    } else {
-                        b"not json at all"
-                    }
-                }
-            };
-            store.publish(
-                &format!("resumable-stream:rs:request:f{}", i % streams),
-                message,
-            );
-        }
-    })
-    .await;
-    rows.push((
+    let endings = in_process(streams, &mut store, |store| flood(store, streams)).await;
+    rows.push(Row::new(
         "malformed flood (5000 messages)",
-        2 * streams,
-        o,
-        summary(&e),
+        Promise::ByteExact,
+        &endings,
         started.elapsed(),
     ));
 
-    match &cli {
-        Some(cli) => {
-            let started = Instant::now();
-            let server = RedisServer::start();
-            let killed = streams.min(20);
-            let (o, e) = killed_producers(killed, &server, cli).await;
-            rows.push((
-                "producer processes killed",
-                killed,
-                o,
-                summary(&e),
-                started.elapsed(),
-            ));
-        }
+    let gone = Promise::ProducerGoneWithin(HEARTBEAT * 3 + LIVENESS_SLACK);
+    let started = Instant::now();
+    let endings = match &cli {
+        Some(cli) => killed_producers(streams.min(KILLED), &RedisServer::start(), cli).await,
         None => {
-            eprintln!("the resumable-stream CLI is not built next to this example: skipping the killed-producer scenario");
-            failed = true;
+            eprintln!("the resumable-stream CLI is not built next to this example (cargo build -p resumable-stream-cli): the killed-producer scenario cannot run");
+            Vec::new()
         }
-    }
+    };
+    rows.push(Row::new(
+        "producer processes killed (SIGKILL)",
+        gone,
+        &endings,
+        started.elapsed(),
+    ));
 
-    println!(
-        "| fault | readers | byte-exact | typed error | wrong data | hung | errors seen | time |"
-    );
-    println!("|---|---|---|---|---|---|---|---|");
-    for (name, readers, o, errors, time) in &rows {
-        failed |= o.wrong > 0 || o.hung > 0 || o.exact + o.typed_error != *readers;
-        println!(
-            "| {name} | {readers} | {} | {} | {} | {} | {} | {:.1} s |",
-            o.exact,
-            o.typed_error,
-            o.wrong,
-            o.hung,
-            if errors.is_empty() { "-" } else { errors },
-            time.as_secs_f64()
-        );
+    let mut table = format!("{}\n", Row::HEADER);
+    for row in &rows {
+        table.push_str(&row.markdown());
+        table.push('\n');
     }
-    if failed {
-        eprintln!("FAILED: a reader got wrong data, hung, or a scenario could not run");
+    print!("{table}");
+    let broken: Vec<&str> = rows.iter().filter(|r| !r.held()).map(|r| r.fault).collect();
+    let results = json!({
+        "streams": streams,
+        "heartbeat_ms": HEARTBEAT.as_millis(),
+        "liveness_slack_ms": LIVENESS_SLACK.as_millis(),
+        "every_promise_held": broken.is_empty(),
+        "faults": rows.iter().map(Row::json).collect::<Vec<_>>(),
+    });
+    let dir = out_dir();
+    std::fs::create_dir_all(&dir).expect("the results directory");
+    let pretty = serde_json::to_string_pretty(&results).expect("json");
+    std::fs::write(dir.join("results.md"), &table).expect("results.md");
+    std::fs::write(dir.join("results.json"), pretty + "\n").expect("results.json");
+    eprintln!("results: {}", dir.display());
+    if !broken.is_empty() {
+        eprintln!("FAILED: the promise broken by {}", broken.join(", "));
         std::process::exit(1);
     }
 }
