@@ -85,6 +85,9 @@ pub enum Error {
     NotProducing,
     /// The driver stopped (its context was dropped, or its connections closed for good).
     Closed,
+    /// A bug in this library, reported instead of a panic: the engine answered a
+    /// request with something its kind never has. Please report it.
+    Internal(&'static str),
     /// The driver could not be set up (no Redis URL, a URL that does not parse, ...).
     Config(String),
 }
@@ -126,6 +129,7 @@ impl fmt::Display for Error {
             }
             Error::NotProducing => f.write_str("this handle does not produce a stream"),
             Error::Closed => f.write_str("the resumable-stream driver has stopped"),
+            Error::Internal(what) => write!(f, "resumable-stream internal error (a bug): {what}"),
             Error::Config(message) => write!(f, "resumable-stream configuration: {message}"),
         }
     }

@@ -27,6 +27,21 @@ pub enum Connection {
     PubSub,
 }
 
+/// What happened to the pub/sub connection, as a driver tells the engine
+/// ([`Engine::handle_pubsub_state`](crate::Engine::handle_pubsub_state)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PubSubState {
+    /// It dropped, and the driver is reconnecting: Redis forgot every subscription,
+    /// and messages published meanwhile are lost.
+    Interrupted,
+    /// It is back after [`Interrupted`](PubSubState::Interrupted): the engine
+    /// subscribes every channel again.
+    Restored,
+    /// It is lost for good (the driver gave up reconnecting).
+    Lost,
+}
+
 /// One Redis command, as the engine wants it sent.
 ///
 /// Keys, channels and payloads are [`Bytes`] shared with the engine's own state: cloning

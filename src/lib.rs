@@ -72,6 +72,6 @@ pub use config::{Config, PubSub};
 pub use engine::{Engine, Position, Stats};
 pub use error::Error;
 pub use event::{Event, Handle, Role, StreamState};
-pub use io::{Command, CommandId, Connection, Op, Reply, ReplyError};
+pub use io::{Command, CommandId, Connection, Op, PubSubState, Reply, ReplyError};
 pub use memory::{ClientId, Delivery, MemoryRedis};
 pub use skip::SkipUnit;

@@ -92,6 +92,21 @@ impl Position {
     }
 }
 
+/// v1's optional skip, as the deployed libraries take it: `None` is the start,
+/// `Some(n)` skips `n` units. So a driver's `position` argument takes `None`,
+/// `Some(12)` or a [`Position`].
+///
+/// ```
+/// use resumable_stream::Position;
+/// assert_eq!(Position::from(Some(12)), Position::Units(12));
+/// assert_eq!(Position::from(None), Position::Start);
+/// ```
+impl From<Option<u64>> for Position {
+    fn from(skip: Option<u64>) -> Position {
+        Position::from_skip(skip)
+    }
+}
+
 /// What a pending command's reply means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Pending {
@@ -484,6 +499,47 @@ impl Engine {
                 Timer::Grace => self.on_grace_over(handle),
             }
         }
+    }
+
+    /// The pub/sub connection's state changed: see [`PubSubState`](crate::PubSubState).
+    pub fn handle_pubsub_state(&mut self, now: Instant, state: crate::io::PubSubState) {
+        let _ = now;
+        match state {
+            crate::io::PubSubState::Interrupted => {
+                self.handle_connection_interrupted(Connection::PubSub)
+            }
+            crate::io::PubSubState::Restored => self.handle_connection_restored(Connection::PubSub),
+            crate::io::PubSubState::Lost => self.handle_connection_lost(Connection::PubSub),
+        }
+    }
+
+    /// The server dropped the subscription of `channel` on its own (a Redis Cluster
+    /// shard whose slot moved sends `sunsubscribe`), or confirmed an unsubscription of
+    /// ours. A channel a stream still listens on is subscribed again, and its stream
+    /// recovers as after an interrupted connection (a resumer of ours asks again from
+    /// what it has); any other channel is none of the engine's business.
+    pub fn handle_subscription_dropped(&mut self, now: Instant, channel: &[u8]) {
+        let _ = now;
+        let Some(route) = self.routes.get(channel).copied() else {
+            return;
+        };
+        let handle = match route {
+            Route::Producer(handle) => {
+                match self.states.get_mut(&handle) {
+                    // Retiring: the drop is the confirmation of its own UNSUBSCRIBE.
+                    Some(State::Producer(p)) if p.retiring() => return,
+                    Some(State::Producer(p)) => p.on_pubsub_interrupted(),
+                    _ => return,
+                }
+                handle
+            }
+            Route::Resumer(handle) => {
+                self.on_interrupted(handle);
+                handle
+            }
+        };
+        let channel = Bytes::copy_from_slice(channel);
+        self.send(Op::Subscribe { channel }, Pending::Resubscribe(handle));
     }
 
     /// The connection `connection` dropped, and the driver is reconnecting. Redis forgot

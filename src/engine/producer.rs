@@ -189,6 +189,12 @@ impl Producer {
         }
     }
 
+    /// Whether its request channel's UNSUBSCRIBE is on its way: the producer is done
+    /// and retires.
+    pub(super) fn retiring(&self) -> bool {
+        self.phase == Phase::Finished && self.grace_until.is_none() && self.end.is_none()
+    }
+
     pub(super) fn reader_attached(&self) -> bool {
         self.reader_attached
     }

@@ -1,7 +1,7 @@
 //! # resumable-stream-async-std
 //!
 //! The async-std driver of [`resumable_stream`]: the same API as the tokio driver
-//! (both are [`resumable_stream_driver::AsyncContext`]), with only the runtime swapped.
+//! (both are written once, in `resumable-stream-driver`), with only the runtime swapped.
 //!
 //! ## Why redis-rs's `smol-comp`
 //!
@@ -34,25 +34,22 @@
 #![forbid(unsafe_code)]
 
 use futures_util::future::BoxFuture;
+use std::sync::Arc;
 use std::time::Instant;
 
+pub use bytes::Bytes;
 pub use resumable_stream::{
-    Config, Error, Position, PubSub, ReplyError, Role, SkipUnit, StreamState,
+    Config, Error, Position, PubSub, ReplyError, Role, SkipUnit, Stats, StreamState,
 };
 pub use resumable_stream_driver::{
-    AsyncTransport as Transport, Cancelled, Inbox, MemoryBackend, Publisher, ResumableStream,
-    Resumed, Subscriber,
+    Cancelled, Inbox, MemoryBackend, Publisher, ResumableStream, Subscriber, Transport,
 };
 
-/// The async-std runtime, as the shared async driver needs it.
+/// The async-std runtime: its global executor runs the context's loops and producers.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct AsyncStd;
+struct AsyncStd;
 
-impl resumable_stream_driver::AsyncRuntime for AsyncStd {
-    fn current() -> Self {
-        AsyncStd
-    }
-
+impl resumable_stream_driver::Runtime for AsyncStd {
     fn spawn(&self, task: BoxFuture<'static, ()>) {
         // Detached: every loop of the driver ends by itself when its context closes.
         drop(async_std::task::spawn(task));
@@ -65,9 +62,12 @@ impl resumable_stream_driver::AsyncRuntime for AsyncStd {
     }
 }
 
-/// A handle to one engine and its connections, on async-std.
-/// See [`resumable_stream_driver::AsyncContext`] for its methods.
-pub type ResumableStreamContext = resumable_stream_driver::AsyncContext<AsyncStd>;
-
-/// Builds a [`ResumableStreamContext`].
-pub type ContextBuilder = resumable_stream_driver::AsyncContextBuilder<AsyncStd>;
+resumable_stream_driver::async_driver! {
+    runtime = Arc::new(AsyncStd);
+    /// A handle to one engine and its connections, on async-std: the object a server
+    /// keeps. The same methods as the tokio driver's `ResumableStreamContext`.
+    ///
+    /// Cheap to clone; every clone shares the engine and connections. Dropping the
+    /// last clone closes the connections; streams still being read then end with
+    /// [`Error::Closed`].
+}

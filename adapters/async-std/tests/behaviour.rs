@@ -4,8 +4,13 @@
 
 use futures_util::StreamExt;
 use resumable_stream::Error;
-use resumable_stream_async_std::{AsyncStd, ResumableStreamContext};
+use resumable_stream_async_std::ResumableStreamContext;
 use resumable_stream_testkit::{AsyncHarness, Executor};
+
+resumable_stream_testkit::async_context!(
+    Driver = ResumableStreamContext,
+    sleep = |d| Box::pin(async_std::task::sleep(d))
+);
 
 /// async-std's executor, entered from the test thread.
 struct AsyncStdExecutor;
@@ -16,7 +21,7 @@ impl Executor for AsyncStdExecutor {
     }
 }
 
-fn harness() -> AsyncHarness<AsyncStd, AsyncStdExecutor> {
+fn harness() -> AsyncHarness<Driver, AsyncStdExecutor> {
     AsyncHarness::new(AsyncStdExecutor)
 }
 

@@ -3,8 +3,13 @@
 //! with resumers joining while chunks flow, classic pub/sub, and a node restarted
 //! mid-stream.
 
-use resumable_stream_async_std::AsyncStd;
+use resumable_stream_async_std::ResumableStreamContext;
 use resumable_stream_testkit::{cluster, suite, AsyncHarness, Executor, Store};
+
+resumable_stream_testkit::async_context!(
+    Driver = ResumableStreamContext,
+    sleep = |d| Box::pin(async_std::task::sleep(d))
+);
 
 /// async-std's executor, entered from the test thread.
 struct AsyncStdExecutor;
@@ -15,7 +20,7 @@ impl Executor for AsyncStdExecutor {
     }
 }
 
-fn harness() -> AsyncHarness<AsyncStd, AsyncStdExecutor> {
+fn harness() -> AsyncHarness<Driver, AsyncStdExecutor> {
     AsyncHarness::new(AsyncStdExecutor)
 }
 

@@ -45,7 +45,7 @@
 
 use resumable_stream::Role;
 use resumable_stream_blocking::{
-    BlockingStream, Error, Position, ResumableStreamContext, StreamState,
+    Error, Position, ResumableStream, ResumableStreamContext, StreamState,
 };
 use std::convert::Infallible;
 use std::io::{self, Read, Write};
@@ -253,7 +253,7 @@ fn stream_route(app: &App, request: Request, id: &str, query: &str) {
     // pulled on its own thread to the end, even if this client goes away.
     let interval = app.token_interval;
     let make_stream = move || simulated_llm(interval);
-    let chunks = match app.ctx.resumable_stream_at(id, make_stream, position) {
+    let chunks = match app.ctx.resumable_stream(id, make_stream, position) {
         Ok(Some(chunks)) => chunks,
         Ok(None) => return send(request, text(422, "Stream is already done")),
         Err(error) => return send(request, error_response(id, &error)),
@@ -327,11 +327,11 @@ fn sse_headers() -> Vec<Header> {
     ]
 }
 
-/// The SSE bytes of a [`BlockingStream`], as a `std::io::Read`: each `read` returns
+/// The SSE bytes of a [`ResumableStream`], as a `std::io::Read`: each `read` returns
 /// (part of) one event, waiting for the next chunk when the last event is all read.
 struct SseBody {
     /// `None` once the last event (`end` or `failed`) is queued, or the body was cut.
-    chunks: Option<BlockingStream>,
+    chunks: Option<ResumableStream>,
     decoder: Utf8Decoder,
     /// The current event, and how much of it was read.
     event: Vec<u8>,
@@ -343,7 +343,7 @@ struct SseBody {
 }
 
 impl SseBody {
-    fn new(chunks: BlockingStream, meta: &str, cut: Arc<AtomicBool>) -> SseBody {
+    fn new(chunks: ResumableStream, meta: &str, cut: Arc<AtomicBool>) -> SseBody {
         let mut body = SseBody {
             chunks: Some(chunks),
             decoder: Utf8Decoder::default(),

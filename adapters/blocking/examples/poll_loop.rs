@@ -15,7 +15,7 @@ use bytes::Bytes;
 use resumable_stream::{
     ClientId, Command, Config, Connection, Engine, Event, MemoryRedis, Op, Reply, ReplyError, Role,
 };
-use resumable_stream_driver::redis_wire::{pipeline, replies, to_reply_error};
+use resumable_stream_driver::transport::wire::{pipeline, replies, to_reply_error};
 use std::collections::VecDeque;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};

@@ -10,8 +10,8 @@
 //!
 //! # fn handler() -> Result<(), resumable_stream::Error> {
 //! let ctx = ResumableStreamContext::from_env()?; // REDIS_URL, then KV_URL
-//! let make_source = || ["data: hello\n\n", "data: world\n\n"].map(Ok::<_, std::io::Error>);
-//! match ctx.resumable_stream("chat-42", make_source, None)? {
+//! let make_stream = || ["data: hello\n\n", "data: world\n\n"].map(Ok::<_, std::io::Error>);
+//! match ctx.resumable_stream("chat-42", make_stream, None)? {
 //!     Some(chunks) => {
 //!         for chunk in chunks {
 //!             print!("{}", String::from_utf8_lossy(&chunk?));
@@ -24,55 +24,44 @@
 //!
 //! ## Threads
 //!
-//! A context runs three threads: one carries commands to Redis (everything queued
-//! goes as one pipeline), one owns the pub/sub connection, one fires deadlines. The
-//! pub/sub connection is synchronous, so that thread wakes every
-//! [`PUBSUB_POLL`] to send new subscriptions: a resume may wait that long once for
-//! its SUBSCRIBE. All of them stop when the last clone of the context is dropped.
-//! What the threads share with callers is the driver's hub and mailboxes, which are
-//! model-checked with loom in `resumable-stream-driver`.
+//! The API is blocking; the I/O is not. As reqwest's blocking client runs its async
+//! core, a context runs the same transports as the async drivers (redis-rs's async
+//! connections, Redis Cluster, the in-process store, a publisher and subscriber of
+//! your own), with the same pipelining, reconnection and retry policy, on one private
+//! I/O thread (a smol executor). A producer's source is an iterator whose `next` may
+//! block, so each is pulled on a thread of its own. Callers, the I/O thread and the
+//! producer threads share only the driver's hub and mailboxes, which are
+//! model-checked with loom in `resumable-stream-driver`. Everything stops when the
+//! last clone of the context is dropped.
 
 #![forbid(unsafe_code)]
 
-use bytes::Bytes;
-use resumable_stream::{Command, Config, Engine, Handle, Op, Reply, ReplyError, Role};
-use resumable_stream_driver::hub::{unexpected_answer, Answer, Hub, Queues, ReaderItem, Starter};
-use resumable_stream_driver::mailbox::{Receiver, RecvTimeoutError};
-use resumable_stream_driver::production::{catch_source_panic, Production, SourceEnd};
+use resumable_stream_driver::mailbox::{mailbox, RecvTimeoutError, Sender};
 use resumable_stream_driver::reader::Reader;
-#[cfg(feature = "cluster")]
-use resumable_stream_driver::redis_cluster_urls_from_env;
-use resumable_stream_driver::redis_wire::{
-    client_for, connect_error, pipeline, replies, to_reply_error,
-};
-use resumable_stream_driver::{engine_for, redis_url_from_env, Inbox, MemoryConnection};
+use resumable_stream_driver::{thread_starter, Builder, Context, Face, Parts, Runtime};
 use std::fmt::Display;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use resumable_stream::{Error, Position, PubSub, SkipUnit, StreamState};
-pub use resumable_stream_driver::{Cancelled, MemoryBackend};
-
-/// How often the pub/sub thread stops waiting for messages to send new subscriptions.
-pub const PUBSUB_POLL: Duration = Duration::from_millis(5);
-
-/// How long the pub/sub thread waits for Redis to confirm a (un)subscription.
-const CONFIRMATION_TIMEOUT: Duration = Duration::from_secs(5);
+pub use bytes::Bytes;
+pub use resumable_stream::{
+    Config, Error, Position, PubSub, ReplyError, Role, SkipUnit, Stats, StreamState,
+};
+pub use resumable_stream_driver::{
+    Cancelled, Inbox, MemoryBackend, Publisher, Subscriber, Transport,
+};
 
 /// What [`ResumableStreamContext::resume_existing_stream`] found.
-#[derive(Debug)]
-pub enum Resumed {
-    /// The stream exists and is being produced: read the rest of it here.
-    Stream(BlockingStream),
-    /// The stream finished; there is nothing to resume.
-    Done,
-    /// No stream with that id exists.
-    NotFound,
-}
+pub type Resumed = resumable_stream_driver::Resumed<ResumableStream>;
 
-/// A handle to one engine, its connections and threads: the object a server keeps.
+/// Builds a [`ResumableStreamContext`]: the configuration and the backend; `build()`
+/// connects.
+pub type ContextBuilder = Builder<ResumableStreamContext>;
+
+/// A handle to one engine, its connections and its I/O thread: the object a server
+/// keeps.
 ///
-/// Cheap to clone. Dropping the last clone stops its threads and closes its
+/// Cheap to clone. Dropping the last clone stops its I/O thread and closes its
 /// connections; streams still being read then end with [`Error::Closed`].
 ///
 /// Every call, on the in-memory backend (the same on Redis, across instances):
@@ -101,7 +90,7 @@ pub enum Resumed {
 /// // Another request resumes right after chunk 1 (a browser's `Last-Event-ID: 1`).
 /// let unused = || std::iter::empty::<Result<&'static str, Infallible>>();
 /// let mut resumer = ctx
-///     .resumable_stream_at("answer-1", unused, Position::Chunk(1))?
+///     .resumable_stream("answer-1", unused, Position::Chunk(1))?
 ///     .expect("still running");
 /// assert_eq!(resumer.role(), Role::Resumer);
 /// assert_eq!(&resumer.next().unwrap()?[..], b", world");
@@ -131,13 +120,10 @@ pub struct ResumableStreamContext {
 }
 
 struct ContextInner {
-    hub: Hub,
-}
-
-impl Drop for ContextInner {
-    fn drop(&mut self) {
-        self.hub.close();
-    }
+    /// Dropped first: it closes the engine's queues, so the loops end.
+    core: Context,
+    /// Then the I/O thread stops.
+    _io: IoThread,
 }
 
 impl std::fmt::Debug for ResumableStreamContext {
@@ -147,473 +133,145 @@ impl std::fmt::Debug for ResumableStreamContext {
     }
 }
 
-enum Backend {
-    FromEnv,
-    Url(String),
-    Client(redis::Client),
-    Memory(MemoryBackend),
-    #[cfg(feature = "cluster")]
-    Cluster(Vec<String>),
+/// The private I/O thread of one context: a smol executor running its loops and
+/// connections until the context is dropped.
+struct IoThread {
+    runtime: Arc<Smol>,
+    /// Dropping it ends the thread.
+    _stop: Sender<()>,
 }
 
-/// Builds a [`ResumableStreamContext`]: the configuration and the backend.
-pub struct ContextBuilder {
-    config: Config,
-    backend: Backend,
+/// The I/O thread's executor, as the shared driver needs it.
+struct Smol {
+    executor: smol::Executor<'static>,
 }
 
-impl ContextBuilder {
-    /// The whole engine configuration (prefix, TTL, ack timeout, skip unit).
-    pub fn config(mut self, config: Config) -> Self {
-        self.config = config;
-        self
+impl Runtime for Smol {
+    fn spawn(&self, task: futures_util::future::BoxFuture<'static, ()>) {
+        self.executor.spawn(task).detach();
     }
 
-    /// The key prefix (default `resumable-stream`).
-    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.config = self.config.with_key_prefix(prefix);
-        self
+    fn sleep_until(&self, deadline: Instant) -> futures_util::future::BoxFuture<'static, ()> {
+        Box::pin(async move {
+            smol::Timer::at(deadline).await;
+        })
     }
+}
 
-    /// Redis at `url`.
-    pub fn redis_url(mut self, url: impl Into<String>) -> Self {
-        self.backend = Backend::Url(url.into());
-        self
-    }
-
-    /// Redis through an existing redis-rs client; the context opens its two connections.
-    pub fn redis_client(mut self, client: redis::Client) -> Self {
-        self.backend = Backend::Client(client);
-        self
-    }
-
-    /// The in-process backend; contexts built on clones of one [`MemoryBackend`] see
-    /// each other's streams.
-    pub fn memory(mut self, backend: MemoryBackend) -> Self {
-        self.backend = Backend::Memory(backend);
-        self
-    }
-
-    /// A Redis Cluster, reached through any of its nodes (`redis://host:port`): keys
-    /// and channels are routed by slot, and the node connections come back after a
-    /// node restarts. Combine with [`pubsub`](Self::pubsub)`(PubSub::Sharded)` so that
-    /// pub/sub scales with the shards. (Feature `cluster`: redis-rs's async cluster
-    /// connection, run on smol's own background threads; the API stays blocking.)
-    ///
-    /// ```no_run
-    /// use resumable_stream_blocking::{PubSub, ResumableStreamContext};
-    ///
-    /// # fn main() -> Result<(), resumable_stream::Error> {
-    /// let ctx = ResumableStreamContext::builder()
-    ///     .redis_cluster(["redis://127.0.0.1:7000", "redis://127.0.0.1:7001"])
-    ///     .pubsub(PubSub::Sharded)
-    ///     .build()?;
-    /// # drop(ctx); Ok(()) }
-    /// ```
-    #[cfg(feature = "cluster")]
-    pub fn redis_cluster<S: Into<String>>(mut self, urls: impl IntoIterator<Item = S>) -> Self {
-        self.backend = Backend::Cluster(urls.into_iter().map(Into::into).collect());
-        self
-    }
-
-    /// Classic (default) or sharded pub/sub: see [`PubSub`].
-    pub fn pubsub(mut self, pubsub: PubSub) -> Self {
-        self.config = self.config.with_pubsub(pubsub);
-        self
-    }
-
-    /// Connects (for Redis) and starts the context's threads.
+impl IoThread {
+    /// Starts the thread.
     ///
     /// # Errors
-    /// [`Error::Config`] without a usable Redis URL; [`Error::Redis`] when Redis
-    /// cannot be reached.
-    pub fn build(self) -> Result<ResumableStreamContext, Error> {
-        let client = match self.backend {
-            Backend::Memory(memory) => {
-                return Ok(ResumableStreamContext::start_memory(self.config, memory))
-            }
-            #[cfg(feature = "cluster")]
-            Backend::Cluster(urls) => {
-                return ResumableStreamContext::start_cluster(self.config, &urls)
-            }
-            #[cfg(feature = "cluster")]
-            Backend::FromEnv if redis_cluster_urls_from_env().is_some() => {
-                let urls = redis_cluster_urls_from_env().unwrap_or_default();
-                return ResumableStreamContext::start_cluster(self.config, &urls);
-            }
-            Backend::FromEnv => client_for(&redis_url_from_env()?)?,
-            Backend::Url(url) => client_for(&url)?,
-            Backend::Client(client) => client,
-        };
-        let commands = client.get_connection().map_err(|e| connect_error(&e))?;
-        let pubsub = client.get_connection().map_err(|e| connect_error(&e))?;
-        pubsub
-            .set_read_timeout(Some(PUBSUB_POLL))
-            .map_err(|e| connect_error(&e))?;
-        let (hub, queues) = Hub::new(engine_for(self.config));
-        let inbox = Inbox::for_hub(&hub);
-        let mut commands = Some(commands);
-        let command_client = client.clone();
-        Ok(ResumableStreamContext::start_threads(
-            hub,
-            queues,
-            move |batch| {
-                if commands.is_none() {
-                    commands = retry(|| command_client.get_connection());
-                }
-                let Some(connection) = commands.as_mut() else {
-                    let error =
-                        ReplyError::Connection("the Redis command connection is down".into());
-                    return vec![Err(error); batch.len()];
-                };
-                let pipe = pipeline(batch);
-                let result = redis::ConnectionLike::req_packed_commands(
-                    connection,
-                    &pipe.get_packed_pipeline(),
-                    0,
-                    batch.len(),
-                );
-                if matches!(&result, Err(error) if error.code().is_none()) {
-                    // Reopened before the next pipeline.
-                    commands = None;
-                }
-                replies(result, batch.len())
-            },
-            move |hub, queue| run_redis_pubsub(hub, &client, pubsub, queue, &inbox),
-        ))
-    }
-}
-
-fn spawn(role: &str, body: impl FnOnce() + Send + 'static) {
-    let spawned = std::thread::Builder::new()
-        .name(format!("resumable-stream-{role}"))
-        .spawn(body);
-    if let Err(error) = spawned {
-        log::error!("resumable-stream: cannot start the {role} thread: {error}");
-    }
-}
-
-/// Carries commands in pipelines: everything queued goes at once.
-fn run_commands(
-    hub: &Hub,
-    queue: &Receiver<Command>,
-    mut execute: impl FnMut(&[Command]) -> Vec<Result<Reply, ReplyError>>,
-) {
-    let mut batch = Vec::with_capacity(256);
-    while queue.recv_many_blocking(&mut batch, 4096) > 0 {
-        let replies = execute(&batch);
-        hub.handle_replies(batch.drain(..), replies);
-    }
-}
-
-/// How long a dropped connection is retried before what waits on it fails.
-pub const RECONNECT_WINDOW: Duration = Duration::from_secs(10);
-
-/// Tries `open` with a growing pause until it succeeds or [`RECONNECT_WINDOW`] is spent.
-fn retry<T>(mut open: impl FnMut() -> redis::RedisResult<T>) -> Option<T> {
-    let started = Instant::now();
-    let mut pause = Duration::from_millis(20);
-    loop {
-        match open() {
-            Ok(value) => return Some(value),
-            Err(error) if started.elapsed() >= RECONNECT_WINDOW => {
-                log::warn!("resumable-stream: giving up reconnecting to Redis: {error}");
-                return None;
-            }
-            Err(_) => {
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(500));
-            }
-        }
-    }
-}
-
-/// Owns the pub/sub connection: sends queued (un)subscriptions, then waits up to
-/// [`PUBSUB_POLL`] for a message, until the context closes. When the connection drops
-/// it is reopened (the engine then subscribes every channel again); when that fails
-/// for [`RECONNECT_WINDOW`], the loss is final and subscriptions fail.
-fn run_redis_pubsub(
-    hub: &Hub,
-    client: &redis::Client,
-    connection: redis::Connection,
-    queue: &Receiver<Command>,
-    inbox: &Inbox,
-) {
-    let mut connection = Some(connection);
-    while let Some(mut open) = connection.take() {
-        let failure = serve_pubsub(hub, &mut open, queue, inbox);
-        let Some(error) = failure else {
-            return; // The context closed.
-        };
-        log::warn!("resumable-stream: the Redis pub/sub connection failed: {error}");
-        inbox.connection_interrupted();
-        connection = retry(|| {
-            let reopened = client.get_connection()?;
-            reopened.set_read_timeout(Some(PUBSUB_POLL))?;
-            Ok(reopened)
+    /// [`Error::Config`] when the operating system refuses a thread.
+    fn start() -> Result<IoThread, Error> {
+        let runtime = Arc::new(Smol {
+            executor: smol::Executor::new(),
         });
-        match &connection {
-            Some(_) => inbox.connection_restored(),
-            None => inbox.connection_lost(),
-        }
+        let (stop, stopped) = mailbox::<()>();
+        let executor = runtime.clone();
+        std::thread::Builder::new()
+            .name("resumable-stream-io".into())
+            .spawn(move || smol::block_on(executor.executor.run(stopped.recv())))
+            .map_err(|e| Error::Config(format!("cannot start the I/O thread: {e}")))?;
+        Ok(IoThread {
+            runtime,
+            _stop: stop,
+        })
     }
-    // Lost for good: answer what is still asked, until the context closes.
-    while let Some(command) = queue.recv_blocking() {
-        let error = ReplyError::Connection("the Redis pub/sub connection is down".into());
-        hub.with_engine(|engine| engine.handle_reply(Instant::now(), command.id, Err(error)));
+
+    fn runtime(&self) -> Arc<dyn Runtime> {
+        self.runtime.clone()
     }
 }
 
-/// Serves one pub/sub connection until it fails (the error) or the context closes.
-fn serve_pubsub(
-    hub: &Hub,
-    connection: &mut redis::Connection,
-    queue: &Receiver<Command>,
-    inbox: &Inbox,
-) -> Option<redis::RedisError> {
-    let mut pubsub = connection.as_pubsub();
-    loop {
-        loop {
-            let command = match queue.try_recv() {
-                Ok(Some(command)) => command,
-                Ok(None) => break,
-                Err(()) => return None,
-            };
-            if matches!(command.op, Op::SSubscribe { .. } | Op::SUnsubscribe { .. }) {
-                let error = ReplyError::Server(
-                    "ERR sharded pub/sub needs the Redis Cluster backend (redis_cluster)".into(),
-                );
-                hub.with_engine(|engine| {
-                    engine.handle_reply(Instant::now(), command.id, Err(error))
-                });
-                continue;
-            }
-            // The confirmation may take longer than a poll: wait for it properly.
-            let _ = pubsub.set_read_timeout(Some(CONFIRMATION_TIMEOUT));
-            let result = match &command.op {
-                Op::Subscribe { channel } => pubsub.subscribe(channel.as_ref()),
-                Op::Unsubscribe { channel } => pubsub.unsubscribe(channel.as_ref()),
-                _ => Ok(()),
-            };
-            let _ = pubsub.set_read_timeout(Some(PUBSUB_POLL));
-            let reply = result.as_ref().map(|()| Reply::Ok).map_err(to_reply_error);
-            hub.with_engine(|engine| engine.handle_reply(Instant::now(), command.id, reply));
-            if let Err(error) = result {
-                if error.code().is_none() {
-                    return Some(error);
-                }
-            }
-        }
-        match pubsub.get_message() {
-            Ok(message) => {
-                if let Ok(channel) = message.get_channel::<Vec<u8>>() {
-                    inbox.deliver(
-                        &channel,
-                        Bytes::copy_from_slice(message.get_payload_bytes()),
-                    );
-                }
-            }
-            Err(error) if error.is_timeout() => {}
-            Err(error) => return Some(error),
-        }
-    }
-}
+impl Face for ResumableStreamContext {
+    type Built = Result<ResumableStreamContext, Error>;
 
-/// Fires the engine's deadlines; wakes early when the next one changes.
-fn run_timer(hub: &Hub, wakeups: &Receiver<()>) {
-    loop {
-        let woken = match hub.next_deadline() {
-            Some(deadline) => wakeups.recv_deadline(deadline),
-            None => wakeups.recv_blocking().ok_or(RecvTimeoutError::Closed),
-        };
-        match woken {
-            Ok(()) => {}
-            Err(RecvTimeoutError::Timeout) => hub.fire_timeouts(),
-            Err(RecvTimeoutError::Closed) => return,
-        }
+    fn build(parts: Parts) -> Self::Built {
+        let io = IoThread::start()?;
+        // Connected on the I/O thread, where its connections will live.
+        let (answer, answered) = mailbox();
+        let runtime = io.runtime();
+        io.runtime.spawn(Box::pin(async move {
+            let _ = answer.send(parts.connect(runtime).await);
+        }));
+        let core = answered.recv_blocking().unwrap_or(Err(Error::Closed))?;
+        Ok(ResumableStreamContext::assemble(core, io))
     }
 }
 
 impl ResumableStreamContext {
-    /// A builder, with the default configuration and Redis from the environment.
-    pub fn builder() -> ContextBuilder {
-        ContextBuilder {
-            config: Config::default(),
-            backend: Backend::FromEnv,
+    fn assemble(core: Context, io: IoThread) -> ResumableStreamContext {
+        ResumableStreamContext {
+            inner: Arc::new(ContextInner { core, _io: io }),
         }
     }
 
-    /// Redis from `REDIS_URL` (or `KV_URL`), default configuration.
+    /// A builder, with the default configuration and Redis from the environment.
+    pub fn builder() -> ContextBuilder {
+        ContextBuilder::new()
+    }
+
+    /// Redis from `REDIS_URL` (or `KV_URL`), or the Redis Cluster of
+    /// `REDIS_CLUSTER_URLS` when that is set; default configuration.
     ///
     /// # Errors
-    /// As [`ContextBuilder::build`].
+    /// As [`Builder::build`].
     pub fn from_env() -> Result<ResumableStreamContext, Error> {
         Self::builder().build()
     }
 
     /// A context on a private in-process backend: a single-instance server without
     /// Redis.
+    ///
+    /// # Panics
+    /// When the operating system refuses its I/O thread.
     pub fn in_memory() -> ResumableStreamContext {
-        Self::start_memory(Config::default(), MemoryBackend::new())
+        Self::builder()
+            .memory(MemoryBackend::new())
+            .build()
+            .expect("the in-memory backend always connects")
     }
 
-    fn start_memory(config: Config, backend: MemoryBackend) -> ResumableStreamContext {
-        let (hub, queues) = Hub::new(engine_for(config));
-        let connection = Arc::new(backend.connect());
-        connection.attach(Inbox::for_hub(&hub));
-        let commands = connection.clone();
-        Self::start_threads(
-            hub,
-            queues,
-            move |batch| commands.execute(batch),
-            move |hub, queue| run_memory_subscriptions(hub, &connection, queue),
-        )
-    }
-
-    #[cfg(feature = "cluster")]
-    fn start_cluster(config: Config, urls: &[String]) -> Result<ResumableStreamContext, Error> {
-        use resumable_stream_driver::redis_aio::Hooks;
-        use resumable_stream_driver::redis_cluster::ClusterTransport;
-        use resumable_stream_driver::AsyncTransport;
-        let hooks = Hooks {
-            spawn: Box::new(|task| smol::spawn(task).detach()),
-            sleep: Box::new(|pause| {
-                Box::pin(async move {
-                    smol::Timer::after(pause).await;
-                })
-            }),
-        };
-        let transport = Arc::new(smol::block_on(ClusterTransport::connect(urls, hooks))?);
-        let (hub, queues) = Hub::new(engine_for(config));
-        transport.attach(Inbox::for_hub(&hub));
-        let commands = transport.clone();
-        Ok(Self::start_threads(
-            hub,
-            queues,
-            move |batch| smol::block_on(commands.execute(batch)),
-            move |hub, queue| {
-                while let Some(command) = queue.recv_blocking() {
-                    let reply =
-                        smol::block_on(transport.run_pubsub(command.op)).map(|()| Reply::Ok);
-                    hub.with_engine(|engine| {
-                        engine.handle_reply(Instant::now(), command.id, reply)
-                    });
-                }
-            },
-        ))
-    }
-
-    /// Starts the context's three threads over one backend: `execute` carries each
-    /// pipeline of commands, `pubsub` serves the subscription queue (and the pub/sub
-    /// connection), and the timer fires the engine's deadlines.
-    fn start_threads(
-        hub: Hub,
-        queues: Queues,
-        mut execute: impl FnMut(&[Command]) -> Vec<Result<Reply, ReplyError>> + Send + 'static,
-        pubsub: impl FnOnce(&Hub, &Receiver<Command>) + Send + 'static,
-    ) -> ResumableStreamContext {
-        let Queues {
-            commands,
-            subscriptions,
-            timer,
-        } = queues;
-        spawn("commands", {
-            let hub = hub.clone();
-            move || run_commands(&hub, &commands, &mut execute)
-        });
-        spawn("pubsub", {
-            let hub = hub.clone();
-            move || pubsub(&hub, &subscriptions)
-        });
-        spawn("timer", {
-            let hub = hub.clone();
-            move || run_timer(&hub, &timer)
-        });
-        ResumableStreamContext {
-            inner: Arc::new(ContextInner { hub }),
-        }
-    }
-
-    fn hub(&self) -> &Hub {
-        &self.inner.hub
-    }
-
-    fn ask(
-        &self,
-        make: impl FnOnce(&mut Engine) -> Handle,
-        starter: Option<Starter>,
-    ) -> Result<(Handle, Answer), Error> {
-        let (handle, answered) = self.hub().request(make, starter);
-        let answer = answered.recv_blocking().unwrap_or(Err(Error::Closed))?;
-        Ok((handle, answer))
-    }
-
-    fn stream(&self, handle: Handle, role: Role, receiver: Receiver<ReaderItem>) -> BlockingStream {
-        BlockingStream {
-            reader: Reader::new(self.hub().clone(), handle, role, receiver),
-        }
+    fn core(&self) -> &Context {
+        &self.inner.core
     }
 
     /// Creates the stream `stream_id`, or resumes it if it exists: the deployed
     /// libraries' idempotent `resumableStream`.
     ///
-    /// `make_source` is called only when this caller becomes the producer; its
-    /// iterator is then pulled on its own thread to its end, even if the returned
-    /// stream is dropped. A resumer skips the first `skip` units of what was produced
-    /// when its request arrives. Returns `None` when the stream already finished.
+    /// `make_stream` is called only when this caller becomes the producer, on a
+    /// thread of its own; its iterator is then pulled there to its end, even if the
+    /// returned stream is dropped. A resumer starts at `position`: `None` (the
+    /// start), `Some(n)` (skip `n` units, UTF-16 unless configured otherwise), or any
+    /// [`Position`] ([`Position::Chunk`] for an SSE `Last-Event-ID`). Returns `None`
+    /// when the stream already finished.
     ///
     /// # Errors
     /// Typed [`Error`]s: Redis failures, an unexpected sentinel, an acknowledgement
-    /// timeout (no producer answered), [`Error::Closed`].
+    /// timeout (no producer answered), [`Error::Unsupported`] for a chunk position on
+    /// a v1 producer, [`Error::Closed`].
     pub fn resumable_stream<F, I, B, E>(
         &self,
         stream_id: &str,
-        make_source: F,
-        skip: Option<u64>,
-    ) -> Result<Option<BlockingStream>, Error>
+        make_stream: F,
+        position: impl Into<Position>,
+    ) -> Result<Option<ResumableStream>, Error>
     where
         F: FnOnce() -> I + Send + 'static,
         I: IntoIterator<Item = Result<B, E>>,
-        I::IntoIter: Send + 'static,
         B: Into<Bytes>,
         E: Display,
     {
-        self.resumable_stream_at(stream_id, make_source, Position::from_skip(skip))
-    }
-
-    /// [`resumable_stream`](Self::resumable_stream), resuming at any [`Position`]
-    /// (`Position::Chunk(n)` for an SSE `Last-Event-ID`; see
-    /// [`BlockingStream::chunk_position`]).
-    ///
-    /// # Errors
-    /// As [`resumable_stream`](Self::resumable_stream), and [`Error::Unsupported`] for
-    /// a chunk position on a v1 producer.
-    pub fn resumable_stream_at<F, I, B, E>(
-        &self,
-        stream_id: &str,
-        make_source: F,
-        position: Position,
-    ) -> Result<Option<BlockingStream>, Error>
-    where
-        F: FnOnce() -> I + Send + 'static,
-        I: IntoIterator<Item = Result<B, E>>,
-        I::IntoIter: Send + 'static,
-        B: Into<Bytes>,
-        E: Display,
-    {
-        let (handle, answer) = self.ask(
-            |engine| engine.resumable_stream_at(stream_id, position),
-            Some(starter(make_source)),
-        )?;
-        match answer {
-            Answer::Stream(role, receiver) => Ok(Some(self.stream(handle, role, receiver))),
-            Answer::Done => Ok(None),
-            Answer::NotFound | Answer::State(_) | Answer::Cancelled => Err(unexpected_answer()),
-        }
+        let starter = thread_starter(make_stream);
+        let opened = self
+            .core()
+            .resumable_stream(stream_id, position.into(), starter);
+        Ok(opened.wait()?.map(ResumableStream::new))
     }
 
     /// Creates the stream `stream_id` unconditionally and produces it from
-    /// `make_source`.
+    /// `make_stream`.
     ///
     /// # Errors
     /// As [`resumable_stream`](Self::resumable_stream), and [`Error::AlreadyProducing`]
@@ -621,56 +279,33 @@ impl ResumableStreamContext {
     pub fn create_new_resumable_stream<F, I, B, E>(
         &self,
         stream_id: &str,
-        make_source: F,
-    ) -> Result<BlockingStream, Error>
+        make_stream: F,
+    ) -> Result<ResumableStream, Error>
     where
         F: FnOnce() -> I + Send + 'static,
         I: IntoIterator<Item = Result<B, E>>,
-        I::IntoIter: Send + 'static,
         B: Into<Bytes>,
         E: Display,
     {
-        let (handle, answer) = self.ask(
-            |engine| engine.create_new_resumable_stream(stream_id),
-            Some(starter(make_source)),
-        )?;
-        match answer {
-            Answer::Stream(role, receiver) => Ok(self.stream(handle, role, receiver)),
-            _ => Err(unexpected_answer()),
-        }
+        let starter = thread_starter(make_stream);
+        let opened = self.core().create_new_resumable_stream(stream_id, starter);
+        Ok(ResumableStream::new(opened.wait()?))
     }
 
-    /// Resumes the existing stream `stream_id`, skipping `skip` units.
+    /// Resumes the existing stream `stream_id` at `position` (as for
+    /// [`resumable_stream`](Self::resumable_stream)).
     ///
     /// # Errors
     /// As [`resumable_stream`](Self::resumable_stream).
     pub fn resume_existing_stream(
         &self,
         stream_id: &str,
-        skip: Option<u64>,
+        position: impl Into<Position>,
     ) -> Result<Resumed, Error> {
-        self.resume_existing_stream_at(stream_id, Position::from_skip(skip))
-    }
-
-    /// [`resume_existing_stream`](Self::resume_existing_stream) at any [`Position`].
-    ///
-    /// # Errors
-    /// As [`resumable_stream_at`](Self::resumable_stream_at).
-    pub fn resume_existing_stream_at(
-        &self,
-        stream_id: &str,
-        position: Position,
-    ) -> Result<Resumed, Error> {
-        let (handle, answer) = self.ask(
-            |engine| engine.resume_existing_stream_at(stream_id, position),
-            None,
-        )?;
-        Ok(match answer {
-            Answer::Stream(role, receiver) => Resumed::Stream(self.stream(handle, role, receiver)),
-            Answer::Done => Resumed::Done,
-            Answer::NotFound => Resumed::NotFound,
-            Answer::State(_) | Answer::Cancelled => return Err(unexpected_answer()),
-        })
+        let resumed = self
+            .core()
+            .resume_existing_stream(stream_id, position.into());
+        Ok(resumed.wait()?.map(ResumableStream::new))
     }
 
     /// Whether the stream `stream_id` exists: [`StreamState::None`], `Active` or `Done`.
@@ -678,9 +313,7 @@ impl ResumableStreamContext {
     /// # Errors
     /// Redis failures and an unexpected sentinel, as typed [`Error`]s.
     pub fn has_existing_stream(&self, stream_id: &str) -> Result<StreamState, Error> {
-        self.ask(|engine| engine.has_existing_stream(stream_id), None)?
-            .1
-            .into_state()
+        self.core().has_existing_stream(stream_id).wait()
     }
 
     /// Stops the stream `stream_id` wherever it is produced, if its producer is ours:
@@ -692,72 +325,12 @@ impl ResumableStreamContext {
     /// [`Error::Unsupported`] for a v1 producer, [`Error::AckTimeout`] when nobody
     /// produces it, Redis failures.
     pub fn cancel(&self, stream_id: &str) -> Result<Cancelled, Error> {
-        self.ask(|engine| engine.cancel(stream_id), None)?
-            .1
-            .into_cancelled()
+        self.core().cancel(stream_id).wait()
     }
 
     /// Counters of the inputs the engine dropped (malformed requests, stray messages).
-    pub fn stats(&self) -> resumable_stream::Stats {
-        self.hub().with_engine(|engine| engine.stats())
-    }
-}
-
-/// Runs SUBSCRIBE / UNSUBSCRIBE on the in-memory backend, in order.
-fn run_memory_subscriptions(hub: &Hub, connection: &MemoryConnection, queue: &Receiver<Command>) {
-    while let Some(command) = queue.recv_blocking() {
-        let reply = connection.run(&command.op);
-        hub.with_engine(|engine| engine.handle_reply(Instant::now(), command.id, reply));
-    }
-}
-
-/// Starts a producer on its own thread: `make_source` runs there (never under the
-/// hub's lock), then its iterator is pulled into the hub until it ends, fails or
-/// panics, or the stream is stopped.
-fn starter<F, I, B, E>(make_source: F) -> Starter
-where
-    F: FnOnce() -> I + Send + 'static,
-    I: IntoIterator<Item = Result<B, E>>,
-    I::IntoIter: Send + 'static,
-    B: Into<Bytes>,
-    E: Display,
-{
-    Box::new(move |hub: Hub, handle: Handle| {
-        let production = Production::new(hub, handle);
-        let spawned = std::thread::Builder::new()
-            .name("resumable-stream-producer".into())
-            .spawn(move || produce(production, make_source));
-        if let Err(error) = spawned {
-            // The closure, and the `Production` in it, is dropped: the stream fails
-            // as a source error (the message names the cause).
-            log::error!("resumable-stream: cannot start a producer thread: {error}");
-        }
-    })
-}
-
-/// A producer thread's body.
-fn produce<F, I, B, E>(mut production: Production, make_source: F)
-where
-    F: FnOnce() -> I,
-    I: IntoIterator<Item = Result<B, E>>,
-    B: Into<Bytes>,
-    E: Display,
-{
-    let Some(items) = production.make(make_source) else {
-        return;
-    };
-    let mut items = items.into_iter();
-    loop {
-        // A panicking source ends the stream as a source error.
-        let fed = match catch_source_panic(|| items.next()) {
-            Ok(Some(Ok(chunk))) => production.feed([chunk.into()], None),
-            Ok(Some(Err(error))) => production.feed([], Some(SourceEnd::Failed(error.to_string()))),
-            Ok(None) => production.feed([], Some(SourceEnd::Finished)),
-            Err(end) => production.feed([], Some(end)),
-        };
-        if !fed {
-            return;
-        }
+    pub fn stats(&self) -> Stats {
+        self.core().stats()
     }
 }
 
@@ -767,11 +340,15 @@ where
 /// Dropping it detaches the reader: a resumer stops listening; a producer keeps
 /// producing for its other readers.
 #[derive(Debug)]
-pub struct BlockingStream {
+pub struct ResumableStream {
     reader: Reader,
 }
 
-impl BlockingStream {
+impl ResumableStream {
+    fn new(reader: Reader) -> ResumableStream {
+        ResumableStream { reader }
+    }
+
     /// Whether this caller produces the stream or resumed one produced elsewhere.
     pub fn role(&self) -> Role {
         self.reader.role()
@@ -802,7 +379,7 @@ impl BlockingStream {
     }
 }
 
-impl Iterator for BlockingStream {
+impl Iterator for ResumableStream {
     type Item = Result<Bytes, Error>;
 
     fn next(&mut self) -> Option<Self::Item> {

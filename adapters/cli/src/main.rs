@@ -263,6 +263,7 @@ async fn cancel(target: Target) -> Result<Exit, Exit> {
         }
         Cancelled::AlreadyDone => Ok(Exit::done()),
         Cancelled::NotFound => Ok(Exit::with(EXIT_NOT_FOUND, "NOT_FOUND")),
+        other => Err(Exit::with(EXIT_ERROR, format!("ERROR: {other:?}"))),
     }
 }
 
@@ -302,6 +303,12 @@ async fn resume(args: ResumeArgs) -> Result<Exit, Exit> {
             Resumed::Stream(stream) => stream,
             Resumed::Done => return Ok(Exit::done()),
             Resumed::NotFound => return Ok(Exit::with(EXIT_NOT_FOUND, "NOT_FOUND")),
+            _ => {
+                return Err(Exit::with(
+                    EXIT_ERROR,
+                    "ERROR: an answer this tool does not know",
+                ))
+            }
         }
     } else {
         // The source is used only if no stream exists: the idempotent call then makes

@@ -12,6 +12,7 @@
 
 use crate::mailbox::{mailbox, Receiver, Sender};
 use crate::production::SourceEnd;
+use crate::request::{Answer, Cancelled, Opened, Request, Resumed};
 use crate::sync::{downgrade, lock, Arc, Mutex, Weak};
 use bytes::Bytes;
 use resumable_stream::idmap::IdMap;
@@ -35,70 +36,61 @@ pub struct Chunk {
 
 /// Starts pulling the source of a stream this caller produces, once the engine says
 /// so: a task on an async runtime, or a thread. Called with the hub and the handle to
-/// feed through [`Hub::feed`], never under the hub's lock; it must return at once and
-/// call the user's `make_stream` on the task or thread it starts, so that a slow or
-/// panicking `make_stream` delays or fails only its own stream.
+/// feed through a [`Production`](crate::production::Production), never under the
+/// hub's lock; it must return at once and call the user's `make_stream` on the task
+/// or thread it starts, so that a slow or panicking `make_stream` delays or fails
+/// only its own stream.
 pub type Starter = Box<dyn FnOnce(Hub, Handle) + Send>;
-
-/// The answer to an application request.
-pub enum Answer {
-    /// A stream to read, produced here or resumed.
-    Stream(Role, Receiver<ReaderItem>),
-    /// The stream already finished.
-    Done,
-    /// No stream with that id exists.
-    NotFound,
-    /// The stream's state.
-    State(StreamState),
-    /// The stream was cancelled, as asked.
-    Cancelled,
-}
-
-impl Answer {
-    /// The answer to a state query.
-    ///
-    /// # Errors
-    /// [`unexpected_answer`] for any other kind.
-    pub fn into_state(self) -> Result<StreamState, Error> {
-        match self {
-            Answer::State(state) => Ok(state),
-            _ => Err(unexpected_answer()),
-        }
-    }
-
-    /// The answer to a cancel.
-    ///
-    /// # Errors
-    /// [`unexpected_answer`] for any other kind.
-    pub fn into_cancelled(self) -> Result<crate::Cancelled, Error> {
-        match self {
-            Answer::Cancelled => Ok(crate::Cancelled::Cancelled),
-            Answer::Done => Ok(crate::Cancelled::AlreadyDone),
-            Answer::NotFound => Ok(crate::Cancelled::NotFound),
-            _ => Err(unexpected_answer()),
-        }
-    }
-}
-
-/// An answer of the wrong kind for the request: a bug in the engine, reported rather
-/// than panicking.
-pub fn unexpected_answer() -> Error {
-    Error::UnexpectedReply {
-        command: "engine",
-        reply: "an answer of the wrong kind for this request".into(),
-    }
-}
 
 /// A map keyed by handles: one multiply per key instead of SipHash, which a chunk's
 /// dispatch would otherwise pay.
 type HandleMap<V> = IdMap<Handle, V>;
 
-enum Waiter {
-    Request {
-        answer: Sender<Result<Answer, Error>>,
-        starter: Option<Starter>,
+/// Who waits for what the engine says of a handle: a request, typed by what it
+/// answers, or the reader of an open stream.
+pub enum Waiter {
+    /// `resumable_stream`: a stream (producer or resumer), or `None` when done.
+    Open {
+        /// Where the answer goes.
+        answer: Sender<Result<Option<Opened>, Error>>,
+        /// Starts the source if the caller produces.
+        starter: Starter,
     },
+    /// `create_new_resumable_stream`: a stream this caller produces.
+    Create {
+        /// Where the answer goes.
+        answer: Sender<Result<Opened, Error>>,
+        /// Starts the source.
+        starter: Starter,
+    },
+    /// `resume_existing_stream`.
+    Resume(Sender<Result<Resumed<Opened>, Error>>),
+    /// `has_existing_stream`.
+    State(Sender<Result<StreamState, Error>>),
+    /// `cancel`.
+    Cancel(Sender<Result<Cancelled, Error>>),
+    /// The reader of an open stream.
     Reader(Sender<ReaderItem>),
+}
+
+impl Waiter {
+    /// Answers the request with `error`; what it owned goes to `after`.
+    fn fail(self, error: Error, after: &mut Vec<AfterUnlock>) {
+        match self {
+            Waiter::Open { answer, starter } => {
+                let _ = answer.send(Err(error));
+                after.push(AfterUnlock::Discard(starter));
+            }
+            Waiter::Create { answer, starter } => {
+                let _ = answer.send(Err(error));
+                after.push(AfterUnlock::Discard(starter));
+            }
+            Waiter::Resume(answer) => drop(answer.send(Err(error))),
+            Waiter::State(answer) => drop(answer.send(Err(error))),
+            Waiter::Cancel(answer) => drop(answer.send(Err(error))),
+            Waiter::Reader(reader) => drop(reader.send(Err(error))),
+        }
+    }
 }
 
 struct Inner {
@@ -126,8 +118,6 @@ enum AfterUnlock {
     /// A starter that is not needed (the caller resumed instead): dropping it drops
     /// the user's closure.
     Discard(Starter),
-    /// Producer `handle` has no source to pull: fail its stream.
-    NoSource(Handle),
     /// Nobody reads `handle` any more: its mailbox's receiver is gone.
     DropReader(Handle),
     /// A command that could not be queued (the driver stopped): fail it as on a lost
@@ -221,11 +211,6 @@ impl Hub {
             let now = Instant::now();
             for input in inputs {
                 match input {
-                    AfterUnlock::NoSource(handle) => {
-                        let _ = inner
-                            .engine
-                            .fail(handle, "no source was given for this stream");
-                    }
                     AfterUnlock::DropReader(handle) => inner.engine.drop_reader(handle),
                     AfterUnlock::Unsent(command) => {
                         let error = ReplyError::Connection("the driver has stopped".into());
@@ -238,27 +223,28 @@ impl Hub {
         }
     }
 
-    /// Makes a request; its answer arrives in the returned mailbox. `starter` runs if
-    /// this caller becomes the producer.
-    pub fn request(
+    /// Makes a request: `make` asks the engine, `waiter` says who waits for the
+    /// answer (it gets the answer's sender).
+    pub fn request<T: Answer>(
         &self,
         make: impl FnOnce(&mut Engine) -> Handle,
-        starter: Option<Starter>,
-    ) -> (Handle, Receiver<Result<Answer, Error>>) {
+        waiter: impl FnOnce(Sender<Result<T::Raw, Error>>) -> Waiter,
+    ) -> Request<T> {
         let (answer, answered) = mailbox();
+        let waiter = waiter(answer);
         let mut inner = lock(&self.shared.inner);
+        let mut after = Vec::new();
         if inner.closed {
-            let _ = answer.send(Err(Error::Closed));
-            return (Handle(u64::MAX), answered);
+            drop(inner);
+            waiter.fail(Error::Closed, &mut after);
+        } else {
+            let handle = make(&mut inner.engine);
+            inner.waiters.insert(handle, waiter);
+            after = self.route(&mut inner);
+            drop(inner);
         }
-        let handle = make(&mut inner.engine);
-        inner
-            .waiters
-            .insert(handle, Waiter::Request { answer, starter });
-        let after = self.route(&mut inner);
-        drop(inner);
         self.after_unlock(after);
-        (handle, answered)
+        Request::new(answered, self.clone())
     }
 
     /// The application stopped reading `handle`.
@@ -343,9 +329,7 @@ impl Hub {
             let now = Instant::now();
             let mut replies = replies.into_iter();
             for command in commands {
-                let reply = replies.next().unwrap_or_else(|| {
-                    Err(ReplyError::Connection("no reply for this command".into()))
-                });
+                let reply = replies.next().unwrap_or_else(crate::runtime::missing_reply);
                 engine.handle_reply(now, command.id, reply);
             }
         });
@@ -386,16 +370,12 @@ impl Hub {
         let close_signals = std::mem::take(&mut inner.close_signals);
         let stop_signals = std::mem::take(&mut inner.stop_signals);
         drop(inner);
+        let mut after = Vec::new();
         for (_, waiter) in waiters {
-            match waiter {
-                Waiter::Request { answer, .. } => {
-                    let _ = answer.send(Err(Error::Closed));
-                }
-                Waiter::Reader(reader) => {
-                    let _ = reader.send(Err(Error::Closed));
-                }
-            }
+            waiter.fail(Error::Closed, &mut after);
         }
+        // Nothing here feeds the engine: dropping the starters is all that is left.
+        drop(after);
         for signal in close_signals {
             signal.close();
         }
@@ -470,55 +450,121 @@ impl Hub {
     }
 }
 
-/// Routes one event other than a reader's chunks.
+/// Routes one event other than a reader's chunks: the one place where what the
+/// engine says becomes the typed answer of the request that waits.
 fn dispatch(inner: &mut Inner, event: Event, after: &mut Vec<AfterUnlock>) {
     let handle = event.handle();
-    match event {
-        Event::Started { role, .. } => {
-            let Some(Waiter::Request { answer, starter }) = inner.waiters.remove(&handle) else {
-                return;
-            };
-            match (role, starter) {
-                (Role::Producer, Some(starter)) => after.push(AfterUnlock::Start(starter, handle)),
-                (Role::Producer, None) => after.push(AfterUnlock::NoSource(handle)),
-                (Role::Resumer, Some(starter)) => after.push(AfterUnlock::Discard(starter)),
-                (Role::Resumer, None) => {}
-            }
-            let (reader, stream) = mailbox();
-            if answer.send(Ok(Answer::Stream(role, stream))).is_ok() {
-                inner.waiters.insert(handle, Waiter::Reader(reader));
-            } else {
-                // The caller stopped waiting: nobody reads this handle.
-                after.push(AfterUnlock::DropReader(handle));
-            }
+    if let Event::StopSource { .. } = event {
+        if let Some(signal) = inner.stop_signals.remove(&handle) {
+            signal.close();
         }
-        Event::Data { data, chunk, .. } => {
-            let mut one = vec![Ok(Chunk { data, index: chunk })];
-            deliver(inner, handle, &mut one, after);
+        return;
+    }
+    if let Event::Data { data, chunk, .. } = event {
+        let mut one = vec![Ok(Chunk { data, index: chunk })];
+        return deliver(inner, handle, &mut one, after);
+    }
+    let Some(waiter) = inner.waiters.remove(&handle) else {
+        return;
+    };
+    // A stream opened for the request: its reader's mailbox, and the answer.
+    let open = |role: Role| {
+        let (reader, receiver) = mailbox();
+        (
+            reader,
+            Opened {
+                handle,
+                role,
+                receiver,
+            },
+        )
+    };
+    // What follows for the handle: a reader to route its chunks to, or (the caller
+    // stopped waiting) nobody.
+    let read = |sent: bool, reader: Sender<ReaderItem>| if sent { Ok(reader) } else { Err(()) };
+    let next: Option<Result<Sender<ReaderItem>, ()>> = match (waiter, event) {
+        (waiter, Event::Failed { error, .. }) => {
+            waiter.fail(error, after);
+            None
         }
-        Event::End { .. } => {
-            // Dropping the reader's sender ends its mailbox after what is queued.
-            inner.waiters.remove(&handle);
+        // Dropping the reader's sender ends its mailbox after what is queued.
+        (Waiter::Reader(_), Event::End { .. }) => None,
+        (Waiter::Open { answer, starter }, Event::Started { role, .. }) => {
+            after.push(match role {
+                Role::Producer => AfterUnlock::Start(starter, handle),
+                Role::Resumer => AfterUnlock::Discard(starter),
+            });
+            let (reader, opened) = open(role);
+            Some(read(answer.send(Ok(Some(opened))).is_ok(), reader))
         }
-        Event::Failed { error, .. } => match inner.waiters.remove(&handle) {
-            Some(Waiter::Reader(reader)) => {
-                let _ = reader.send(Err(error));
-            }
-            Some(Waiter::Request { answer, starter }) => {
-                let _ = answer.send(Err(error));
-                after.extend(starter.map(AfterUnlock::Discard));
-            }
-            None => {}
-        },
-        Event::Done { .. } => answer(inner, handle, Answer::Done, after),
-        Event::NotFound { .. } => answer(inner, handle, Answer::NotFound, after),
-        Event::State { state, .. } => answer(inner, handle, Answer::State(state), after),
-        Event::Cancelled { .. } => answer(inner, handle, Answer::Cancelled, after),
-        Event::StopSource { .. } => {
-            if let Some(signal) = inner.stop_signals.remove(&handle) {
-                signal.close();
-            }
+        (Waiter::Open { answer, starter }, Event::Done { .. }) => {
+            after.push(AfterUnlock::Discard(starter));
+            let _ = answer.send(Ok(None));
+            None
         }
+        (
+            Waiter::Create { answer, starter },
+            Event::Started {
+                role: Role::Producer,
+                ..
+            },
+        ) => {
+            after.push(AfterUnlock::Start(starter, handle));
+            let (reader, opened) = open(Role::Producer);
+            Some(read(answer.send(Ok(opened)).is_ok(), reader))
+        }
+        (
+            Waiter::Resume(answer),
+            Event::Started {
+                role: Role::Resumer,
+                ..
+            },
+        ) => {
+            let (reader, opened) = open(Role::Resumer);
+            Some(read(
+                answer.send(Ok(Resumed::Stream(opened))).is_ok(),
+                reader,
+            ))
+        }
+        (Waiter::Resume(answer), Event::Done { .. }) => {
+            let _ = answer.send(Ok(Resumed::Done));
+            None
+        }
+        (Waiter::Resume(answer), Event::NotFound { .. }) => {
+            let _ = answer.send(Ok(Resumed::NotFound));
+            None
+        }
+        (Waiter::State(answer), Event::State { state, .. }) => {
+            let _ = answer.send(Ok(state));
+            None
+        }
+        (
+            Waiter::Cancel(answer),
+            event @ (Event::Cancelled { .. } | Event::Done { .. } | Event::NotFound { .. }),
+        ) => {
+            let _ = answer.send(Ok(match event {
+                Event::Cancelled { .. } => Cancelled::Cancelled,
+                Event::Done { .. } => Cancelled::AlreadyDone,
+                _ => Cancelled::NotFound,
+            }));
+            None
+        }
+        (waiter, event) => {
+            // The engine answered a request with an event its kind never has.
+            log::error!("resumable-stream: {event:?} is no answer to this request (a bug)");
+            waiter.fail(
+                Error::Internal("the engine's answer does not fit the request"),
+                after,
+            );
+            None
+        }
+    };
+    match next {
+        Some(Ok(reader)) => {
+            inner.waiters.insert(handle, Waiter::Reader(reader));
+        }
+        Some(Err(())) => after.push(AfterUnlock::DropReader(handle)),
+        None => {}
     }
 }
 
@@ -536,16 +582,4 @@ fn deliver(
         }
     }
     chunks.clear();
-}
-
-/// Ends request `handle` with a final, non-stream answer.
-fn answer(inner: &mut Inner, handle: Handle, answer: Answer, after: &mut Vec<AfterUnlock>) {
-    if let Some(Waiter::Request {
-        answer: to,
-        starter,
-    }) = inner.waiters.remove(&handle)
-    {
-        let _ = to.send(Ok(answer));
-        after.extend(starter.map(AfterUnlock::Discard));
-    }
 }

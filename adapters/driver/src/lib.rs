@@ -1,55 +1,59 @@
 //! # resumable-stream-driver
 //!
-//! What every driver of [`resumable_stream`] shares, so that the tokio, async-std and
-//! blocking drivers stay thin and say nothing twice:
+//! The one driver API of [`resumable_stream`], runtime-agnostic, that the tokio,
+//! async-std and blocking drivers wrap, so that each of them stays thin and says
+//! nothing twice:
 //!
-//! - [`mailbox`]: a queue a receiver can await on any executor or block a thread on;
-//!   the only concurrent data structure, model-checked with loom;
-//! - [`hub`]: the engine behind one lock, routing its commands to per-connection
-//!   mailboxes and its events to readers;
-//! - [`MemoryBackend`]: the in-process backend;
-//! - [`AsyncContext`]: the whole async API (context, builder, streams, and the loops that
-//!   carry commands, subscriptions and deadlines), generic over an [`AsyncRuntime`];
-//! - `redis_wire`, `redis_aio` and `redis_cluster` (features `redis`, `tokio`,
-//!   `smol`): commands to redis-rs and replies back, for one Redis or a Redis Cluster.
+//! - [`Builder`] and [`Context`]: the configuration, the backends, and the requests,
+//!   each answering a [`Request`] typed by what it asks: awaited by the async
+//!   drivers, waited for on the thread by the blocking one ([`Face`] says which);
+//! - the hub: the engine behind one lock, routing its commands to per-connection
+//!   mailboxes and its events to readers (mailboxes are the one concurrent
+//!   structure, model-checked with loom);
+//! - [`Runtime`]: what a context needs of an executor, and the loops it runs there;
+//! - production: a producer's source pulled on a task ([`task_starter`]) or a thread
+//!   ([`thread_starter`]), a panic in it ending the stream as a source error;
+//! - [`Transport`]: every backend (Redis, Redis Cluster, the in-process
+//!   [`MemoryBackend`], a [`Publisher`] and [`Subscriber`] of your own).
 //!
 //! No protocol decision is made here: the engine makes them all.
 
 #![forbid(unsafe_code)]
+// Under loom only the structures threads share are compiled in use.
+#![cfg_attr(loom, allow(dead_code))]
 
-/// What a cancel found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cancelled {
-    /// The producer stopped the stream.
-    Cancelled,
-    /// The stream had already finished.
-    AlreadyDone,
-    /// No stream with that id exists.
-    NotFound,
-}
-
+#[cfg(not(loom))]
+mod builder;
+#[cfg(not(loom))]
+mod context;
+#[cfg(not(loom))]
+mod face;
 pub mod hub;
 pub mod mailbox;
 pub mod production;
-#[cfg(not(loom))]
 pub mod reader;
+pub mod request;
+pub mod runtime;
 mod sync;
+pub mod transport;
 
 #[cfg(not(loom))]
-mod context;
-mod memory;
-#[cfg(all(not(loom), feature = "redis-aio"))]
-pub mod redis_aio;
-#[cfg(all(not(loom), feature = "redis-aio"))]
-pub mod redis_cluster;
-#[cfg(all(not(loom), feature = "redis"))]
-pub mod redis_wire;
-mod transport;
-
+pub use builder::{Builder, Face, Parts};
 #[cfg(not(loom))]
-pub use context::{
-    engine_for, entropy, redis_cluster_urls_from_env, redis_url_from_env, AsyncContext,
-    AsyncContextBuilder, AsyncRuntime, ResumableStream, Resumed,
-};
-pub use memory::{MemoryBackend, MemoryConnection};
-pub use transport::{AsyncTransport, CustomTransport, Inbox, Publisher, Subscriber};
+pub use context::Context;
+#[cfg(not(loom))]
+pub use face::ResumableStream;
+pub use production::{task_starter, thread_starter};
+pub use request::{Answer, Cancelled, Request, Resumed};
+pub use runtime::Runtime;
+pub use transport::{Inbox, MemoryBackend, Publisher, Subscriber, Transport};
+
+// For the `async_driver!` macro's expansion in the drivers.
+#[doc(hidden)]
+pub use bytes::Bytes;
+#[doc(hidden)]
+pub use futures_core::Stream;
+#[doc(hidden)]
+pub use futures_util::future::BoxFuture;
+#[doc(hidden)]
+pub use resumable_stream::{Error, Position, Stats, StreamState};

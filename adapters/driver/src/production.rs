@@ -1,15 +1,26 @@
-//! A producer loop's hold on its stream, shared by every driver: it feeds the hub
-//! what the source gives, catches a panic in the user's `make_stream` or source, and
-//! ends the stream as a source error if the loop stops before the source did (a
-//! panic, a task dropped by its runtime, a thread that could not start). So no reader
-//! waits for a producer that no longer runs.
+//! Producing a stream: the two ways a source is pulled (a `Stream` on a task of the
+//! context's runtime, an `Iterator` on a thread of its own) and what they share, a
+//! [`Production`]: the loop's hold on its stream. It feeds the hub what the source
+//! gives, catches a panic in the user's `make_stream` or source, and ends the stream
+//! as a source error if the loop stops before the source did (a panic, a task dropped
+//! by its runtime, a thread that could not start). So no reader waits for a producer
+//! that no longer runs, and the user's code runs on the producer's task or thread,
+//! never under the hub's lock.
 
-use crate::hub::Hub;
+use crate::hub::{Hub, Starter};
 use crate::mailbox::Receiver;
+use crate::runtime::Runtime;
 use bytes::Bytes;
+use futures_core::Stream;
+use futures_util::future;
+use futures_util::stream::BoxStream;
+use futures_util::StreamExt;
 use resumable_stream::Handle;
 use std::any::Any;
+use std::fmt::Display;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::task::Poll;
 
 /// How a source ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,7 +101,7 @@ impl Drop for Production {
 }
 
 /// The source error for a panic in `what` (the user's `make_stream`, or the source).
-pub fn panicked(what: &str, payload: &(dyn Any + Send)) -> SourceEnd {
+fn panicked(what: &str, payload: &(dyn Any + Send)) -> SourceEnd {
     let message = payload
         .downcast_ref::<&str>()
         .copied()
@@ -100,6 +111,157 @@ pub fn panicked(what: &str, payload: &(dyn Any + Send)) -> SourceEnd {
 }
 
 /// Calls `poll`, turning a panic into the source's end.
-pub fn catch_source_panic<T>(poll: impl FnOnce() -> T) -> Result<T, SourceEnd> {
+fn catch_source_panic<T>(poll: impl FnOnce() -> T) -> Result<T, SourceEnd> {
     catch_unwind(AssertUnwindSafe(poll)).map_err(|panic| panicked("the source", &*panic))
+}
+
+/// A source, type-erased: chunks or the source's error text.
+type Source = BoxStream<'static, Result<Bytes, String>>;
+
+/// The starter of a stream whose source is `make_stream`'s `Stream`, pulled on a task
+/// of `runtime`.
+pub fn task_starter<F, S, B, E>(runtime: Arc<dyn Runtime>, make_stream: F) -> Starter
+where
+    F: FnOnce() -> S + Send + 'static,
+    S: Stream<Item = Result<B, E>> + Send + 'static,
+    B: Into<Bytes>,
+    E: Display,
+{
+    let make: Box<dyn FnOnce() -> Source + Send> = Box::new(move || {
+        make_stream()
+            .map(|item| item.map(Into::into).map_err(|e| e.to_string()))
+            .boxed()
+    });
+    // The stream's hold is taken before the spawn: a task the runtime drops unrun
+    // still ends its stream.
+    Box::new(move |hub, handle| {
+        let production = Production::new(hub, handle);
+        runtime.spawn(Box::pin(produce_task(production, make)));
+    })
+}
+
+/// The starter of a stream whose source is `make_stream`'s `Iterator`, pulled on a
+/// thread of its own (its `next` may block).
+pub fn thread_starter<F, I, B, E>(make_stream: F) -> Starter
+where
+    F: FnOnce() -> I + Send + 'static,
+    I: IntoIterator<Item = Result<B, E>>,
+    B: Into<Bytes>,
+    E: Display,
+{
+    Box::new(move |hub: Hub, handle: Handle| {
+        let production = Production::new(hub, handle);
+        let spawned = std::thread::Builder::new()
+            .name("resumable-stream-producer".into())
+            .spawn(move || produce_thread(production, make_stream));
+        if let Err(error) = spawned {
+            // The closure, and the `Production` in it, is dropped: the stream fails
+            // as a source error.
+            log::error!("resumable-stream: cannot start a producer thread: {error}");
+        }
+    })
+}
+
+/// A producer thread's body: `make_stream`, then its items, one at a time.
+fn produce_thread<F, I, B, E>(mut production: Production, make_stream: F)
+where
+    F: FnOnce() -> I,
+    I: IntoIterator<Item = Result<B, E>>,
+    B: Into<Bytes>,
+    E: Display,
+{
+    let Some(items) = production.make(make_stream) else {
+        return;
+    };
+    let mut items = items.into_iter();
+    loop {
+        let fed = match catch_source_panic(|| items.next()) {
+            Ok(Some(Ok(chunk))) => production.feed([chunk.into()], None),
+            Ok(Some(Err(error))) => production.feed([], Some(SourceEnd::Failed(error.to_string()))),
+            Ok(None) => production.feed([], Some(SourceEnd::Finished)),
+            Err(end) => production.feed([], Some(end)),
+        };
+        if !fed {
+            return;
+        }
+    }
+}
+
+/// The most chunks a producer loop takes from its source before feeding the engine.
+const SOURCE_BATCH: usize = 512;
+
+/// Makes a producer's source (the user's `make_stream`) and pulls it into the engine
+/// until it ends, fails or panics, the stream is cancelled, or the context closes. The
+/// local reader going away does not stop it.
+///
+/// Whatever the source has ready (up to [`SOURCE_BATCH`] chunks) is fed to the engine
+/// under one lock, so a fast source costs one lock, one drain and one reader wake-up
+/// per batch rather than per chunk; a source that yields one chunk at a time is fed
+/// one chunk at a time, as before.
+async fn produce_task(mut production: Production, make: Box<dyn FnOnce() -> Source + Send>) {
+    let Some(mut source) = production.make(make) else {
+        return;
+    };
+    let stop = production.stop_signal();
+    // Grows to what the source has ready, not to SOURCE_BATCH: a context may run
+    // thousands of producer loops at once.
+    let mut batch = Vec::new();
+    // The source said Pending after the last batch: it has registered a wake-up, and
+    // must not be polled again before the task returns to the runtime (a source that
+    // yields, as `yield_now` does, would otherwise never let anything else run).
+    let mut source_pending = false;
+    loop {
+        let step = future::poll_fn(|cx| {
+            if stop.poll_recv(cx).is_ready() {
+                return Poll::Ready(Pulled::Stop);
+            }
+            if std::mem::take(&mut source_pending) {
+                return Poll::Pending;
+            }
+            loop {
+                // A panicking source ends the stream as a source error; it is not
+                // polled again.
+                let polled = match catch_source_panic(|| source.poll_next_unpin(cx)) {
+                    Ok(polled) => polled,
+                    Err(end) => return Poll::Ready(Pulled::End(end)),
+                };
+                match polled {
+                    Poll::Ready(Some(Ok(chunk))) => {
+                        batch.push(chunk);
+                        if batch.len() == SOURCE_BATCH {
+                            return Poll::Ready(Pulled::Chunks);
+                        }
+                    }
+                    Poll::Ready(Some(Err(message))) => {
+                        return Poll::Ready(Pulled::End(SourceEnd::Failed(message)))
+                    }
+                    Poll::Ready(None) => return Poll::Ready(Pulled::End(SourceEnd::Finished)),
+                    Poll::Pending if batch.is_empty() => return Poll::Pending,
+                    Poll::Pending => {
+                        source_pending = true;
+                        return Poll::Ready(Pulled::Chunks);
+                    }
+                }
+            }
+        })
+        .await;
+        let end = match step {
+            Pulled::Stop => return production.stopped(),
+            Pulled::Chunks => None,
+            Pulled::End(end) => Some(end),
+        };
+        if !production.feed(batch.drain(..), end) {
+            return;
+        }
+    }
+}
+
+/// What a producer loop took from its source.
+enum Pulled {
+    /// The stream must stop (cancelled, or the context closed).
+    Stop,
+    /// Chunks, and the source may have more.
+    Chunks,
+    /// Chunks, then the source's end.
+    End(SourceEnd),
 }

@@ -17,7 +17,7 @@ pub mod suite;
 pub mod user_code;
 pub mod wire;
 
-pub use async_harness::{AsyncHarness, Executor};
+pub use async_harness::{AsyncContext, AsyncHarness, Executor};
 pub use harness::{fixed, manual, Context, Feed, Harness, Item, Made, Reader, Resumed, Source};
 pub use redis_cluster::RedisCluster;
 pub use redis_server::RedisServer;
@@ -39,6 +39,10 @@ macro_rules! behaviour_suite {
             #[test]
             fn connecting_to_no_redis_is_a_typed_error() {
                 $crate::suite::connecting_to_no_redis_is_a_typed_error(&$harness);
+            }
+            #[test]
+            fn sharded_pubsub_without_a_cluster_is_refused_at_build() {
+                $crate::suite::sharded_pubsub_without_a_cluster_is_refused_at_build(&$harness);
             }
             #[test]
             fn redis_dying_mid_stream_ends_readers_with_typed_errors() {

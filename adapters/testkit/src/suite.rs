@@ -470,6 +470,19 @@ pub fn connecting_to_no_redis_is_a_typed_error(harness: &dyn Harness) {
     assert!(matches!(invalid, Err(Error::Config(_))));
 }
 
+/// Sharded pub/sub on a backend without it (a single Redis) is refused when the
+/// context is built, with a configuration error, not command by command.
+pub fn sharded_pubsub_without_a_cluster_is_refused_at_build(harness: &dyn Harness) {
+    let server = crate::RedisServer::start();
+    let config = Config::default().with_pubsub(resumable_stream::PubSub::Sharded);
+    let result = harness.redis_context(&server.url(), config);
+    assert!(
+        matches!(&result, Err(Error::Config(message)) if message.contains("sharded")),
+        "{:?}",
+        result.err()
+    );
+}
+
 /// Redis killed mid-stream and not restarted: the resumer ends with a typed error, the
 /// producer's local reader gets every chunk and the end, new requests fail once the
 /// reconnection window is spent. Nothing hangs.

@@ -186,11 +186,7 @@ async fn stream_handler(
     // source runs to its end even if this client goes away, for the other readers.
     let interval = app.token_interval;
     let make_stream = move || simulated_llm(interval);
-    match app
-        .ctx
-        .resumable_stream_at(&id, make_stream, position)
-        .await
-    {
+    match app.ctx.resumable_stream(&id, make_stream, position).await {
         Ok(Some(chunks)) => {
             // A producer's reader always starts at the beginning (there was nothing
             // to skip), so it reports "start" and the page starts its text afresh.

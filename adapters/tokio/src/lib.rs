@@ -55,27 +55,32 @@
 #![forbid(unsafe_code)]
 
 use futures_util::future::BoxFuture;
+use std::sync::Arc;
 use std::time::Instant;
 
+pub use bytes::Bytes;
 pub use resumable_stream::{
-    Config, Error, Position, PubSub, ReplyError, Role, SkipUnit, StreamState,
+    Config, Error, Position, PubSub, ReplyError, Role, SkipUnit, Stats, StreamState,
 };
 pub use resumable_stream_driver::{
-    AsyncTransport as Transport, Cancelled, Inbox, MemoryBackend, Publisher, ResumableStream,
-    Resumed, Subscriber,
+    Cancelled, Inbox, MemoryBackend, Publisher, ResumableStream, Subscriber, Transport,
 };
 
-/// The tokio runtime, as the shared async driver needs it.
+/// The tokio runtime the context is built on: its loops and producers run there.
 #[derive(Clone, Debug)]
-pub struct Tokio(tokio::runtime::Handle);
+struct Tokio(tokio::runtime::Handle);
 
-impl resumable_stream_driver::AsyncRuntime for Tokio {
+impl Tokio {
+    /// The runtime the caller runs on.
+    ///
     /// # Panics
-    /// Outside a tokio runtime.
-    fn current() -> Self {
-        Tokio(tokio::runtime::Handle::current())
+    /// Outside a tokio runtime, as tokio's own `spawn` does.
+    fn current() -> Arc<dyn resumable_stream_driver::Runtime> {
+        Arc::new(Tokio(tokio::runtime::Handle::current()))
     }
+}
 
+impl resumable_stream_driver::Runtime for Tokio {
     fn spawn(&self, task: BoxFuture<'static, ()>) {
         drop(self.0.spawn(task));
     }
@@ -87,59 +92,57 @@ impl resumable_stream_driver::AsyncRuntime for Tokio {
     }
 }
 
-/// A handle to one engine and its connections, on tokio: the object a server keeps.
-/// See [`resumable_stream_driver::AsyncContext`] for its methods.
-///
-/// Every call, on the in-memory backend (the same on Redis, across instances):
-///
-/// ```
-/// use futures_util::{stream, StreamExt};
-/// use resumable_stream_tokio::{
-///     Cancelled, Error, Position, ResumableStreamContext, Resumed, Role, StreamState,
-/// };
-/// use std::convert::Infallible;
-///
-/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Error> {
-/// let ctx = ResumableStreamContext::in_memory();
-///
-/// // Two tokens, then the source waits, as a model thinking.
-/// let source = || stream::iter(["Hello", ", world"].map(Ok::<_, Infallible>)).chain(stream::pending());
-/// let mut producer = ctx.resumable_stream("answer-1", source, None).await?.expect("new stream");
-/// assert_eq!(producer.role(), Role::Producer);
-/// assert_eq!(&producer.next().await.unwrap()?[..], b"Hello");
-/// assert_eq!(producer.chunk_position(), Some(1)); // an SSE event id
-///
-/// // Another request resumes right after chunk 1 (a browser's `Last-Event-ID: 1`).
-/// let unused = || stream::empty::<Result<&'static str, Infallible>>();
-/// let mut resumer = ctx
-///     .resumable_stream_at("answer-1", unused, Position::Chunk(1))
-///     .await?
-///     .expect("still running");
-/// assert_eq!(resumer.role(), Role::Resumer);
-/// assert_eq!(&resumer.next().await.unwrap()?[..], b", world");
-/// assert_eq!(resumer.chunk_position(), Some(2));
-///
-/// // Queries.
-/// assert_eq!(ctx.has_existing_stream("answer-1").await?, StreamState::Active);
-/// assert!(matches!(ctx.resume_existing_stream("nobody", None).await?, Resumed::NotFound));
-///
-/// // Stop it from any instance: its readers end with `Error::Cancelled`.
-/// assert_eq!(ctx.cancel("answer-1").await?, Cancelled::Cancelled);
-/// assert!(matches!(resumer.next().await, Some(Err(Error::Cancelled))));
-/// assert_eq!(ctx.has_existing_stream("answer-1").await?, StreamState::Done);
-///
-/// // The explicit create: always a producer (an error if this context already is).
-/// let once = || stream::iter(["bye"].map(Ok::<_, Infallible>));
-/// let mut created = ctx.create_new_resumable_stream("answer-2", once).await?;
-/// assert_eq!(&created.next().await.unwrap()?[..], b"bye");
-/// assert!(created.next().await.is_none());
-/// assert!(matches!(ctx.resume_existing_stream("answer-2", None).await?, Resumed::Done));
-/// # Ok(()) }
-/// ```
-pub type ResumableStreamContext = resumable_stream_driver::AsyncContext<Tokio>;
-
-/// Builds a [`ResumableStreamContext`].
-pub type ContextBuilder = resumable_stream_driver::AsyncContextBuilder<Tokio>;
+resumable_stream_driver::async_driver! {
+    runtime = Tokio::current();
+    /// A handle to one engine and its connections, on tokio: the object a server keeps.
+    ///
+    /// Every call, on the in-memory backend (the same on Redis, across instances):
+    ///
+    /// ```
+    /// use futures_util::{stream, StreamExt};
+    /// use resumable_stream_tokio::{
+    ///     Cancelled, Error, Position, ResumableStreamContext, Resumed, Role, StreamState,
+    /// };
+    /// use std::convert::Infallible;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Error> {
+    /// let ctx = ResumableStreamContext::in_memory();
+    ///
+    /// // Two tokens, then the source waits, as a model thinking.
+    /// let source = || stream::iter(["Hello", ", world"].map(Ok::<_, Infallible>)).chain(stream::pending());
+    /// let mut producer = ctx.resumable_stream("answer-1", source, None).await?.expect("new stream");
+    /// assert_eq!(producer.role(), Role::Producer);
+    /// assert_eq!(&producer.next().await.unwrap()?[..], b"Hello");
+    /// assert_eq!(producer.chunk_position(), Some(1)); // an SSE event id
+    ///
+    /// // Another request resumes right after chunk 1 (a browser's `Last-Event-ID: 1`).
+    /// let unused = || stream::empty::<Result<&'static str, Infallible>>();
+    /// let mut resumer = ctx
+    ///     .resumable_stream("answer-1", unused, Position::Chunk(1))
+    ///     .await?
+    ///     .expect("still running");
+    /// assert_eq!(resumer.role(), Role::Resumer);
+    /// assert_eq!(&resumer.next().await.unwrap()?[..], b", world");
+    /// assert_eq!(resumer.chunk_position(), Some(2));
+    ///
+    /// // Queries.
+    /// assert_eq!(ctx.has_existing_stream("answer-1").await?, StreamState::Active);
+    /// assert!(matches!(ctx.resume_existing_stream("nobody", None).await?, Resumed::NotFound));
+    ///
+    /// // Stop it from any instance: its readers end with `Error::Cancelled`.
+    /// assert_eq!(ctx.cancel("answer-1").await?, Cancelled::Cancelled);
+    /// assert!(matches!(resumer.next().await, Some(Err(Error::Cancelled))));
+    /// assert_eq!(ctx.has_existing_stream("answer-1").await?, StreamState::Done);
+    ///
+    /// // The explicit create: always a producer (an error if this context already is).
+    /// let once = || stream::iter(["bye"].map(Ok::<_, Infallible>));
+    /// let mut created = ctx.create_new_resumable_stream("answer-2", once).await?;
+    /// assert_eq!(&created.next().await.unwrap()?[..], b"bye");
+    /// assert!(created.next().await.is_none());
+    /// assert!(matches!(ctx.resume_existing_stream("answer-2", None).await?, Resumed::Done));
+    /// # Ok(()) }
+    /// ```
+}
 
 /// The README's example, compiled as a doctest so that it stays true.
 #[doc = include_str!("../../../README.md")]

@@ -5,7 +5,12 @@
 use futures_util::StreamExt;
 use resumable_stream::Error;
 use resumable_stream_testkit::{AsyncHarness, Executor};
-use resumable_stream_tokio::{ResumableStreamContext, Tokio};
+use resumable_stream_tokio::ResumableStreamContext;
+
+resumable_stream_testkit::async_context!(
+    Driver = ResumableStreamContext,
+    sleep = |d| Box::pin(tokio::time::sleep(d))
+);
 
 /// Enters a multi-threaded tokio runtime from the test thread.
 struct TokioExecutor(tokio::runtime::Runtime);
@@ -16,7 +21,7 @@ impl Executor for TokioExecutor {
     }
 }
 
-fn harness() -> AsyncHarness<Tokio, TokioExecutor> {
+fn harness() -> AsyncHarness<Driver, TokioExecutor> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

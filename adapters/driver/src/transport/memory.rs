@@ -2,9 +2,9 @@
 //! number of contexts (so that they behave like several instances on one Redis), with
 //! messages delivered straight into each context's engine.
 
+use super::{Inbox, Transport};
 use crate::sync::lock;
 use crate::sync::{Arc, Mutex};
-use crate::transport::{AsyncTransport, Inbox};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use resumable_stream::{ClientId, Command, MemoryRedis, Op, Reply, ReplyError};
@@ -114,7 +114,7 @@ impl Drop for MemoryConnection {
     }
 }
 
-impl AsyncTransport for MemoryConnection {
+impl Transport for MemoryConnection {
     fn attach(&self, inbox: Inbox) {
         MemoryConnection::attach(self, inbox);
     }
@@ -128,27 +128,13 @@ impl AsyncTransport for MemoryConnection {
         )))
     }
 
-    fn subscribe(&self, channel: Bytes) -> BoxFuture<'_, Result<(), ReplyError>> {
-        Box::pin(std::future::ready(
-            self.run(&Op::Subscribe { channel }).map(drop),
-        ))
+    fn pubsub<'a>(&'a self, commands: &'a [Command]) -> BoxFuture<'a, Vec<Result<(), ReplyError>>> {
+        let results = commands.iter().map(|c| self.run(&c.op).map(drop)).collect();
+        Box::pin(std::future::ready(results))
     }
 
-    fn unsubscribe(&self, channel: Bytes) -> BoxFuture<'_, Result<(), ReplyError>> {
-        Box::pin(std::future::ready(
-            self.run(&Op::Unsubscribe { channel }).map(drop),
-        ))
-    }
-
-    fn ssubscribe(&self, channel: Bytes) -> BoxFuture<'_, Result<(), ReplyError>> {
-        Box::pin(std::future::ready(
-            self.run(&Op::SSubscribe { channel }).map(drop),
-        ))
-    }
-
-    fn sunsubscribe(&self, channel: Bytes) -> BoxFuture<'_, Result<(), ReplyError>> {
-        Box::pin(std::future::ready(
-            self.run(&Op::SUnsubscribe { channel }).map(drop),
-        ))
+    fn sharded_pubsub(&self) -> bool {
+        // The store has one shard: sharded pub/sub is pub/sub.
+        true
     }
 }

@@ -8,13 +8,14 @@
 //! the engine subscribes every channel again. A transport built from existing
 //! connections has no client to reopen them with, and reports the loss instead.
 
-use crate::redis_wire::{connect_error, pipeline, replies, to_reply_error};
-use crate::transport::{AsyncTransport, Inbox};
+use super::wire::{connect_error, pipeline, replies, to_reply_error};
+use super::{wrong_connection, Inbox, Transport};
+use crate::runtime::Runtime;
 use bytes::Bytes;
 use futures_util::future::{self, BoxFuture, Either};
 use futures_util::lock::Mutex as AsyncMutex;
 use futures_util::{FutureExt, StreamExt};
-use resumable_stream::{Command, Error, Reply, ReplyError};
+use resumable_stream::{Command, Error, Op, PubSubState, Reply, ReplyError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,21 +23,13 @@ use std::time::Duration;
 /// (or, for pub/sub, before every resumer of the context fails).
 pub const RECONNECT_WINDOW: Duration = Duration::from_secs(10);
 
-/// What the transport needs of the caller's runtime.
-pub struct Hooks {
-    /// Runs a background future.
-    pub spawn: Box<dyn Fn(BoxFuture<'static, ()>) + Send + Sync>,
-    /// Resolves after the given time.
-    pub sleep: Box<dyn Fn(Duration) -> BoxFuture<'static, ()> + Send + Sync>,
-}
-
 /// Redis through redis-rs's async connections.
 pub struct RedisTransport {
     client: Option<redis::Client>,
     commands: AsyncMutex<Option<redis::aio::MultiplexedConnection>>,
     sink: Arc<AsyncMutex<Option<redis::aio::PubSubSink>>>,
     stream: Mutex<Option<redis::aio::PubSubStream>>,
-    hooks: Arc<Hooks>,
+    runtime: Arc<dyn Runtime>,
 }
 
 impl RedisTransport {
@@ -45,16 +38,16 @@ impl RedisTransport {
     pub fn new(
         commands: redis::aio::MultiplexedConnection,
         pubsub: redis::aio::PubSub,
-        hooks: Hooks,
+        runtime: Arc<dyn Runtime>,
     ) -> RedisTransport {
-        Self::assemble(None, commands, pubsub, hooks)
+        Self::assemble(None, commands, pubsub, runtime)
     }
 
     fn assemble(
         client: Option<redis::Client>,
         commands: redis::aio::MultiplexedConnection,
         pubsub: redis::aio::PubSub,
-        hooks: Hooks,
+        runtime: Arc<dyn Runtime>,
     ) -> RedisTransport {
         let (sink, stream) = pubsub.split();
         RedisTransport {
@@ -62,7 +55,7 @@ impl RedisTransport {
             commands: AsyncMutex::new(Some(commands)),
             sink: Arc::new(AsyncMutex::new(Some(sink))),
             stream: Mutex::new(Some(stream)),
-            hooks: Arc::new(hooks),
+            runtime,
         }
     }
 
@@ -70,7 +63,10 @@ impl RedisTransport {
     ///
     /// # Errors
     /// [`Error::Redis`] (`CONNECT`) when Redis cannot be reached.
-    pub async fn connect(client: &redis::Client, hooks: Hooks) -> Result<RedisTransport, Error> {
+    pub async fn connect(
+        client: &redis::Client,
+        runtime: Arc<dyn Runtime>,
+    ) -> Result<RedisTransport, Error> {
         let commands = open_commands(client).await.map_err(|e| connect_error(&e))?;
         let pubsub = client
             .get_async_pubsub()
@@ -80,7 +76,7 @@ impl RedisTransport {
             Some(client.clone()),
             commands,
             pubsub,
-            hooks,
+            runtime,
         ))
     }
 }
@@ -99,7 +95,7 @@ async fn open_commands(
 }
 
 /// Tries `open` with a growing pause until it succeeds or [`RECONNECT_WINDOW`] is spent.
-pub(crate) async fn retry<T, F>(hooks: &Hooks, mut open: impl FnMut() -> F) -> Option<T>
+pub(crate) async fn retry<T, F>(runtime: &dyn Runtime, mut open: impl FnMut() -> F) -> Option<T>
 where
     F: std::future::Future<Output = redis::RedisResult<T>>,
 {
@@ -113,7 +109,7 @@ where
                 return None;
             }
             Err(_) => {
-                (hooks.sleep)(pause).await;
+                runtime.sleep_until(std::time::Instant::now() + pause).await;
                 pause = (pause * 2).min(Duration::from_millis(500));
             }
         }
@@ -136,7 +132,7 @@ fn connection_failed(result: &redis::RedisResult<Vec<redis::Value>>) -> bool {
     matches!(result, Err(error) if error.code().is_none())
 }
 
-impl AsyncTransport for RedisTransport {
+impl Transport for RedisTransport {
     fn attach(&self, inbox: Inbox) {
         let Some(stream) = crate::sync::lock(&self.stream).take() else {
             return;
@@ -146,8 +142,8 @@ impl AsyncTransport for RedisTransport {
         };
         let client = self.client.clone();
         let sink = self.sink.clone();
-        let hooks = self.hooks.clone();
-        (self.hooks.spawn)(Box::pin(async move {
+        let runtime = self.runtime.clone();
+        self.runtime.spawn(Box::pin(async move {
             let mut stream = stream;
             let mut batch = Vec::new();
             loop {
@@ -182,17 +178,17 @@ impl AsyncTransport for RedisTransport {
                 log::warn!("resumable-stream: the Redis pub/sub connection closed");
                 *sink.lock().await = None;
                 let Some(client) = &client else {
-                    return inbox.connection_lost();
+                    return inbox.pubsub_state(PubSubState::Lost);
                 };
-                inbox.connection_interrupted();
-                let Some(pubsub) = retry(&hooks, || client.get_async_pubsub()).await else {
-                    return inbox.connection_lost();
+                inbox.pubsub_state(PubSubState::Interrupted);
+                let Some(pubsub) = retry(&*runtime, || client.get_async_pubsub()).await else {
+                    return inbox.pubsub_state(PubSubState::Lost);
                 };
                 let (new_sink, new_stream) = pubsub.split();
                 *sink.lock().await = Some(new_sink);
                 stream = new_stream;
                 log::info!("resumable-stream: the Redis pub/sub connection is back");
-                inbox.connection_restored();
+                inbox.pubsub_state(PubSubState::Restored);
             }
         }));
     }
@@ -205,7 +201,7 @@ impl AsyncTransport for RedisTransport {
             let mut connection = self.commands.lock().await;
             if connection.is_none() {
                 if let Some(client) = &self.client {
-                    *connection = retry(&self.hooks, || open_commands(client)).await;
+                    *connection = retry(&*self.runtime, || open_commands(client)).await;
                 }
             }
             let Some(open) = connection.as_mut() else {
@@ -224,56 +220,41 @@ impl AsyncTransport for RedisTransport {
         })
     }
 
-    fn subscribe(&self, channel: Bytes) -> BoxFuture<'_, Result<(), ReplyError>> {
+    fn pubsub<'a>(&'a self, commands: &'a [Command]) -> BoxFuture<'a, Vec<Result<(), ReplyError>>> {
         Box::pin(async move {
-            match self.sink.lock().await.as_mut() {
-                Some(sink) => sink
-                    .subscribe(channel.as_ref())
-                    .await
-                    .map_err(|e| to_reply_error(&e)),
-                None => Err(ReplyError::Connection(
-                    "the Redis pub/sub connection is down".into(),
-                )),
+            let mut results = Vec::with_capacity(commands.len());
+            let mut sink = self.sink.lock().await;
+            // A run of SUBSCRIBEs (UNSUBSCRIBEs) goes as one command naming every
+            // channel: one round trip, however many streams start at once.
+            for run in commands.chunk_by(|a, b| same_kind(&a.op, &b.op)) {
+                let channels: Vec<&[u8]> = run.iter().map(|c| c.op.routing_key()).collect();
+                let result = match (sink.as_mut(), &run[0].op) {
+                    (None, _) => Err(ReplyError::Connection(
+                        "the Redis pub/sub connection is down".into(),
+                    )),
+                    (Some(sink), Op::Subscribe { .. }) => sink
+                        .subscribe(channels)
+                        .await
+                        .map_err(|e| to_reply_error(&e)),
+                    (Some(sink), Op::Unsubscribe { .. }) => sink
+                        .unsubscribe(channels)
+                        .await
+                        .map_err(|e| to_reply_error(&e)),
+                    // A single Redis has no sharded pub/sub through this connection.
+                    (Some(_), op) => Err(wrong_connection(op)),
+                };
+                results.extend(std::iter::repeat_n(result, run.len()));
             }
+            results
         })
     }
+}
 
-    fn subscribe_many<'a>(
-        &'a self,
-        subscribe: bool,
-        channels: &'a [Bytes],
-    ) -> BoxFuture<'a, Vec<Result<(), ReplyError>>> {
-        Box::pin(async move {
-            let names: Vec<&[u8]> = channels.iter().map(AsRef::as_ref).collect();
-            let result = match self.sink.lock().await.as_mut() {
-                // One SUBSCRIBE (UNSUBSCRIBE) naming every channel: one command, one
-                // round trip, whatever the number of streams starting at once.
-                Some(sink) if subscribe => {
-                    sink.subscribe(names).await.map_err(|e| to_reply_error(&e))
-                }
-                Some(sink) => sink
-                    .unsubscribe(names)
-                    .await
-                    .map_err(|e| to_reply_error(&e)),
-                None => Err(ReplyError::Connection(
-                    "the Redis pub/sub connection is down".into(),
-                )),
-            };
-            vec![result; channels.len()]
-        })
-    }
-
-    fn unsubscribe(&self, channel: Bytes) -> BoxFuture<'_, Result<(), ReplyError>> {
-        Box::pin(async move {
-            match self.sink.lock().await.as_mut() {
-                Some(sink) => sink
-                    .unsubscribe(channel.as_ref())
-                    .await
-                    .map_err(|e| to_reply_error(&e)),
-                None => Err(ReplyError::Connection(
-                    "the Redis pub/sub connection is down".into(),
-                )),
-            }
-        })
-    }
+/// Whether two pub/sub commands can go as one (both SUBSCRIBE, or both UNSUBSCRIBE).
+fn same_kind(a: &Op, b: &Op) -> bool {
+    matches!(
+        (a, b),
+        (Op::Subscribe { .. }, Op::Subscribe { .. })
+            | (Op::Unsubscribe { .. }, Op::Unsubscribe { .. })
+    )
 }

@@ -13,17 +13,19 @@
 //!   re-establishes it after a reconnect; but when a slot moves (resharding, failover)
 //!   the old owner drops its sharded subscriptions with a `sunsubscribe` push, and
 //!   redis-rs forgets them.
-//! - Whenever a node connection drops, or a shard drops a sharded subscription the
-//!   engine still wants, the engine is told the pub/sub connection was interrupted,
-//!   and restored once every master answers again (or lost after
+//! - Whenever a node connection drops, the engine is told the pub/sub connection was
+//!   interrupted, and restored once every master answers again (or lost after
 //!   [`RECONNECT_WINDOW`]): it then subscribes every channel again (on its current
 //!   owner) and its resumers ask again from what they have, so a message lost
-//!   meanwhile costs nothing.
+//!   meanwhile costs nothing. Every `sunsubscribe` push is reported as a dropped
+//!   subscription: the engine knows which of them it still wants, and subscribes
+//!   those again.
 
+use super::redis::{retry, RECONNECT_WINDOW};
+use super::wire::{connect_error, pipeline, replies, to_reply, to_reply_error};
+use super::{wrong_connection, Inbox, Transport};
 use crate::mailbox::{mailbox, Receiver, Sender};
-use crate::redis_aio::{retry, Hooks, RECONNECT_WINDOW};
-use crate::redis_wire::{connect_error, pipeline, replies, to_reply, to_reply_error};
-use crate::transport::{AsyncTransport, Inbox};
+use crate::runtime::Runtime;
 use bytes::Bytes;
 use futures_util::future::{self, BoxFuture, Either};
 use redis::cluster_async::ClusterConnection;
@@ -32,22 +34,19 @@ use redis::cluster_routing::{
 };
 use redis::{PushInfo, PushKind, Value};
 use resumable_stream::cluster::key_slot;
-use resumable_stream::{Command, Error, Reply, ReplyError};
-use std::collections::{HashMap, HashSet};
+use resumable_stream::{Command, Error, Op, PubSubState, Reply, ReplyError};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// How long one request may wait for its reply, as for a single Redis.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Where pushes go: messages straight into the engine; disconnections, and sharded
-/// subscriptions the server dropped, to the task that tells the engine.
+/// Where pushes go: messages and dropped subscriptions straight into the engine;
+/// disconnections to the task that waits for the cluster and tells the engine.
 struct Pushes {
     inbox: Mutex<Option<Inbox>>,
     interrupted: Sender<()>,
-    /// The sharded channels the engine wants: a `sunsubscribe` push for one of them
-    /// came from the server (its slot moved to another shard), not from us.
-    wanted: Mutex<HashSet<Vec<u8>>>,
 }
 
 impl Pushes {
@@ -69,11 +68,11 @@ impl Pushes {
                 let _ = self.interrupted.send(());
             }
             PushKind::SUnsubscribe => {
-                let dropped = matches!(info.data.first(), Some(Value::BulkString(channel))
-                    if crate::sync::lock(&self.wanted).contains(channel));
-                if dropped {
-                    log::warn!("resumable-stream: a shard dropped a subscription (slot moved)");
-                    let _ = self.interrupted.send(());
+                // Ours or the server's (a slot moved): the engine tells them apart.
+                let inbox = crate::sync::lock(&self.inbox).clone();
+                if let (Some(inbox), Some(Value::BulkString(channel))) = (inbox, info.data.first())
+                {
+                    inbox.subscription_dropped(channel);
                 }
             }
             _ => {}
@@ -86,7 +85,7 @@ pub struct ClusterTransport {
     connection: ClusterConnection,
     pushes: Arc<Pushes>,
     disconnections: Mutex<Option<Receiver<()>>>,
-    hooks: Arc<Hooks>,
+    runtime: Arc<dyn Runtime>,
 }
 
 impl ClusterTransport {
@@ -96,12 +95,14 @@ impl ClusterTransport {
     /// # Errors
     /// [`Error::Config`] when a URL does not parse; [`Error::Redis`] (`CONNECT`) when
     /// no node can be reached.
-    pub async fn connect(urls: &[String], hooks: Hooks) -> Result<ClusterTransport, Error> {
+    pub async fn connect(
+        urls: &[String],
+        runtime: Arc<dyn Runtime>,
+    ) -> Result<ClusterTransport, Error> {
         let (interrupted, disconnections) = mailbox();
         let pushes = Arc::new(Pushes {
             inbox: Mutex::new(None),
             interrupted,
-            wanted: Mutex::new(HashSet::new()),
         });
         let sink = pushes.clone();
         let client = redis::cluster::ClusterClientBuilder::new(urls.iter().map(String::as_str))
@@ -121,7 +122,7 @@ impl ClusterTransport {
             connection,
             pushes,
             disconnections: Mutex::new(Some(disconnections)),
-            hooks: Arc::new(hooks),
+            runtime,
         })
     }
 }
@@ -146,7 +147,7 @@ async fn ping_masters(mut connection: ClusterConnection) -> redis::RedisResult<V
     connection.route_command(redis::cmd("PING"), routing).await
 }
 
-impl AsyncTransport for ClusterTransport {
+impl Transport for ClusterTransport {
     fn attach(&self, inbox: Inbox) {
         *crate::sync::lock(&self.pushes.inbox) = Some(inbox.clone());
         let Some(disconnections) = crate::sync::lock(&self.disconnections).take() else {
@@ -156,8 +157,8 @@ impl AsyncTransport for ClusterTransport {
             return;
         };
         let connection = self.connection.clone();
-        let hooks = self.hooks.clone();
-        (self.hooks.spawn)(Box::pin(async move {
+        let runtime = self.runtime.clone();
+        self.runtime.spawn(Box::pin(async move {
             loop {
                 let next = std::pin::pin!(disconnections.recv());
                 let stop = std::pin::pin!(closed.recv());
@@ -166,8 +167,9 @@ impl AsyncTransport for ClusterTransport {
                     _ => return,
                 }
                 log::warn!("resumable-stream: Redis Cluster pub/sub interrupted");
-                inbox.connection_interrupted();
-                let recovered = std::pin::pin!(retry(&hooks, || ping_masters(connection.clone())));
+                inbox.pubsub_state(PubSubState::Interrupted);
+                let recovered =
+                    std::pin::pin!(retry(&*runtime, || ping_masters(connection.clone())));
                 let stop = std::pin::pin!(closed.recv());
                 let back = match future::select(recovered, stop).await {
                     Either::Left((back, _)) => back,
@@ -178,13 +180,13 @@ impl AsyncTransport for ClusterTransport {
                 while let Ok(Some(())) = disconnections.try_recv() {}
                 if back.is_some() {
                     log::info!("resumable-stream: every Redis Cluster master answers again");
-                    inbox.connection_restored();
+                    inbox.pubsub_state(PubSubState::Restored);
                 } else {
                     log::warn!(
                         "resumable-stream: the Redis Cluster did not come back within {:?}",
                         RECONNECT_WINDOW
                     );
-                    inbox.connection_lost();
+                    inbox.pubsub_state(PubSubState::Lost);
                 }
             }
         }));
@@ -241,57 +243,53 @@ impl AsyncTransport for ClusterTransport {
         })
     }
 
-    fn subscribe(&self, channel: Bytes) -> BoxFuture<'_, Result<(), ReplyError>> {
-        let mut connection = self.connection.clone();
+    fn pubsub<'a>(&'a self, commands: &'a [Command]) -> BoxFuture<'a, Vec<Result<(), ReplyError>>> {
         Box::pin(async move {
-            connection
-                .subscribe(channel.as_ref())
-                .await
-                .map_err(|e| to_reply_error(&e))
+            // One at a time: sharded channels may each live on another shard.
+            let mut results = Vec::with_capacity(commands.len());
+            for command in commands {
+                results.push(self.subscription(&command.op).await);
+            }
+            results
         })
     }
 
-    fn unsubscribe(&self, channel: Bytes) -> BoxFuture<'_, Result<(), ReplyError>> {
-        let mut connection = self.connection.clone();
-        Box::pin(async move {
-            connection
-                .unsubscribe(channel.as_ref())
-                .await
-                .map_err(|e| to_reply_error(&e))
-        })
+    fn sharded_pubsub(&self) -> bool {
+        true
     }
+}
 
-    fn ssubscribe(&self, channel: Bytes) -> BoxFuture<'_, Result<(), ReplyError>> {
-        crate::sync::lock(&self.pushes.wanted).insert(channel.to_vec());
+impl ClusterTransport {
+    /// Runs one (un)subscription; redis-rs routes it (a sharded channel to the shard
+    /// owning its slot).
+    async fn subscription(&self, op: &Op) -> Result<(), ReplyError> {
         let mut connection = self.connection.clone();
-        Box::pin(async move {
-            // Right after a slot moved, redis-rs may still send to the old owner: the
-            // `MOVED` makes it refresh its slot map, and the next attempt goes right.
-            let started = std::time::Instant::now();
-            loop {
-                match connection.ssubscribe(channel.as_ref()).await {
-                    Err(error)
-                        if matches!(
-                            error.code(),
-                            Some("MOVED" | "ASK" | "TRYAGAIN" | "CLUSTERDOWN")
-                        ) && started.elapsed() < RECONNECT_WINDOW =>
-                    {
-                        (self.hooks.sleep)(Duration::from_millis(50)).await;
+        let result = match op {
+            Op::Subscribe { channel } => connection.subscribe(channel.as_ref()).await,
+            Op::Unsubscribe { channel } => connection.unsubscribe(channel.as_ref()).await,
+            Op::SUnsubscribe { channel } => connection.sunsubscribe(channel.as_ref()).await,
+            Op::SSubscribe { channel } => {
+                // Right after a slot moved, redis-rs may still send to the old owner:
+                // the `MOVED` makes it refresh its slot map, and the next attempt goes
+                // right.
+                let started = std::time::Instant::now();
+                loop {
+                    match connection.ssubscribe(channel.as_ref()).await {
+                        Err(error)
+                            if matches!(
+                                error.code(),
+                                Some("MOVED" | "ASK" | "TRYAGAIN" | "CLUSTERDOWN")
+                            ) && started.elapsed() < RECONNECT_WINDOW =>
+                        {
+                            let pause = std::time::Instant::now() + Duration::from_millis(50);
+                            self.runtime.sleep_until(pause).await;
+                        }
+                        result => break result,
                     }
-                    result => return result.map_err(|e| to_reply_error(&e)),
                 }
             }
-        })
-    }
-
-    fn sunsubscribe(&self, channel: Bytes) -> BoxFuture<'_, Result<(), ReplyError>> {
-        crate::sync::lock(&self.pushes.wanted).remove(channel.as_ref());
-        let mut connection = self.connection.clone();
-        Box::pin(async move {
-            connection
-                .sunsubscribe(channel.as_ref())
-                .await
-                .map_err(|e| to_reply_error(&e))
-        })
+            op => return Err(wrong_connection(op)),
+        };
+        result.map_err(|e| to_reply_error(&e))
     }
 }
