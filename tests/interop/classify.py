@@ -101,42 +101,43 @@ def unit_mismatch(o):
     return counted, meant
 
 
-def _shown(o, counted, meant):
-    return f"skip {o.skip} counted in {counted}, meant in {meant}: got {o.out!r}, meant {o.expected!r}"
+def skip_unit_difference(pair, why):
+    """An explain function for a unit mismatch on the pairs `pair(o)` accepts, `why(o)`
+    saying who counts in which unit."""
+
+    def explain(o):
+        mismatch = unit_mismatch(o)
+        if not mismatch or not pair(o):
+            return None
+        counted, meant = mismatch
+        return (f"{why(o)}; skip {o.skip} counted in {counted}, meant in {meant}: "
+                f"got {o.out!r}, meant {o.expected!r}")
+
+    return explain
 
 
-def our_resumer_names_a_unit(o):
-    mismatch = unit_mismatch(o)
-    if mismatch and o.resumer == "rust" and o.unit in ("codepoint", "byte") and o.producer in V1_PRODUCER_UNIT:
-        return (f"our resumer names skipUnit={o.unit}, an extension the v1 {o.producer} producer "
-                f"cannot know; it counts its own unit; " + _shown(o, *mismatch))
-    return None
-
-
-def our_producer_default_for_pypi(o):
-    mismatch = unit_mismatch(o)
-    if mismatch and o.producer == "rust" and o.resumer == "python":
-        return ("our producer counts a request without skipUnit in UTF-16 (its default, the npm "
-                "library's; Config::with_skip_unit(CodePoint) for Python clients), the PyPI "
-                "resumer counts code points; " + _shown(o, *mismatch))
-    return None
-
-
-def our_resumer_default_for_pypi(o):
-    mismatch = unit_mismatch(o)
-    if mismatch and o.producer == "python" and o.resumer == "rust" and o.unit is None:
-        return ("our resumer counts in UTF-16 by default (the npm library's unit) and the PyPI "
-                "producer in code points (--unit codepoint is exact against it: row "
-                "python -> rust(codepoint)); " + _shown(o, *mismatch))
-    return None
-
-
-def npm_and_pypi_units(o):
-    mismatch = unit_mismatch(o)
-    if mismatch and {o.producer, o.resumer} == {"node", "python"}:
-        return ("the npm library counts skipCharacters in UTF-16 units, its PyPI port in code "
-                "points; v1 requests carry no unit; " + _shown(o, *mismatch))
-    return None
+our_resumer_names_a_unit = skip_unit_difference(
+    lambda o: o.resumer == "rust" and o.unit in ("codepoint", "byte") and o.producer in V1_PRODUCER_UNIT,
+    lambda o: f"our resumer names skipUnit={o.unit}, an extension the v1 {o.producer} producer "
+              "cannot know; it counts its own unit",
+)
+our_producer_default_for_pypi = skip_unit_difference(
+    lambda o: o.producer == "rust" and o.resumer == "python",
+    lambda o: "our producer counts a request without skipUnit in UTF-16 (its default, the npm "
+              "library's; Config::with_skip_unit(CodePoint) for Python clients), the PyPI "
+              "resumer counts code points",
+)
+our_resumer_default_for_pypi = skip_unit_difference(
+    lambda o: o.producer == "python" and o.resumer == "rust" and o.unit is None,
+    lambda o: "our resumer counts in UTF-16 by default (the npm library's unit) and the PyPI "
+              "producer in code points (--unit codepoint is exact against it: row "
+              "python -> rust(codepoint))",
+)
+npm_and_pypi_units = skip_unit_difference(
+    lambda o: {o.producer, o.resumer} == {"node", "python"},
+    lambda o: "the npm library counts skipCharacters in UTF-16 units, its PyPI port in code "
+              "points; v1 requests carry no unit",
+)
 
 
 # ----- the PyPI producer's fan-out race -----
