@@ -398,7 +398,10 @@ class Suite:
     def burst(self, producer):
         chunks = [f"{i:04d}|" for i in range(1000)]
         stream_id = self.fresh_id(producer, "burst")
-        prod = self.peers.run(producer, "produce", stream_id, "--chunks", self.chunks_file("burst", chunks), "--delay-ms", 1, "--hold-ms", 300)
+        # Held open after the last chunk, so that a resumer spawned late in the burst (a
+        # Node peer takes about a second to start on a busy machine) asks before the end.
+        hold_ms = 5000
+        prod = self.peers.run(producer, "produce", stream_id, "--chunks", self.chunks_file("burst", chunks), "--delay-ms", 1, "--hold-ms", hold_ms)
         self.producer_ready(stream_id)
         full = "".join(chunks).encode()
         procs = [("rust", "explicit", f"at start (byte {len(prod.out)})", self.peers.run("rust", "resume", stream_id, "--existing"))
@@ -410,6 +413,9 @@ class Suite:
             wait_for(f"byte {mark}", lambda: len(prod.out) >= mark, timeout=TIMEOUT)
             extra = ["--existing"] if api == "explicit" else []
             procs.append((lang, api, f"at byte {len(prod.out)}", self.peers.run(lang, "resume", stream_id, *extra)))
+        spawned = time.monotonic()
+        if wait_for("every burst resumer to subscribe", lambda: self.listeners() >= len(procs), timeout=hold_ms / 1000):
+            print(f"  {len(procs)} resumers subscribed {time.monotonic() - spawned:.1f} s after the last was spawned", flush=True)
         prod.wait()
         self.results.check(producer, "(itself)", "produce", "burst 1000 chunks: producer's own output", prod.code == 0 and prod.out == full, prod)
         for lang, api, when, proc in procs:
