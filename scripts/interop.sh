@@ -7,11 +7,15 @@
 # the Node libraries in $RS_INTEROP_NODE_DIR (default /tmp/rs-interop-node), a venv in
 # $RS_INTEROP_VENV (default /tmp/rs-interop-venv). Builds our CLI in release mode
 # (honouring CARGO_TARGET_DIR), starts one redis-server on a free 127.0.0.1 port, runs
-# tests/interop/run.py, stops the server. The last line is `N passed, M failed`; the
-# exit status is non-zero if anything failed.
+# tests/interop/run.py, stops the server. Before the matrix it checks the matrix's
+# judge (tests/interop/classify.py, the known differences) with test_classify.py. The
+# last line is `N passed, M failed`; the exit status is non-zero if anything failed.
+# Extra arguments go to run.py (e.g. `--producers python`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
+# run.py imports classify.py: no __pycache__ in the source tree.
+export PYTHONDONTWRITEBYTECODE=1
 
 NODE_DIR="${RS_INTEROP_NODE_DIR:-/tmp/rs-interop-node}"
 VENV="${RS_INTEROP_VENV:-/tmp/rs-interop-venv}"
@@ -94,9 +98,12 @@ done
 [ "$(redis-cli -h 127.0.0.1 -p "$PORT" PING)" = "PONG" ]
 echo "redis-server on port $PORT"
 
+step "the matrix's judge (tests/interop/test_classify.py)"
+python3 -m unittest discover -s tests/interop -p 'test_*.py'
+
 step "the matrix"
 trap - ERR
 status=0
 RS_INTEROP_NODE_DIR="$NODE_DIR" python3 tests/interop/run.py \
-  --redis "redis://127.0.0.1:$PORT/" --rust "$CLI" --python "$VENV/bin/python" || status=$?
+  --redis "redis://127.0.0.1:$PORT/" --rust "$CLI" --python "$VENV/bin/python" "$@" || status=$?
 exit "$status"
