@@ -1,6 +1,7 @@
 //! Engine configuration: the deployed defaults, each one adjustable.
 
 use crate::skip::SkipUnit;
+use crate::wire::Names;
 use std::time::Duration;
 
 /// How an [`Engine`](crate::Engine) names its keys and how long it waits.
@@ -20,7 +21,8 @@ use std::time::Duration;
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    key_prefix: String,
+    /// The key and channel names under the prefix, built once.
+    names: Names,
     sentinel_ttl: Duration,
     ack_timeout: Duration,
     done_watchdog_interval: Duration,
@@ -57,7 +59,7 @@ pub enum PubSub {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            key_prefix: "resumable-stream".to_owned(),
+            names: Names::new("resumable-stream"),
             sentinel_ttl: Duration::from_secs(24 * 60 * 60),
             ack_timeout: Duration::from_millis(1000),
             done_watchdog_interval: Duration::from_secs(10),
@@ -75,7 +77,7 @@ impl Default for Config {
 impl Config {
     /// The prefix of every key and channel (`{prefix}:rs:...`). Default `resumable-stream`.
     pub fn with_key_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.key_prefix = prefix.into();
+        self.names = Names::new(&prefix.into());
         self
     }
 
@@ -125,7 +127,7 @@ impl Config {
     }
 
     /// Whether this engine's resumers announce the extension protocol in their
-    /// requests (docs/protocol-extensions.md). Off, they send exactly the v1 request
+    /// requests (docs/protocol.md). Off, they send exactly the v1 request
     /// and get v1 service. Default on; producers serve both kinds regardless.
     pub fn with_extensions(mut self, enabled: bool) -> Self {
         self.extensions = enabled;
@@ -155,7 +157,12 @@ impl Config {
 
     /// The key prefix.
     pub fn key_prefix(&self) -> &str {
-        &self.key_prefix
+        self.names.prefix()
+    }
+
+    /// The key and channel names under the prefix.
+    pub(crate) fn names(&self) -> &Names {
+        &self.names
     }
 
     /// The sentinel's time to live.

@@ -63,15 +63,17 @@ mod event;
 pub mod idmap;
 mod io;
 mod memory;
+mod position;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 pub mod skip;
 pub mod wire;
 
 pub use config::{Config, PubSub};
-pub use engine::{Engine, Position, Stats};
+pub use engine::{Engine, Stats};
 pub use error::Error;
 pub use event::{Event, Handle, Role, StreamState};
 pub use io::{Command, CommandId, Connection, Op, PubSubState, Reply, ReplyError};
 pub use memory::{ClientId, Delivery, MemoryRedis};
+pub use position::Position;
 pub use skip::SkipUnit;

@@ -5,7 +5,8 @@
 use bytes::Bytes;
 use resumable_stream::sim::Sim;
 use resumable_stream::{
-    CommandId, Config, Error, Event, Handle, Reply, ReplyError, Role, SkipUnit, StreamState,
+    CommandId, Config, Error, Event, Handle, PubSubState, Reply, ReplyError, Role, SkipUnit,
+    StreamState,
 };
 use std::time::Duration;
 
@@ -32,15 +33,17 @@ fn push(sim: &mut Sim, handle: Handle, chunk: &str) {
 /// Node `node`'s pub/sub connection drops (and what it would have received is lost).
 fn cut_pubsub(sim: &mut Sim, node: usize) {
     sim.partition(node, true);
+    let now = sim.now();
     sim.engine(node)
-        .handle_connection_interrupted(resumable_stream::Connection::PubSub);
+        .handle_pubsub_state(now, PubSubState::Interrupted);
 }
 
 /// Node `node`'s pub/sub connection is back.
 fn restore_pubsub(sim: &mut Sim, node: usize) {
     sim.partition(node, false);
+    let now = sim.now();
     sim.engine(node)
-        .handle_connection_restored(resumable_stream::Connection::PubSub);
+        .handle_pubsub_state(now, PubSubState::Restored);
 }
 
 #[test]
@@ -624,10 +627,8 @@ fn losing_the_pubsub_connection_fails_resumers_and_spares_producers() {
     let p = producer(&mut sim, "s");
     let r = sim.engine(1).resumable_stream("s", None);
     sim.settle();
-    sim.engine(1)
-        .handle_connection_lost(resumable_stream::Connection::PubSub);
-    sim.engine(0)
-        .handle_connection_lost(resumable_stream::Connection::Commands);
+    let now = sim.now();
+    sim.engine(1).handle_pubsub_state(now, PubSubState::Lost);
     sim.settle();
     assert!(matches!(
         sim.log(1, r).error,
@@ -906,7 +907,7 @@ fn resume_by_chunk_index_for_last_event_id() {
     );
     let r = sim
         .engine(1)
-        .resumable_stream_at("s", resumable_stream::Position::Chunk(2));
+        .resumable_stream("s", resumable_stream::Position::Chunk(2));
     sim.settle();
     assert_eq!(sim.log(1, r).data, b"c2 c3 ");
     assert_eq!(sim.log(1, r).last_chunk, Some(4));

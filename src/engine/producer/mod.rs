@@ -1,0 +1,408 @@
+//! The producer's machine: it owns a stream's request channel, holds every chunk for
+//! catch-ups, answers each resume request with its catch-up, publishes every later
+//! chunk to every listener in order, and ends the stream.
+//!
+//! Toward v1 listeners the wire is exactly the deployed one. Toward listeners that
+//! announced our extensions (docs/protocol.md) it adds control messages: the answer
+//! (hello and catch-up in one message), chunks framed with their index, heartbeats
+//! while idle, and a typed ending (error, cancelled) where v1 can only say "done".
+
+mod buffer;
+mod listeners;
+
+use super::outbox::{Expect, Outbox, Timer};
+use super::{redis_error, unexpected, Next};
+use crate::config::Config;
+use crate::error::Error;
+use crate::event::{Event, Handle, Role};
+use crate::io::{Op, Reply, ReplyError};
+use crate::wire::{Control, ErrorKind, Incoming, StreamNames, DONE_MESSAGE, DONE_VALUE};
+use buffer::Buffer;
+use bytes::Bytes;
+use listeners::Listener;
+use smallvec::SmallVec;
+use std::time::Instant;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for the request channel's subscription.
+    Subscribing,
+    /// Subscribed; waiting for the sentinel's `SET "1"`.
+    Marking,
+    /// Taking chunks.
+    Live,
+    /// The source ended; answering late requests until the unsubscription is confirmed.
+    Finished,
+}
+
+/// How production ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Ending {
+    Clean,
+    SourceFailed(String),
+    Cancelled,
+}
+
+impl Ending {
+    /// The control message extended listeners get instead of the end message, for a
+    /// stream of `next` chunks.
+    fn control(&self, next: u64) -> Control {
+        match self {
+            Ending::Clean => Control::End { next },
+            Ending::SourceFailed(message) => Control::Error {
+                kind: ErrorKind::Source,
+                message: message.clone(),
+                next: Some(next),
+            },
+            Ending::Cancelled => Control::Cancelled { next: Some(next) },
+        }
+    }
+
+    /// The local reader's last event.
+    fn event(&self, handle: Handle) -> Event {
+        match self {
+            Ending::Clean => Event::End { handle },
+            Ending::SourceFailed(message) => Event::Failed {
+                handle,
+                error: Error::Source(message.clone()),
+            },
+            Ending::Cancelled => Event::Failed {
+                handle,
+                error: Error::Cancelled,
+            },
+        }
+    }
+
+    /// The last message to a listener: the v1 end message, or a typed ending for an
+    /// extended one, for a stream of `next` chunks.
+    fn message(&self, next: u64, token: Option<&str>) -> Bytes {
+        match token {
+            Some(token) => self.control(next).encode(token),
+            None => Bytes::from_static(DONE_MESSAGE),
+        }
+    }
+}
+
+/// One stream this engine produces.
+#[derive(Debug)]
+pub(super) struct Producer {
+    handle: Handle,
+    stream_id: String,
+    names: StreamNames,
+    phase: Phase,
+    buffer: Buffer,
+    /// Registered listeners, in registration order.
+    listeners: SmallVec<[Listener; 4]>,
+    next_serial: u64,
+    reader_attached: bool,
+    /// The local reader's last event, held until the sentinel says "DONE".
+    end: Option<Event>,
+    /// How production ended, for requests that arrive after the end.
+    ending: Option<Ending>,
+    heartbeat_at: Option<Instant>,
+    /// Nothing was published to extended listeners since the last heartbeat tick.
+    quiet: bool,
+    grace_until: Option<Instant>,
+    /// An extended listener's publish failed or reached nobody, or this engine's
+    /// pub/sub connection dropped: a listener may be reconnecting, so after the end
+    /// the producer keeps answering requests for a liveness window, long enough for
+    /// it to ask again.
+    unsettled: bool,
+}
+
+impl Producer {
+    /// The producer of `stream_id` for request `handle`: subscribes to its request
+    /// channel first, so that no request sent once the sentinel says "active" is lost.
+    pub(super) fn start(
+        handle: Handle,
+        stream_id: String,
+        names: StreamNames,
+        reader_attached: bool,
+        out: &mut Outbox,
+    ) -> Producer {
+        let channel = names.request_channel.clone();
+        out.send(handle, Op::Subscribe { channel }, Expect::Subscribe);
+        Producer {
+            handle,
+            stream_id,
+            names,
+            phase: Phase::Subscribing,
+            buffer: Buffer::default(),
+            listeners: SmallVec::new(),
+            next_serial: 0,
+            reader_attached,
+            end: None,
+            ending: None,
+            heartbeat_at: None,
+            quiet: true,
+            grace_until: None,
+            unsettled: false,
+        }
+    }
+
+    /// The channel this producer hears requests on.
+    pub(super) fn request_channel(&self) -> &Bytes {
+        &self.names.request_channel
+    }
+
+    pub(super) fn deadline(&self, timer: Timer) -> Option<Instant> {
+        match timer {
+            Timer::Heartbeat => self.heartbeat_at,
+            Timer::Grace => self.grace_until,
+            _ => None,
+        }
+    }
+
+    pub(super) fn buffered_bytes(&self) -> usize {
+        self.buffer.held_bytes()
+    }
+
+    pub(super) fn listener_count(&self) -> usize {
+        self.listeners.len()
+    }
+
+    pub(super) fn detach_reader(&mut self) {
+        self.reader_attached = false;
+    }
+
+    /// Whether its request channel's UNSUBSCRIBE is on its way: done, and retiring.
+    pub(super) fn retiring(&self) -> bool {
+        self.phase == Phase::Finished && self.grace_until.is_none() && self.end.is_none()
+    }
+
+    /// This engine's pub/sub connection dropped (or the request channel's
+    /// subscription): the producer may have missed requests of listeners that were
+    /// reconnecting too, so after its end it keeps answering them for a while.
+    pub(super) fn on_pubsub_interrupted(&mut self) {
+        if self.listeners.iter().any(|l| l.token.is_some()) {
+            self.unsettled = true;
+        }
+    }
+
+    /// The producer ends with `error`: its reader is told, unless the application
+    /// already owns the source and dropped the reader.
+    pub(super) fn fail(&mut self, error: Error, out: &mut Outbox) -> Next {
+        let started = matches!(self.phase, Phase::Live | Phase::Finished);
+        if self.reader_attached || !started {
+            out.emit(Event::Failed {
+                handle: self.handle,
+                error,
+            });
+        }
+        Next::Remove
+    }
+
+    /// The producer could not start: leave the request channel and fail.
+    fn abandon(&mut self, error: Error, out: &mut Outbox) -> Next {
+        let channel = self.names.request_channel.clone();
+        out.send(self.handle, Op::Unsubscribe { channel }, Expect::Write);
+        self.fail(error, out)
+    }
+
+    /// The reply to one of this producer's commands.
+    pub(super) fn on_reply(
+        &mut self,
+        now: Instant,
+        expect: Expect,
+        reply: Result<Reply, ReplyError>,
+        config: &Config,
+        out: &mut Outbox,
+    ) -> Next {
+        match (expect, reply) {
+            (Expect::Subscribe, Err(error)) => self.abandon(redis_error("SUBSCRIBE", error), out),
+            (Expect::Subscribe, Ok(_)) if self.phase == Phase::Subscribing => {
+                // Subscribed to requests: now the sentinel may say "active".
+                self.phase = Phase::Marking;
+                let op = Op::Set {
+                    key: self.names.sentinel.clone(),
+                    value: Bytes::from_static(b"1"),
+                    expire_seconds: config.sentinel_ttl_seconds(),
+                };
+                out.send(self.handle, op, Expect::MarkActive);
+                Next::Stay
+            }
+            (Expect::MarkActive, Ok(Reply::Ok)) if self.phase == Phase::Marking => {
+                self.phase = Phase::Live;
+                out.emit(Event::Started {
+                    handle: self.handle,
+                    role: Role::Producer,
+                });
+                Next::Stay
+            }
+            (Expect::MarkActive, Ok(other)) => self.abandon(unexpected("SET", &other), out),
+            (Expect::MarkActive, Err(error)) => self.abandon(redis_error("SET", error), out),
+            (Expect::MarkedDone, reply) => self.on_marked_done(now, reply, config, out),
+            (Expect::Retire, reply) => {
+                if let Err(error) = reply {
+                    log::warn!(
+                        "resumable-stream: unsubscribing the finished stream {:?} failed: {error}",
+                        self.stream_id
+                    );
+                }
+                Next::Remove
+            }
+            (Expect::Deliver { listener }, reply) => {
+                self.on_delivered(listener, reply, out);
+                Next::Stay
+            }
+            (Expect::Resubscribe, Err(ReplyError::Server(error))) => {
+                // It keeps producing for its reader and the listeners it has; it only
+                // cannot hear new requests.
+                log::warn!(
+                    "resumable-stream: the producer of {:?} could not subscribe again: {error}",
+                    self.stream_id
+                );
+                Next::Stay
+            }
+            _ => Next::Stay,
+        }
+    }
+
+    /// Deadline `timer` of this producer came due.
+    pub(super) fn on_timeout(
+        &mut self,
+        now: Instant,
+        timer: Timer,
+        config: &Config,
+        out: &mut Outbox,
+    ) -> Next {
+        match timer {
+            Timer::Heartbeat => self.on_heartbeat_due(now, config, out),
+            Timer::Grace => {
+                self.grace_until = None;
+                self.retire(out);
+            }
+            _ => {}
+        }
+        Next::Stay
+    }
+
+    fn retire(&mut self, out: &mut Outbox) {
+        let channel = self.names.request_channel.clone();
+        out.send(self.handle, Op::Unsubscribe { channel }, Expect::Retire);
+    }
+
+    /// The source's next chunk: to every listener (framed with its index for an
+    /// extended one), into the buffer, and to the local reader.
+    ///
+    /// # Errors
+    /// [`Error::NotProducing`] unless the stream is live.
+    pub(super) fn push(
+        &mut self,
+        chunk: Bytes,
+        config: &Config,
+        out: &mut Outbox,
+    ) -> Result<(), Error> {
+        if self.phase != Phase::Live {
+            return Err(Error::NotProducing);
+        }
+        let index = self.buffer.chunk_count();
+        for listener in self.listeners.iter().filter(|l| !l.lost) {
+            // An extended listener gets each chunk with its index, so that it can tell
+            // a lost or repeated message from the next one.
+            let message = match &listener.token {
+                Some(token) => {
+                    self.quiet = false;
+                    Incoming::encode_chunk(token, index, &chunk)
+                }
+                None => chunk.clone(),
+            };
+            let op = Op::Publish {
+                channel: listener.channel.clone(),
+                message,
+            };
+            let expect = Expect::Deliver {
+                listener: listener.serial,
+            };
+            out.send(self.handle, op, expect);
+        }
+        if self.reader_attached && !chunk.is_empty() {
+            out.emit(Event::Data {
+                handle: self.handle,
+                data: chunk.clone(),
+                chunk: Some(index + 1),
+            });
+        }
+        self.buffer.push(chunk, config.max_buffer_bytes());
+        Ok(())
+    }
+
+    /// The source ended (`ending`): marks the stream done, ends every listener, and
+    /// (once the sentinel says "DONE") the local reader.
+    ///
+    /// # Errors
+    /// [`Error::NotProducing`] unless the stream is live.
+    pub(super) fn end(
+        &mut self,
+        ending: Ending,
+        config: &Config,
+        out: &mut Outbox,
+    ) -> Result<(), Error> {
+        if self.phase != Phase::Live {
+            return Err(Error::NotProducing);
+        }
+        self.phase = Phase::Finished;
+        self.end = Some(ending.event(self.handle));
+        self.heartbeat_at = None;
+        if ending == Ending::Cancelled {
+            // The source must stop now, not at its next chunk.
+            out.emit(Event::StopSource {
+                handle: self.handle,
+            });
+        }
+        let op = Op::Set {
+            key: self.names.sentinel.clone(),
+            value: Bytes::from_static(DONE_VALUE),
+            expire_seconds: config.sentinel_ttl_seconds(),
+        };
+        out.send(self.handle, op, Expect::MarkedDone);
+        let next = self.buffer.chunk_count();
+        for listener in std::mem::take(&mut self.listeners) {
+            let message = ending.message(next, listener.token.as_deref());
+            let op = Op::Publish {
+                channel: listener.channel,
+                message,
+            };
+            out.send(self.handle, op, Expect::Write);
+        }
+        self.ending = Some(ending);
+        Ok(())
+    }
+
+    /// The stream is marked done: the local reader ends, and after the grace period
+    /// the producer stops answering requests.
+    fn on_marked_done(
+        &mut self,
+        now: Instant,
+        reply: Result<Reply, ReplyError>,
+        config: &Config,
+        out: &mut Outbox,
+    ) -> Next {
+        if let Err(error) = reply {
+            out.stats.failed_writes += 1;
+            log::warn!(
+                "resumable-stream: marking the stream {:?} done failed: {error}",
+                self.stream_id
+            );
+        }
+        let grace = if self.unsettled {
+            config.grace_period().max(config.heartbeat_interval() * 3)
+        } else {
+            config.grace_period()
+        };
+        let end = self.end.take();
+        if std::mem::take(&mut self.reader_attached) {
+            if let Some(end) = end {
+                out.emit(end);
+            }
+        }
+        if grace.is_zero() {
+            self.retire(out);
+        } else {
+            let at = now + grace;
+            self.grace_until = Some(at);
+            out.arm(self.handle, Timer::Grace, at);
+        }
+        Next::Stay
+    }
+}
