@@ -76,7 +76,7 @@ impl Context {
         starter: Starter,
     ) -> Request<Option<Reader>> {
         self.hub().request(
-            |engine| engine.resumable_stream_at(stream_id, position),
+            |engine| engine.resumable_stream(stream_id, position),
             |answer| Waiter::Open { answer, starter },
         )
     }
@@ -100,7 +100,7 @@ impl Context {
         position: Position,
     ) -> Request<Resumed<Reader>> {
         self.hub().request(
-            |engine| engine.resume_existing_stream_at(stream_id, position),
+            |engine| engine.resume_existing_stream(stream_id, position),
             Waiter::Resume,
         )
     }
