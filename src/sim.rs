@@ -65,6 +65,9 @@ pub struct ReaderLog {
     pub finals: usize,
     /// Events that arrived after a final event: always a bug.
     pub after_final: usize,
+    /// The virtual time (since the simulation began) at which the first final event
+    /// arrived: for tests that bound when a deadline fired.
+    pub final_at: Option<Duration>,
 }
 
 enum Transit {
@@ -214,9 +217,10 @@ impl Sim {
                     },
                 );
             }
+            let elapsed = self.now - self.start;
             let node = &mut self.nodes[index];
             while let Some(event) = node.engine.poll_event() {
-                record(&mut node.logs, event);
+                record(&mut node.logs, event, elapsed);
             }
         }
     }
@@ -364,13 +368,15 @@ impl Sim {
     }
 }
 
-fn record(logs: &mut HashMap<Handle, ReaderLog>, event: Event) {
+/// Adds `event`, which the engine emitted at virtual time `at`, to its handle's log.
+fn record(logs: &mut HashMap<Handle, ReaderLog>, event: Event, at: Duration) {
     let log = logs.entry(event.handle()).or_default();
     if log.finals > 0 {
         log.after_final += 1;
     }
     if event.is_final() {
         log.finals += 1;
+        log.final_at.get_or_insert(at);
     }
     match event {
         Event::Started { role, .. } => log.role = Some(role),
