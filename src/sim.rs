@@ -96,6 +96,8 @@ struct Node {
     /// PUBLISHes of this node still to be refused with an error reply, oldest first:
     /// the ones whose message contains the given bytes.
     refused_publishes: Vec<Bytes>,
+    /// Messages to this node still to be lost, the same way.
+    lost_messages: Vec<Bytes>,
 }
 
 /// The simulated network of engines around one in-memory Redis.
@@ -139,6 +141,7 @@ impl Sim {
                 logs: HashMap::new(),
                 partitioned: false,
                 refused_publishes: Vec::new(),
+                lost_messages: Vec::new(),
             })
             .collect();
         let start = Instant::now();
@@ -194,6 +197,12 @@ impl Sim {
     /// proxy or a Redis under memory pressure may do to one command of a pipeline.
     pub fn refuse_publish(&mut self, node: usize, part: impl Into<Bytes>) {
         self.nodes[node].refused_publishes.push(part.into());
+    }
+
+    /// Loses the next pub/sub message to `node` that contains `part`, without a trace:
+    /// no error reply, no disconnect.
+    pub fn lose_message(&mut self, node: usize, part: impl Into<Bytes>) {
+        self.nodes[node].lost_messages.push(part.into());
     }
 
     fn schedule(&mut self, at: Instant, transit: Transit) {
@@ -358,6 +367,11 @@ impl Sim {
                 channel,
                 message,
             } => {
+                let lost = &mut self.nodes[node].lost_messages;
+                if let Some(index) = lost.iter().position(|part| contains(&message, part)) {
+                    lost.remove(index);
+                    return;
+                }
                 if !self.nodes[node].partitioned {
                     self.nodes[node]
                         .engine

@@ -748,16 +748,17 @@ fn a_producer_subscribes_before_the_sentinel_appears_and_the_sentinel_expires() 
 }
 
 #[test]
-fn the_done_watchdog_ends_a_resumer_whose_end_message_was_lost() {
-    let config = Config::default().with_done_watchdog_interval(Duration::from_secs(10));
-    let mut sim = Sim::new(2, MS, config);
+fn the_done_watchdog_ends_a_v1_resumer_whose_end_message_was_lost() {
+    let v1 = Config::default().with_extensions(false);
+    let mut sim = Sim::with_configs(vec![Config::default(), v1], MS);
     let p = producer(&mut sim, "s");
     push(&mut sim, p, "all");
     let r = sim.engine(1).resumable_stream("s", None);
     sim.settle();
     assert_eq!(sim.log(1, r).data, b"all");
     // The stream is marked done, but the end message never comes.
-    sim.redis.set_raw("resumable-stream:rs:sentinel:s", "DONE");
+    sim.lose_message(1, resumable_stream::wire::DONE_MESSAGE);
+    sim.engine(0).finish(p).unwrap();
     sim.advance(Duration::from_secs(9));
     assert!(!sim.log(1, r).ended, "one interval is not enough");
     sim.advance(Duration::from_secs(15));
@@ -765,6 +766,61 @@ fn the_done_watchdog_ends_a_resumer_whose_end_message_was_lost() {
     assert!(log.ended && log.error.is_none(), "{log:?}");
     assert_eq!(log.data, b"all");
     assert_eq!(sim.engine(1).poll_timeout(), None);
+}
+
+#[test]
+fn the_done_watchdog_never_ends_an_extended_resumer_that_may_miss_chunks() {
+    // The last chunk and the end are lost on their way to the resumer, silently; the
+    // heartbeat (20 s) is slower than the watchdog (two readings, 10 s apart), so the
+    // watchdog acts first. The resumer cannot know it misses a chunk: it asks again.
+    // A producer in its grace period answers, and the stream ends byte-exact; one that
+    // is gone does not, and the liveness bound fails the resumer, never a clean end.
+    for grace in [Duration::from_secs(60), Duration::ZERO] {
+        let config = Config::default()
+            .with_heartbeat_interval(Duration::from_secs(20))
+            .with_grace_period(grace);
+        let mut sim = Sim::new(2, MS, config);
+        let p = producer(&mut sim, "s");
+        push(&mut sim, p, "first ");
+        let r = sim.engine(1).resumable_stream("s", None);
+        sim.settle();
+        sim.lose_message(1, "last");
+        sim.lose_message(1, r#"{"t":"end""#);
+        push(&mut sim, p, "last");
+        sim.engine(0).finish(p).unwrap();
+        sim.advance(Duration::from_secs(120));
+        let log = sim.log(1, r);
+        if grace.is_zero() {
+            assert_eq!(log.data, b"first ", "{log:?}");
+            assert!(
+                matches!(log.error, Some(Error::ProducerGone { .. })),
+                "{log:?}"
+            );
+        } else {
+            assert_eq!(log.data, b"first last", "{log:?}");
+            assert!(log.ended && log.error.is_none(), "{log:?}");
+        }
+    }
+}
+
+#[test]
+fn a_stream_that_ends_while_only_its_resumer_reconnects_still_answers_it() {
+    let mut sim = sim(2);
+    let p = producer(&mut sim, "s");
+    push(&mut sim, p, "a ");
+    let r = sim.engine(1).resumable_stream("s", None);
+    sim.settle();
+    cut_pubsub(&mut sim, 1);
+    // The chunk reaches nobody, and the stream ends before that PUBLISH's reply (0
+    // receivers) comes back: the producer learns of the departure after its end.
+    push(&mut sim, p, "b");
+    sim.engine(0).finish(p).unwrap();
+    sim.settle();
+    restore_pubsub(&mut sim, 1);
+    sim.advance(Duration::from_secs(10));
+    let log = sim.log(1, r);
+    assert_eq!(log.data, b"a b", "{log:?}");
+    assert!(log.ended && log.error.is_none(), "{log:?}");
 }
 
 #[test]

@@ -503,11 +503,17 @@ impl Engine {
             return;
         };
         let Some(index) = p.listeners.iter().position(|l| l.serial == serial) else {
-            if reply.is_err() {
-                // To a listener already sent its end: it may ask again for what it
-                // missed, so keep answering for a while after the end.
-                self.stats.failed_writes += 1;
-                p.unsettled = true;
+            // To a listener already sent its end: if this reached nobody or failed, it
+            // may be reconnecting and ask again for what it missed, so keep answering
+            // for a while after the end (for a v1 listener that left, the request
+            // channel is only kept a little longer).
+            match reply {
+                Err(_) => {
+                    self.stats.failed_writes += 1;
+                    p.unsettled = true;
+                }
+                Ok(Reply::Integer(0)) => p.unsettled = true,
+                Ok(_) => {}
             }
             return;
         };

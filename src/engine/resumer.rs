@@ -596,7 +596,8 @@ impl Engine {
     }
 
     /// The done watchdog's reading: two readings of a finished (or vanished) stream in
-    /// a row end the resumer, giving in-flight messages a whole interval to arrive.
+    /// a row end the resumer, giving in-flight messages a whole interval to arrive; a
+    /// resumer of an extended producer asks again instead of ending (below).
     pub(super) fn on_watchdog(
         &mut self,
         now: Instant,
@@ -619,6 +620,23 @@ impl Engine {
         };
         if let Some(done) = finished {
             r.done_readings += 1;
+            if r.done_readings >= 2 && done && matches!(r.peer, Peer::Extended { .. }) {
+                // An extended producer's end names its chunk count; without it this
+                // resumer cannot know it has every chunk, so it does not end: it asks
+                // again from what it has (a producer in its grace period, or still
+                // answering after an unsettled end, sends the rest and the end), and if
+                // nobody answers, the liveness bound fails it (`ProducerGone`).
+                r.done_readings = 0;
+                let at = now + interval;
+                r.watchdog_at = Some(at);
+                let asking = r.rewinding;
+                let from = r.received_through();
+                self.arm(handle, Timer::Watchdog, at);
+                if !asking {
+                    self.ask_again(now, handle, from);
+                }
+                return;
+            }
             if r.done_readings >= 2 {
                 log::debug!("resumable-stream: done watchdog ends {handle:?}: the end message never arrived");
                 let stream_id = r.stream_id.clone();
