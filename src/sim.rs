@@ -98,6 +98,8 @@ struct Node {
     refused_publishes: Vec<Bytes>,
     /// Messages to this node still to be lost, the same way.
     lost_messages: Vec<Bytes>,
+    /// Messages to this node still to be delivered twice, the copy after the delay.
+    repeated_messages: Vec<(Bytes, Duration)>,
 }
 
 /// The simulated network of engines around one in-memory Redis.
@@ -142,6 +144,7 @@ impl Sim {
                 partitioned: false,
                 refused_publishes: Vec::new(),
                 lost_messages: Vec::new(),
+                repeated_messages: Vec::new(),
             })
             .collect();
         let start = Instant::now();
@@ -203,6 +206,14 @@ impl Sim {
     /// no error reply, no disconnect.
     pub fn lose_message(&mut self, node: usize, part: impl Into<Bytes>) {
         self.nodes[node].lost_messages.push(part.into());
+    }
+
+    /// Delivers the next pub/sub message to `node` that contains `part` twice: the copy
+    /// `delay` after the original (a retried `PUBLISH` that had already run).
+    pub fn repeat_message(&mut self, node: usize, part: impl Into<Bytes>, delay: Duration) {
+        self.nodes[node]
+            .repeated_messages
+            .push((part.into(), delay));
     }
 
     fn schedule(&mut self, at: Instant, transit: Transit) {
@@ -371,6 +382,16 @@ impl Sim {
                 if let Some(index) = lost.iter().position(|part| contains(&message, part)) {
                     lost.remove(index);
                     return;
+                }
+                let repeated = &mut self.nodes[node].repeated_messages;
+                if let Some(index) = repeated.iter().position(|(p, _)| contains(&message, p)) {
+                    let (_, delay) = repeated.remove(index);
+                    let copy = Transit::Message {
+                        node,
+                        channel: channel.clone(),
+                        message: message.clone(),
+                    };
+                    self.schedule(now + delay, copy);
                 }
                 if !self.nodes[node].partitioned {
                     self.nodes[node]

@@ -1320,3 +1320,28 @@ fn a_source_error_right_after_a_lost_chunk_comes_after_that_chunk() {
         "{log:?}"
     );
 }
+
+#[test]
+fn a_repeated_answer_arriving_after_a_later_one_changes_nothing() {
+    let mut sim = sim(2);
+    let p = producer(&mut sim, "s");
+    push(&mut sim, p, "a ");
+    // The first answer (the hello and "a ") arrives again 2 s later, after the resumer
+    // has asked again (a refused publish) and had the answer to that, and after that
+    // request's rewind timer (one ack timeout).
+    sim.repeat_message(1, r#""t":"hello""#, Duration::from_secs(2));
+    let r = sim.engine(1).resumable_stream("s", None);
+    // Not `settle`, which would deliver the copy too.
+    sim.advance(Duration::from_millis(50));
+    sim.refuse_publish(0, "b ");
+    push(&mut sim, p, "b ");
+    sim.advance(Duration::from_millis(100));
+    assert_eq!(sim.log(1, r).data, b"a b ", "{:?}", sim.log(1, r));
+    sim.advance(Duration::from_secs(2));
+    push(&mut sim, p, "c");
+    sim.engine(0).finish(p).unwrap();
+    sim.advance(Duration::from_secs(30));
+    let log = sim.log(1, r);
+    assert_eq!(log.data, b"a b c", "{log:?}");
+    assert!(log.ended && log.error.is_none(), "{log:?}");
+}

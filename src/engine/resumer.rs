@@ -387,9 +387,10 @@ impl Engine {
             return;
         };
         if seq != r.seq {
-            // The answer to an earlier request, overtaken by a later one: what follows
-            // it comes again after the latest answer.
-            r.rewinding = true;
+            // The answer to an earlier request: overtaken by a later one (content stays
+            // dropped until that one's answer), or repeated after it (a retried
+            // `PUBLISH`). Dropped either way: content is indexed, so what follows needs
+            // no care (dropping content here would wait for an answer already had).
             return;
         }
         if !r.rewinding && r.peer != Peer::Unknown {
