@@ -1345,3 +1345,35 @@ fn a_repeated_answer_arriving_after_a_later_one_changes_nothing() {
     assert_eq!(log.data, b"a b c", "{log:?}");
     assert!(log.ended && log.error.is_none(), "{log:?}");
 }
+
+#[test]
+fn a_negative_skip_past_the_start_is_the_whole_stream_when_only_empty_chunks_were_dropped() {
+    // A v1 peer may send a negative skip: JavaScript's `slice(-n)` counts from the end,
+    // and from past the start it is everything.
+    let mut sim = Sim::new(1, MS, Config::default().with_max_buffer_bytes(4));
+    let p = producer(&mut sim, "s");
+    // The buffer keeps the newest chunk, over the cap: the empty one before it goes.
+    push(&mut sim, p, "");
+    push(&mut sim, p, "abcdefgh");
+    sim.settle();
+    let answer = |sim: &mut Sim, skip: i64| -> Vec<Bytes> {
+        let now = sim.now();
+        let request = format!(r#"{{"listenerId":"l{skip}","skipCharacters":{skip}}}"#);
+        sim.engine(0)
+            .handle_message(now, b"resumable-stream:rs:request:s", request.into());
+        std::iter::from_fn(|| sim.engine(0).poll_command())
+            .filter_map(|c| match c.op {
+                resumable_stream::Op::Publish { message, .. } => Some(message),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(answer(&mut sim, -3), [Bytes::from("fgh")]);
+    assert_eq!(answer(&mut sim, -8), [Bytes::from("abcdefgh")]);
+    assert_eq!(answer(&mut sim, -100), [Bytes::from("abcdefgh")]);
+    // Once bytes were dropped, from past what is held is refused: never wrong data.
+    push(&mut sim, p, "ij");
+    sim.settle();
+    assert_eq!(answer(&mut sim, -2), [Bytes::from("ij")]);
+    assert_eq!(answer(&mut sim, -100), Vec::<Bytes>::new());
+}

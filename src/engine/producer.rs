@@ -233,9 +233,14 @@ impl Producer {
             &with_carry
         };
         if skip < 0 {
-            // From the end: fine while it stays within what is held.
+            // From the end: fine while it stays within what is held. Past the start it
+            // is the whole stream, held only when what was dropped held no unit (empty
+            // chunks, or the start of a character kept with the held ones).
             let available = count_units(held, unit);
-            return (skip.unsigned_abs() <= available).then(|| catch_up(held, skip, unit));
+            if skip.unsigned_abs() <= available {
+                return Some(catch_up(held, skip, unit));
+            }
+            return (dropped == 0).then(|| catch_up(held, 0, unit));
         }
         let skip = (skip as u64).checked_sub(dropped)?;
         Some(catch_up(held, skip.min(i64::MAX as u64) as i64, unit))
