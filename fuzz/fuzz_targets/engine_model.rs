@@ -1,6 +1,6 @@
 //! The main target: two or three engines around one `MemoryRedis`, joined by a network
 //! the fuzzer controls, checked step by step against a reference model of the protocol
-//! (PROTOCOL.md and docs/protocol-extensions.md).
+//! (docs/interop.md and docs/protocol-extensions.md).
 //!
 //! # The network
 //!
@@ -9,7 +9,8 @@
 //! TCP does; the fuzzer picks which link moves next, so deliveries reorder freely across
 //! connections and engines, and time advances only when it says so. As faults it may
 //! drop the next item of a link, fail it (the command does not run and its reply is an
-//! error, or the reply of a command that ran becomes an error), delete a sentinel,
+//! error, or the reply of a command that ran becomes an error), duplicate or silently
+//! drop a pub/sub message on its way to an engine (`MessageFault`), delete a sentinel,
 //! lose an engine's pub/sub connection, or forge requests on a producer's channel.
 //!
 //! # The model
@@ -40,18 +41,22 @@
 //! - a v1 resumer's `Data` messages are a prefix of what it is owed; an extended one's
 //!   bytes are exactly what it is owed up to the chunk index each `Data` carries; an
 //!   end by message means everything owed arrived, and the ending is the producer's;
+//!   an extended resumer ended by the done watchdog has everything too;
 //! - a cancel answered `Cancelled` means the producer was cancelled;
 //! - without faults only timing errors happen (ack timeout, producer gone, truncated
 //!   after a refusal, already producing), and after the run, with every producer
 //!   finished and time running until the network is quiet, every handle has ended,
 //!   every produced sentinel says `DONE` and no engine holds a handle.
 //!
-//! Faults weaken the end-to-end checks of the streams they touch: a silently lost
-//! message (or command, or connection) leaves a v1 resumer a subsequence of what it is
-//! owed and an extended one unchecked; a `PUBLISH` that fails with an error leaves v1
-//! resumers a subsequence but extended ones exact (they are told and ask again); a
-//! request heard by two engines or a forged request naming a real listener leaves only
-//! the per-handle checks. Any fault lifts the liveness and error-kind checks.
+//! Extended resumers are checked under every fault but a wild one: whatever is lost or
+//! repeated, each ends byte-exact or with a typed error, its bytes an exact prefix of
+//! what it is owed ("a lost or repeated message is detected and asked for again, never
+//! delivered wrong"). A v1 resumer cannot tell: a silently lost message (or command,
+//! or connection) or a failed `PUBLISH` leaves it a subsequence of what it is owed, a
+//! repeated message anything. Wild faults, a request heard by two engines (two producers
+//! of one stream) or a forged request naming a real listener, leave only the per-handle
+//! checks. Any fault lifts the error-kind checks, any but an interruption or a repeated
+//! message the liveness checks.
 #![no_main]
 
 use arbitrary::{Arbitrary, Unstructured};
