@@ -65,6 +65,9 @@ pub struct ReaderLog {
     pub finals: usize,
     /// Events that arrived after a final event: always a bug.
     pub after_final: usize,
+    /// The virtual time (since the simulation began) at which the first final event
+    /// arrived: for tests that bound when a deadline fired.
+    pub final_at: Option<Duration>,
 }
 
 enum Transit {
@@ -93,6 +96,10 @@ struct Node {
     /// PUBLISHes of this node still to be refused with an error reply, oldest first:
     /// the ones whose message contains the given bytes.
     refused_publishes: Vec<Bytes>,
+    /// Messages to this node still to be lost, the same way.
+    lost_messages: Vec<Bytes>,
+    /// Messages to this node still to be delivered twice, the copy after the delay.
+    repeated_messages: Vec<(Bytes, Duration)>,
 }
 
 /// The simulated network of engines around one in-memory Redis.
@@ -136,6 +143,8 @@ impl Sim {
                 logs: HashMap::new(),
                 partitioned: false,
                 refused_publishes: Vec::new(),
+                lost_messages: Vec::new(),
+                repeated_messages: Vec::new(),
             })
             .collect();
         let start = Instant::now();
@@ -193,6 +202,20 @@ impl Sim {
         self.nodes[node].refused_publishes.push(part.into());
     }
 
+    /// Loses the next pub/sub message to `node` that contains `part`, without a trace:
+    /// no error reply, no disconnect.
+    pub fn lose_message(&mut self, node: usize, part: impl Into<Bytes>) {
+        self.nodes[node].lost_messages.push(part.into());
+    }
+
+    /// Delivers the next pub/sub message to `node` that contains `part` twice: the copy
+    /// `delay` after the original (a retried `PUBLISH` that had already run).
+    pub fn repeat_message(&mut self, node: usize, part: impl Into<Bytes>, delay: Duration) {
+        self.nodes[node]
+            .repeated_messages
+            .push((part.into(), delay));
+    }
+
     fn schedule(&mut self, at: Instant, transit: Transit) {
         self.seq += 1;
         self.queue.push(Reverse((at, self.seq)));
@@ -214,9 +237,10 @@ impl Sim {
                     },
                 );
             }
+            let elapsed = self.now - self.start;
             let node = &mut self.nodes[index];
             while let Some(event) = node.engine.poll_event() {
-                record(&mut node.logs, event);
+                record(&mut node.logs, event, elapsed);
             }
         }
     }
@@ -354,6 +378,21 @@ impl Sim {
                 channel,
                 message,
             } => {
+                let lost = &mut self.nodes[node].lost_messages;
+                if let Some(index) = lost.iter().position(|part| contains(&message, part)) {
+                    lost.remove(index);
+                    return;
+                }
+                let repeated = &mut self.nodes[node].repeated_messages;
+                if let Some(index) = repeated.iter().position(|(p, _)| contains(&message, p)) {
+                    let (_, delay) = repeated.remove(index);
+                    let copy = Transit::Message {
+                        node,
+                        channel: channel.clone(),
+                        message: message.clone(),
+                    };
+                    self.schedule(now + delay, copy);
+                }
                 if !self.nodes[node].partitioned {
                     self.nodes[node]
                         .engine
@@ -364,13 +403,15 @@ impl Sim {
     }
 }
 
-fn record(logs: &mut HashMap<Handle, ReaderLog>, event: Event) {
+/// Adds `event`, which the engine emitted at virtual time `at`, to its handle's log.
+fn record(logs: &mut HashMap<Handle, ReaderLog>, event: Event, at: Duration) {
     let log = logs.entry(event.handle()).or_default();
     if log.finals > 0 {
         log.after_final += 1;
     }
     if event.is_final() {
         log.finals += 1;
+        log.final_at.get_or_insert(at);
     }
     match event {
         Event::Started { role, .. } => log.role = Some(role),

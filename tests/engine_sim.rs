@@ -4,6 +4,7 @@
 
 use bytes::Bytes;
 use resumable_stream::sim::Sim;
+use resumable_stream::skip::catch_up;
 use resumable_stream::{
     CommandId, Config, Error, Event, Handle, PubSubState, Reply, ReplyError, Role, SkipUnit,
     StreamState,
@@ -188,22 +189,48 @@ fn a_utf16_skip_cuts_like_javascript_inside_the_emoji() {
 
 #[test]
 fn a_resumer_that_names_its_unit_gets_that_unit() {
-    let config = Config::default().with_skip_unit(SkipUnit::Byte);
-    let mut sim = Sim::new(2, MS, Config::default());
-    let p = producer(&mut sim, "s");
-    push(&mut sim, p, "日本");
-    sim.settle();
-    // Node 1 with a byte-counting engine: rebuild the simulation with mixed configs.
-    let mut mixed = Sim::new(2, MS, config);
-    let p2 = mixed.engine(0).create_new_resumable_stream("s");
-    mixed.settle();
-    mixed.engine(0).push_chunk(p2, "日本".into()).unwrap();
-    let r = mixed.engine(1).resume_existing_stream("s", Some(3));
-    mixed.settle();
-    mixed.engine(0).finish(p2).unwrap();
-    mixed.settle();
-    assert_eq!(mixed.log(1, r).data, "本".as_bytes());
-    let _ = p;
+    // The producer counts in one unit, the resumer asks in another and names it
+    // (`skipUnit`; a UTF-16 resumer names none, docs/interop.md): the skip is counted
+    // in the resumer's unit. In each case the
+    // producer's own unit would cut somewhere else, so a producer that ignored the
+    // request's unit would fail this.
+    let cases = [
+        // Byte skip 3 is past "日"; as UTF-16 units it is past the whole text.
+        ("日本", SkipUnit::Utf16, SkipUnit::Byte, 3, "本"),
+        // One code point is "日"; one byte would cut inside "日".
+        ("日本", SkipUnit::Byte, SkipUnit::CodePoint, 1, "本"),
+        // One code point is "🚀"; one UTF-16 unit would cut its surrogate pair.
+        ("🚀x", SkipUnit::Utf16, SkipUnit::CodePoint, 1, "x"),
+    ];
+    for (text, producer_unit, resumer_unit, skip, expected) in cases {
+        let as_producer_counts = catch_up(&[Bytes::from(text)], skip, producer_unit);
+        assert_ne!(
+            as_producer_counts,
+            expected.as_bytes(),
+            "the case tells them apart"
+        );
+        let mut sim = Sim::with_configs(
+            vec![
+                Config::default().with_skip_unit(producer_unit),
+                Config::default().with_skip_unit(resumer_unit),
+            ],
+            MS,
+        );
+        let p = sim.engine(0).create_new_resumable_stream("s");
+        sim.settle();
+        sim.engine(0).push_chunk(p, text.into()).unwrap();
+        let r = sim.engine(1).resume_existing_stream("s", Some(skip as u64));
+        sim.settle();
+        sim.engine(0).finish(p).unwrap();
+        sim.settle();
+        let log = sim.log(1, r);
+        assert_eq!(
+            log.data,
+            expected.as_bytes(),
+            "{resumer_unit:?} skip {skip} from a {producer_unit:?} producer: {log:?}"
+        );
+        assert!(log.ended, "{log:?}");
+    }
 }
 
 #[test]
@@ -381,21 +408,30 @@ fn malformed_requests_are_dropped_without_disturbing_the_stream() {
 
 #[test]
 fn a_producer_that_is_gone_fails_the_resumer_within_the_ack_timeout() {
-    let mut sim = sim(2);
-    // The sentinel says active, but nobody listens on the request channel.
-    sim.redis.set_raw("resumable-stream:rs:sentinel:s", "1");
-    let r = sim.engine(1).resumable_stream("s", None);
-    sim.advance(Duration::from_secs(2));
-    let log = sim.log(1, r);
-    assert!(
-        matches!(log.error, Some(Error::AckTimeout { .. })),
-        "{log:?}"
-    );
-    assert!(log.role.is_none());
-    assert!(sim.elapsed() >= Duration::from_secs(1));
-    // The ack timeout fired at 1 s plus the round trips, not later.
-    let failed_at = sim.elapsed();
-    assert!(failed_at <= Duration::from_secs(2));
+    for ack in [Config::default().ack_timeout(), Duration::from_millis(300)] {
+        let mut sim = Sim::new(2, MS, Config::default().with_ack_timeout(ack));
+        // The sentinel says active, but nobody listens on the request channel.
+        sim.redis.set_raw("resumable-stream:rs:sentinel:s", "1");
+        let r = sim.engine(1).resumable_stream("s", None);
+        sim.advance(ack * 3);
+        let log = sim.log(1, r);
+        assert!(
+            matches!(log.error, Some(Error::AckTimeout { waited, .. }) if waited == ack),
+            "{log:?}"
+        );
+        assert!(log.role.is_none());
+        assert_eq!(log.finals, 1);
+        // When the error arrived: the timeout runs from the SUBSCRIBE's reply (after
+        // the INCR's and the SUBSCRIBE's round trips) and is followed by one more round
+        // trip (the GET that tells a finished stream from a gone producer): the timeout
+        // plus three round trips of two link latencies each.
+        let failed_at = log.final_at.expect("the error's time");
+        let slack = 3 * 2 * MS;
+        assert!(
+            failed_at >= ack && failed_at <= ack + slack,
+            "failed at {failed_at:?}, ack timeout {ack:?} + {slack:?}"
+        );
+    }
 }
 
 #[test]
@@ -713,16 +749,17 @@ fn a_producer_subscribes_before_the_sentinel_appears_and_the_sentinel_expires() 
 }
 
 #[test]
-fn the_done_watchdog_ends_a_resumer_whose_end_message_was_lost() {
-    let config = Config::default().with_done_watchdog_interval(Duration::from_secs(10));
-    let mut sim = Sim::new(2, MS, config);
+fn the_done_watchdog_ends_a_v1_resumer_whose_end_message_was_lost() {
+    let v1 = Config::default().with_extensions(false);
+    let mut sim = Sim::with_configs(vec![Config::default(), v1], MS);
     let p = producer(&mut sim, "s");
     push(&mut sim, p, "all");
     let r = sim.engine(1).resumable_stream("s", None);
     sim.settle();
     assert_eq!(sim.log(1, r).data, b"all");
     // The stream is marked done, but the end message never comes.
-    sim.redis.set_raw("resumable-stream:rs:sentinel:s", "DONE");
+    sim.lose_message(1, resumable_stream::wire::DONE_MESSAGE);
+    sim.engine(0).finish(p).unwrap();
     sim.advance(Duration::from_secs(9));
     assert!(!sim.log(1, r).ended, "one interval is not enough");
     sim.advance(Duration::from_secs(15));
@@ -730,6 +767,61 @@ fn the_done_watchdog_ends_a_resumer_whose_end_message_was_lost() {
     assert!(log.ended && log.error.is_none(), "{log:?}");
     assert_eq!(log.data, b"all");
     assert_eq!(sim.engine(1).poll_timeout(), None);
+}
+
+#[test]
+fn the_done_watchdog_never_ends_an_extended_resumer_that_may_miss_chunks() {
+    // The last chunk and the end are lost on their way to the resumer, silently; the
+    // heartbeat (20 s) is slower than the watchdog (two readings, 10 s apart), so the
+    // watchdog acts first. The resumer cannot know it misses a chunk: it asks again.
+    // A producer in its grace period answers, and the stream ends byte-exact; one that
+    // is gone does not, and the liveness bound fails the resumer, never a clean end.
+    for grace in [Duration::from_secs(60), Duration::ZERO] {
+        let config = Config::default()
+            .with_heartbeat_interval(Duration::from_secs(20))
+            .with_grace_period(grace);
+        let mut sim = Sim::new(2, MS, config);
+        let p = producer(&mut sim, "s");
+        push(&mut sim, p, "first ");
+        let r = sim.engine(1).resumable_stream("s", None);
+        sim.settle();
+        sim.lose_message(1, "last");
+        sim.lose_message(1, r#"{"t":"end""#);
+        push(&mut sim, p, "last");
+        sim.engine(0).finish(p).unwrap();
+        sim.advance(Duration::from_secs(120));
+        let log = sim.log(1, r);
+        if grace.is_zero() {
+            assert_eq!(log.data, b"first ", "{log:?}");
+            assert!(
+                matches!(log.error, Some(Error::ProducerGone { .. })),
+                "{log:?}"
+            );
+        } else {
+            assert_eq!(log.data, b"first last", "{log:?}");
+            assert!(log.ended && log.error.is_none(), "{log:?}");
+        }
+    }
+}
+
+#[test]
+fn a_stream_that_ends_while_only_its_resumer_reconnects_still_answers_it() {
+    let mut sim = sim(2);
+    let p = producer(&mut sim, "s");
+    push(&mut sim, p, "a ");
+    let r = sim.engine(1).resumable_stream("s", None);
+    sim.settle();
+    cut_pubsub(&mut sim, 1);
+    // The chunk reaches nobody, and the stream ends before that PUBLISH's reply (0
+    // receivers) comes back: the producer learns of the departure after its end.
+    push(&mut sim, p, "b");
+    sim.engine(0).finish(p).unwrap();
+    sim.settle();
+    restore_pubsub(&mut sim, 1);
+    sim.advance(Duration::from_secs(10));
+    let log = sim.log(1, r);
+    assert_eq!(log.data, b"a b", "{log:?}");
+    assert!(log.ended && log.error.is_none(), "{log:?}");
 }
 
 #[test]
@@ -760,25 +852,38 @@ fn config_with_heartbeat(ms: u64) -> Config {
 
 #[test]
 fn a_resumer_of_ours_detects_a_dead_producer_within_three_heartbeats() {
-    let mut sim = Sim::new(2, MS, config_with_heartbeat(1000));
-    let p = producer(&mut sim, "s");
-    push(&mut sim, p, "a");
-    let r = sim.engine(1).resumable_stream("s", None);
-    sim.settle();
-    // Idle but alive: heartbeats keep it going for a minute.
-    sim.advance(Duration::from_secs(60));
-    assert_eq!(sim.log(1, r).finals, 0, "{:?}", sim.log(1, r));
-    // The producer's process dies: nothing more comes from it.
-    sim.partition(0, true);
-    let died = sim.elapsed();
-    sim.advance(Duration::from_secs(10));
-    let log = sim.log(1, r);
-    assert!(
-        matches!(log.error, Some(Error::ProducerGone { .. })),
-        "{log:?}"
-    );
-    assert_eq!(log.data, b"a");
-    let _ = died;
+    let heartbeat = Duration::from_secs(1);
+    // The producer dies at four phases of its heartbeat cycle.
+    for phase in 0..4u32 {
+        let mut sim = Sim::new(2, MS, config_with_heartbeat(1000));
+        let p = producer(&mut sim, "s");
+        push(&mut sim, p, "a");
+        let r = sim.engine(1).resumable_stream("s", None);
+        sim.settle();
+        // Idle but alive: heartbeats keep it going for a minute.
+        sim.advance(Duration::from_secs(60) + heartbeat * phase / 4);
+        assert_eq!(sim.log(1, r).finals, 0, "{:?}", sim.log(1, r));
+        // The producer's process dies: nothing more comes from it.
+        sim.partition(0, true);
+        let died = sim.elapsed();
+        sim.advance(Duration::from_secs(10));
+        let log = sim.log(1, r);
+        assert!(
+            matches!(log.error, Some(Error::ProducerGone { .. })),
+            "{log:?}"
+        );
+        assert_eq!(log.data, b"a");
+        // The promise: gone after three heartbeat intervals of silence. The last
+        // heartbeat the resumer heard left the producer less than one interval before
+        // it died and reached the resumer at most one link latency after (it was
+        // already past Redis): so the error comes more than two intervals and at most
+        // three intervals plus one latency after the death.
+        let detected = log.final_at.expect("the error's time") - died;
+        assert!(
+            detected > heartbeat * 2 && detected <= heartbeat * 3 + MS,
+            "phase {phase}: detected {detected:?} after the death"
+        );
+    }
 }
 
 #[test]
@@ -1129,7 +1234,6 @@ fn an_interruption_before_the_first_hello_loses_and_repeats_nothing() {
 
 #[test]
 fn a_bounded_buffer_cuts_characters_split_across_chunks_exactly() {
-    use resumable_stream::skip::catch_up;
     // "é" (C3 A9), "€" (E2 82 AC) and "🚀" (F0 9F 9A 80) split across chunks.
     // The buffer keeps 9 bytes: the last two chunks, and "é"'s first byte is dropped.
     let chunks: Vec<Bytes> = [
@@ -1216,4 +1320,61 @@ fn a_source_error_right_after_a_lost_chunk_comes_after_that_chunk() {
         matches!(&log.error, Some(Error::Source(m)) if m == "boom"),
         "{log:?}"
     );
+}
+
+#[test]
+fn a_repeated_answer_arriving_after_a_later_one_changes_nothing() {
+    let mut sim = sim(2);
+    let p = producer(&mut sim, "s");
+    push(&mut sim, p, "a ");
+    // The first answer (the hello and "a ") arrives again 2 s later, after the resumer
+    // has asked again (a refused publish) and had the answer to that, and after that
+    // request's rewind timer (one ack timeout).
+    sim.repeat_message(1, r#""t":"hello""#, Duration::from_secs(2));
+    let r = sim.engine(1).resumable_stream("s", None);
+    // Not `settle`, which would deliver the copy too.
+    sim.advance(Duration::from_millis(50));
+    sim.refuse_publish(0, "b ");
+    push(&mut sim, p, "b ");
+    sim.advance(Duration::from_millis(100));
+    assert_eq!(sim.log(1, r).data, b"a b ", "{:?}", sim.log(1, r));
+    sim.advance(Duration::from_secs(2));
+    push(&mut sim, p, "c");
+    sim.engine(0).finish(p).unwrap();
+    sim.advance(Duration::from_secs(30));
+    let log = sim.log(1, r);
+    assert_eq!(log.data, b"a b c", "{log:?}");
+    assert!(log.ended && log.error.is_none(), "{log:?}");
+}
+
+#[test]
+fn a_negative_skip_past_the_start_is_the_whole_stream_when_only_empty_chunks_were_dropped() {
+    // A v1 peer may send a negative skip: JavaScript's `slice(-n)` counts from the end,
+    // and from past the start it is everything.
+    let mut sim = Sim::new(1, MS, Config::default().with_max_buffer_bytes(4));
+    let p = producer(&mut sim, "s");
+    // The buffer keeps the newest chunk, over the cap: the empty one before it goes.
+    push(&mut sim, p, "");
+    push(&mut sim, p, "abcdefgh");
+    sim.settle();
+    let answer = |sim: &mut Sim, skip: i64| -> Vec<Bytes> {
+        let now = sim.now();
+        let request = format!(r#"{{"listenerId":"l{skip}","skipCharacters":{skip}}}"#);
+        sim.engine(0)
+            .handle_message(now, b"resumable-stream:rs:request:s", request.into());
+        std::iter::from_fn(|| sim.engine(0).poll_command())
+            .filter_map(|c| match c.op {
+                resumable_stream::Op::Publish { message, .. } => Some(message),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(answer(&mut sim, -3), [Bytes::from("fgh")]);
+    assert_eq!(answer(&mut sim, -8), [Bytes::from("abcdefgh")]);
+    assert_eq!(answer(&mut sim, -100), [Bytes::from("abcdefgh")]);
+    // Once bytes were dropped, from past what is held is refused: never wrong data.
+    push(&mut sim, p, "ij");
+    sim.settle();
+    assert_eq!(answer(&mut sim, -2), [Bytes::from("ij")]);
+    assert_eq!(answer(&mut sim, -100), Vec::<Bytes>::new());
 }

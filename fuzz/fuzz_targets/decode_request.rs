@@ -8,7 +8,11 @@
 //!   at most `MAX_LISTENER_ID_LEN` bytes and free of control characters (it becomes a
 //!   channel name), an extension token that is non-empty hex;
 //! - the encoding is byte for byte `JSON.stringify({listenerId, skipCharacters})`, then
-//!   `skipUnit` and the extension fields (docs/protocol-extensions.md) when present.
+//!   `skipUnit` and the extension fields (docs/protocol-extensions.md) when present:
+//!   `ext`, `token`, `fromChunk`, `cancel`, and `seq` unless it is 0.
+//!
+//! The corpus holds valid v1 (npm and Python spellings) and extended requests
+//! (`valid-*`), so that replaying it reaches the round-trip assertions.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -54,6 +58,10 @@ fuzz_target!(|data: &[u8]| {
         }
         if ext.cancel {
             expected.push_str(",\"cancel\":true");
+        }
+        // `seq` 0 (the first request) is the default, left out.
+        if ext.seq > 0 {
+            expected.push_str(&format!(",\"seq\":{}", ext.seq));
         }
     }
     expected.push('}');

@@ -9,7 +9,8 @@
 //! TCP does; the fuzzer picks which link moves next, so deliveries reorder freely across
 //! connections and engines, and time advances only when it says so. As faults it may
 //! drop the next item of a link, fail it (the command does not run and its reply is an
-//! error, or the reply of a command that ran becomes an error), delete a sentinel,
+//! error, or the reply of a command that ran becomes an error), duplicate or silently
+//! drop a pub/sub message on its way to an engine (`MessageFault`), delete a sentinel,
 //! lose an engine's pub/sub connection, or forge requests on a producer's channel.
 //!
 //! # The model
@@ -40,21 +41,25 @@
 //! - a v1 resumer's `Data` messages are a prefix of what it is owed; an extended one's
 //!   bytes are exactly what it is owed up to the chunk index each `Data` carries; an
 //!   end by message means everything owed arrived, and the ending is the producer's;
+//!   an extended resumer ended by the done watchdog has everything too;
 //! - a cancel answered `Cancelled` means the producer was cancelled;
 //! - without faults only timing errors happen (ack timeout, producer gone, truncated
 //!   after a refusal, already producing), and after the run, with every producer
 //!   finished and time running until the network is quiet, every handle has ended,
 //!   every produced sentinel says `DONE` and no engine holds a handle.
 //!
-//! Faults weaken the end-to-end checks of the streams they touch: a silently lost
-//! message (or command, or connection) leaves a v1 resumer a subsequence of what it is
-//! owed and an extended one unchecked; a `PUBLISH` that fails with an error leaves v1
-//! resumers a subsequence but extended ones exact (they are told and ask again); a
-//! request heard by two engines or a forged request naming a real listener leaves only
-//! the per-handle checks. Any fault lifts the liveness and error-kind checks.
+//! Extended resumers are checked under every fault but a wild one: whatever is lost or
+//! repeated, each ends byte-exact or with a typed error, its bytes an exact prefix of
+//! what it is owed ("a lost or repeated message is detected and asked for again, never
+//! delivered wrong"). A v1 resumer cannot tell: a silently lost message (or command,
+//! or connection) or a failed `PUBLISH` leaves it a subsequence of what it is owed, a
+//! repeated message anything. Wild faults, a request heard by two engines (two producers
+//! of one stream) or a forged request naming a real listener, leave only the per-handle
+//! checks. Any fault lifts the error-kind checks, any but an interruption or a repeated
+//! message the liveness checks.
 #![no_main]
 
-use arbitrary::Arbitrary;
+use arbitrary::{Arbitrary, Unstructured};
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use resumable_stream::wire::{Control, Extension, Incoming, ResumeRequest, DONE_MESSAGE};
@@ -284,11 +289,77 @@ enum Step {
     },
 }
 
+/// Faults on the pub/sub messages an engine receives, added after the corpus was
+/// committed (see [`AnyStep`]).
+#[derive(Debug, Arbitrary)]
+enum MessageFault {
+    /// Message `nth` on its way to `engine` arrives twice: the copy `later` items behind
+    /// it (a retried `PUBLISH` that had already run, a proxy replaying).
+    Duplicate { engine: u8, nth: u8, later: u8 },
+    /// Message `nth` on its way to `engine` is lost without a trace: no error reply, no
+    /// disconnect.
+    Drop { engine: u8, nth: u8 },
+}
+
+/// A step: a [`Step`], or a [`MessageFault`] parsed from the upper half of the range of
+/// `Step::DeleteSentinel`'s discriminant. Adding variants to `Step` would change what
+/// every committed input means (derived enums pick their variant by scaling a `u32` to
+/// the variant count), the `regression-*` reproducers included; this split changes only
+/// inputs with a `DeleteSentinel` step in that half: none of the regression inputs.
+#[derive(Debug)]
+enum AnyStep {
+    Step(Step),
+    Fault(MessageFault),
+}
+
+/// How many variants `Step` has, and which one `MessageFault` shares the range of
+/// (checked by [`check_step_layout`]).
+const STEP_VARIANTS: u64 = 21;
+const SHARED_VARIANT: u64 = 15;
+
+/// The discriminant bytes the derived `Step` reads as variant `index`.
+fn discriminant(index: u64) -> [u8; 4] {
+    let x = ((index << 32).div_ceil(STEP_VARIANTS)) as u32;
+    x.to_le_bytes()
+}
+
+/// `STEP_VARIANTS` and `SHARED_VARIANT` still describe `Step`.
+fn check_step_layout() {
+    let parse = |index| Step::arbitrary(&mut Unstructured::new(&discriminant(index)));
+    assert!(matches!(
+        parse(SHARED_VARIANT),
+        Ok(Step::DeleteSentinel { .. })
+    ));
+    assert!(matches!(
+        parse(STEP_VARIANTS - 1),
+        Ok(Step::ForgeRaw { .. })
+    ));
+    assert!(matches!(
+        Step::arbitrary(&mut Unstructured::new(&[0xFF; 4])),
+        Ok(Step::ForgeRaw { .. })
+    ));
+}
+
+impl<'a> Arbitrary<'a> for AnyStep {
+    fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
+        // The discriminant the derived `Step` reads: a little-endian `u32`, zero-padded.
+        let mut bytes = [0u8; 4];
+        let available = u.peek_bytes(u.len().min(4)).unwrap_or_default();
+        bytes[..available.len()].copy_from_slice(available);
+        let scaled = u64::from(u32::from_le_bytes(bytes)) * STEP_VARIANTS;
+        if scaled >> 32 == SHARED_VARIANT && scaled as u32 >= 1 << 31 {
+            u.bytes(available.len())?;
+            return MessageFault::arbitrary(u).map(AnyStep::Fault);
+        }
+        Step::arbitrary(u).map(AnyStep::Step)
+    }
+}
+
 #[derive(Debug, Arbitrary)]
 struct Input {
     three_engines: bool,
     setups: [Setup; 3],
-    steps: Vec<Step>,
+    steps: Vec<AnyStep>,
 }
 
 // ----- the network -----
@@ -386,6 +457,8 @@ struct Reader {
     token: Option<String>,
     extended: bool,
     owed: Option<Owed>,
+    /// The `seq` of the request whose answer `owed` follows.
+    owed_seq: u64,
     refused: bool,
     cancel_answered_by: Option<Key>,
     received: Vec<Bytes>,
@@ -399,6 +472,8 @@ struct Faults {
     silent: bool,
     /// A `PUBLISH` to a listener failed with an error reply.
     failed_publish: bool,
+    /// A pub/sub message arrived twice.
+    duplicated: bool,
     /// Another command or reply failed or was lost (no data lost).
     other: bool,
     /// Two producers answered one request, or a request was forged.
@@ -410,7 +485,12 @@ struct Faults {
 
 impl Faults {
     fn any(&self) -> bool {
-        self.silent || self.failed_publish || self.other || self.wild || self.interrupted
+        self.silent
+            || self.failed_publish
+            || self.duplicated
+            || self.other
+            || self.wild
+            || self.interrupted
     }
 
     /// Faults after which every handle must still end.
@@ -460,7 +540,6 @@ struct Harness {
     listener_owner: HashMap<String, Key>,
     faults: [Faults; 3],
     any_fault: bool,
-    watchdog_ends: u32,
 }
 
 fn names(stream: usize) -> (Bytes, Bytes) {
@@ -598,7 +677,6 @@ impl Harness {
             listener_owner: HashMap::new(),
             faults: [Faults::default(); 3],
             any_fault: false,
-            watchdog_ends: 0,
         }
     }
 
@@ -898,11 +976,11 @@ impl Harness {
                     );
                 }
                 Some(Role::Resumer) => {
-                    if ctx.chunk_message {
-                        check = Some(Check::Ended(Ending::Clean));
+                    check = Some(if ctx.chunk_message {
+                        Check::Ended(Ending::Clean)
                     } else {
-                        self.watchdog_ends += 1;
-                    }
+                        Check::WatchdogEnd
+                    });
                 }
                 None => panic!("End before Started"),
             },
@@ -1014,25 +1092,30 @@ impl Harness {
             out.extend(reference::join(&producer.chunks[owed.from..n]));
             out
         };
+        // An extended resumer is checked under every fault but a wild one (two
+        // producers of one stream, a forged request naming it): its content carries
+        // chunk indices, so a lost or repeated message is asked for again, never
+        // delivered wrong. A v1 resumer cannot tell: after a lost message it holds a
+        // subsequence of what it is owed, after a repeated one anything.
         match check {
             Check::Data(Some(n)) => {
                 assert!(r.extended, "{key:?}: a chunk index for a v1 resumer");
-                if !faults.silent {
-                    assert_eq!(
-                        r.received_bytes,
-                        owed_through(n as usize),
-                        "{key:?}: the bytes up to chunk {n} (owed from chunk {})",
-                        owed.from
-                    );
-                }
+                assert_eq!(
+                    r.received_bytes,
+                    owed_through(n as usize),
+                    "{key:?}: the bytes up to chunk {n} (owed from chunk {})",
+                    owed.from
+                );
             }
             Check::Data(None) => {
                 assert!(
-                    !r.extended || faults.any(),
+                    !r.extended,
                     "{key:?}: an extended resumer without chunk indices"
                 );
                 let owed = owed_messages();
-                if faults.silent || faults.failed_publish {
+                if faults.duplicated {
+                    // Anything: a repeat looks like content.
+                } else if faults.silent || faults.failed_publish {
                     assert!(
                         is_subsequence(&r.received, &owed),
                         "{key:?} received {:?}, not a subsequence of {owed:?}",
@@ -1051,23 +1134,29 @@ impl Harness {
                 let actual = producer
                     .ending
                     .expect("ended by a message before its producer");
-                if r.extended && !faults.any() {
-                    assert_eq!(actual, ending, "{key:?} ended as its producer did");
-                }
-                if faults.silent {
-                    return;
-                }
                 if r.extended {
+                    assert_eq!(actual, ending, "{key:?} ended as its producer did");
                     assert_eq!(
                         r.received_bytes,
                         owed_through(producer.chunks.len()),
                         "{key:?} ended without all it is owed"
                     );
-                } else if !r.extended && !faults.failed_publish {
+                } else if !(faults.silent || faults.failed_publish || faults.duplicated) {
                     assert_eq!(
                         r.received,
                         owed_messages(),
                         "{key:?} ended without all it is owed"
+                    );
+                }
+            }
+            // The done watchdog read the stream finished twice, the end message never
+            // came: an extended resumer that ends cleanly has everything.
+            Check::WatchdogEnd => {
+                if r.extended {
+                    assert_eq!(
+                        r.received_bytes,
+                        owed_through(producer.chunks.len()),
+                        "{key:?} ended by the done watchdog without all it is owed"
                     );
                 }
             }
@@ -1103,6 +1192,7 @@ impl Harness {
                 token: None,
                 extended: false,
                 owed: None,
+                owed_seq: 0,
                 refused: false,
                 cancel_answered_by: None,
                 received: Vec::new(),
@@ -1584,6 +1674,7 @@ impl Harness {
         let Some(rkey) = resumer else {
             return;
         };
+        let seq = request.ext.as_ref().map_or(0, |e| e.seq);
         let r = self.readers.get_mut(&rkey).unwrap();
         if !answered {
             r.refused = true;
@@ -1595,17 +1686,27 @@ impl Harness {
                     producer: pkey,
                     catch_up: catch_up.unwrap(),
                     from: next as usize,
-                })
+                });
+                r.owed_seq = seq;
             }
-            // Asked again with nothing received yet (the answer was lost): the latest
-            // answer is what it is owed. (A position past the end resumes at the end
-            // when the request is answered, so the answers may differ.)
-            Some(owed) if owed.producer == pkey && r.extended && r.received_bytes.is_empty() => {
+            // Asked again with nothing received yet (the answer was lost): the answer
+            // to the latest request is what it is owed. (A position past the end
+            // resumes at the end when the request is answered, so the answers may
+            // differ.) A repeated request (the same `seq`) is answered again, but the
+            // resumer takes the first answer and drops the repeat; an earlier one,
+            // answered late, it drops too.
+            Some(owed)
+                if owed.producer == pkey
+                    && r.extended
+                    && r.received_bytes.is_empty()
+                    && seq > r.owed_seq =>
+            {
                 r.owed = Some(Owed {
                     producer: pkey,
                     catch_up: catch_up.unwrap(),
                     from: next as usize,
-                })
+                });
+                r.owed_seq = seq;
             }
             // Asked again (after `lost`): still owed the same stream, from the same
             // producer; a different one makes the stream wild.
@@ -1976,6 +2077,37 @@ impl Harness {
         }
     }
 
+    /// Duplicates or drops a pub/sub message on its way to an engine.
+    fn message_fault(&mut self, fault: &MessageFault) {
+        let (MessageFault::Duplicate { engine, nth, .. } | MessageFault::Drop { engine, nth }) =
+            fault;
+        let node = self.node(*engine);
+        let link = &self.nodes[node].links[SUB_DOWN];
+        let messages: Vec<usize> = (0..link.len())
+            .filter(|&i| matches!(link[i], Item::Message(..)))
+            .collect();
+        if messages.is_empty() {
+            return;
+        }
+        let at = messages[usize::from(*nth) % messages.len()];
+        let Item::Message(channel, message) = &link[at] else {
+            unreachable!("a message");
+        };
+        let (channel, message) = (channel.clone(), message.clone());
+        let stream = self.stream_of(&channel);
+        match fault {
+            MessageFault::Duplicate { later, .. } => {
+                let to = at + 1 + usize::from(*later) % (link.len() - at);
+                self.nodes[node].links[SUB_DOWN].insert(to, Item::Message(channel, message));
+                self.fault(stream, |f| f.duplicated = true);
+            }
+            MessageFault::Drop { .. } => {
+                self.nodes[node].links[SUB_DOWN].remove(at);
+                self.fault(stream, |f| f.silent = true);
+            }
+        }
+    }
+
     fn restore(&mut self, node: usize) {
         if !self.nodes[node].interrupted {
             return;
@@ -2105,15 +2237,26 @@ enum Check {
     Ended(Ending),
     /// A cancel was answered `Cancelled` by this producer.
     CancelledBy(Key),
+    /// A resumer ended by the done watchdog, not by a message.
+    WatchdogEnd,
 }
 
 fuzz_target!(|input: Input| {
+    static LAYOUT: std::sync::Once = std::sync::Once::new();
+    LAYOUT.call_once(check_step_layout);
     let mut harness = Harness::new(&input);
     for step in input.steps.iter().take(MAX_STEPS) {
-        trace!("step {step:?}");
-        harness.step(step);
+        match step {
+            AnyStep::Step(step) => {
+                trace!("step {step:?}");
+                harness.step(step);
+            }
+            AnyStep::Fault(fault) => {
+                trace!("fault {fault:?}");
+                harness.message_fault(fault);
+            }
+        }
     }
     trace!("epilogue");
     harness.epilogue();
-    let _ = harness.watchdog_ends;
 });
