@@ -38,6 +38,9 @@ if cargo tree -p resumable-stream -e normal --prefix none | grep -E '^(tokio|red
   exit 1
 fi
 
+step "rust-version: at least what every resolved dependency declares"
+python3 scripts/msrv-check.py
+
 step "tests"
 cargo test --workspace --all-targets
 
