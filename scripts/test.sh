@@ -41,6 +41,10 @@ fi
 step "rust-version: at least what every resolved dependency declares"
 python3 scripts/msrv-check.py
 
+step "licenses, bans and sources (cargo deny; advisories need a network this machine lacks)"
+command -v cargo-deny >/dev/null 2>&1 || cargo install --locked cargo-deny@0.20.2
+cargo deny --workspace --log-level error check licenses bans sources
+
 step "tests"
 cargo test --workspace --all-targets
 
