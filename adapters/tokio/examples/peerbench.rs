@@ -266,7 +266,7 @@ impl Bench {
         let input = make_input(n);
         let expected = concat(&input);
         let before = self.snapshot().await?;
-        let t0 = Instant::now();
+        let t0 = measure_start();
         let source = input.clone();
         let reader = ctx
             .resumable_stream("solo", move || gated_source(source, usize::MAX, None), None)
@@ -275,12 +275,13 @@ impl Bench {
             .ok_or("solo: the stream was already done")?;
         let progress = self.progress.clone();
         let out = read_all(reader, |k| progress.store(k as u64, Ordering::Relaxed)).await?;
-        let wall = t0.elapsed().as_secs_f64();
+        let (wall, minor_faults) = measure_end(t0);
         tokio::time::sleep(Duration::from_millis(50)).await;
         let after = self.snapshot().await?;
         let mut result = Map::new();
         result.insert("params".into(), json!({"n": n, "chunk_bytes": CHUNK_BYTES}));
         result.insert("wall_s".into(), json!(r3(wall)));
+        result.insert("minor_faults".into(), json!(minor_faults));
         result.insert("chunks_per_s".into(), json!((n as f64 / wall).round()));
         result.insert("verified".into(), json!(out == expected));
         Self::diff(&before, &after, &mut result);
@@ -297,7 +298,7 @@ impl Bench {
         let gate = Arc::new(gate);
         let (first, mut first_rx) = watch::channel(false);
         let before = self.snapshot().await?;
-        let t0 = Instant::now();
+        let t0 = measure_start();
         let source = input.clone();
         let reader = ctx_p
             .resumable_stream(
@@ -347,7 +348,7 @@ impl Bench {
         for r in r_reads {
             outs.push(r.await.map_err(|e| e.to_string())?);
         }
-        let wall = t0.elapsed().as_secs_f64();
+        let (wall, minor_faults) = measure_end(t0);
         deadline.abort();
         tokio::time::sleep(Duration::from_millis(100)).await;
         let after = self.snapshot().await?;
@@ -361,6 +362,7 @@ impl Bench {
             json!({"n": n, "chunk_bytes": CHUNK_BYTES, "resumers": resumers}),
         );
         result.insert("wall_s".into(), json!(r3(wall)));
+        result.insert("minor_faults".into(), json!(minor_faults));
         result.insert("chunks_per_s".into(), json!((n as f64 / wall).round()));
         result.insert("verified".into(), json!(per_reader.iter().all(|ok| *ok)));
         result.insert("per_reader_ok".into(), json!(per_reader));
@@ -400,7 +402,7 @@ impl Bench {
         let before = self.snapshot().await?;
         let mut lat = Vec::with_capacity(resumes);
         let mut complete = 0;
-        let t00 = Instant::now();
+        let t00 = measure_start();
         for k in 0..resumes {
             let t0 = Instant::now();
             let mut reader = ctx_r
@@ -416,7 +418,7 @@ impl Bench {
             drop(reader);
             self.progress.store(k as u64 + 1, Ordering::Relaxed);
         }
-        let loop_wall = t00.elapsed().as_secs_f64();
+        let (loop_wall, minor_faults) = measure_end(t00);
         tokio::time::sleep(Duration::from_millis(50)).await;
         let after = self.snapshot().await?;
         let _ = finish.send(true);
@@ -440,6 +442,7 @@ impl Bench {
             json!(r3(lat.iter().sum::<f64>() / lat.len() as f64)),
         );
         result.insert("wall_s".into(), json!(r3(loop_wall)));
+        result.insert("minor_faults".into(), json!(minor_faults));
         // The peer benches' key: resumes whose first message was exactly the buffer.
         result.insert("first_message_complete".into(), json!(complete));
         result.insert("producer_exact".into(), json!(producer_exact));
@@ -458,7 +461,7 @@ impl Bench {
         let expected = Arc::new(concat(&input));
         let before = self.snapshot().await?;
         let rss_before = peak_rss_mib();
-        let t0 = Instant::now();
+        let t0 = measure_start();
         let mut tasks = Vec::with_capacity(streams);
         for k in 0..streams {
             let (ctx, input, expected, progress) = (
@@ -495,7 +498,7 @@ impl Bench {
                 Err(e) => *errors.entry(e.to_string()).or_default() += 1,
             }
         }
-        let wall = t0.elapsed().as_secs_f64();
+        let (wall, minor_faults) = measure_end(t0);
         tokio::time::sleep(Duration::from_millis(100)).await;
         let after = self.snapshot().await?;
         let total = streams * per;
@@ -505,6 +508,7 @@ impl Bench {
             json!({"streams": streams, "chunks_per_stream": per, "chunk_bytes": CHUNK_BYTES}),
         );
         result.insert("wall_s".into(), json!(r3(wall)));
+        result.insert("minor_faults".into(), json!(minor_faults));
         result.insert("chunks_per_s".into(), json!((total as f64 / wall).round()));
         result.insert("verified".into(), json!(ok == streams));
         result.insert("streams_ok".into(), json!(ok));
@@ -532,7 +536,7 @@ impl Bench {
             .map(|r| (r + 1) * n / (resumers + 1))
             .collect();
         let before = self.snapshot().await?;
-        let t0 = Instant::now();
+        let t0 = measure_start();
         let source = input.clone();
         let reader = ctx_p
             .resumable_stream("live", move || paced_source(source), None)
@@ -557,7 +561,7 @@ impl Bench {
         for r in r_reads {
             outs.push(r.await.map_err(|e| e.to_string())?);
         }
-        let wall = t0.elapsed().as_secs_f64();
+        let (wall, minor_faults) = measure_end(t0);
         tokio::time::sleep(Duration::from_millis(100)).await;
         let after = self.snapshot().await?;
         let describe = |o: &Result<Vec<u8>, String>| match o {
@@ -584,6 +588,7 @@ impl Bench {
             json!({"n": n, "chunk_bytes": CHUNK_BYTES, "resumers": resumers, "join_at": join_at}),
         );
         result.insert("wall_s".into(), json!(r3(wall)));
+        result.insert("minor_faults".into(), json!(minor_faults));
         result.insert("chunks_per_s".into(), json!((n as f64 / wall).round()));
         result.insert(
             "verified".into(),
@@ -593,6 +598,45 @@ impl Bench {
         Self::diff(&before, &after, &mut result);
         Ok(result)
     }
+}
+
+/// A scenario's measured phase, begun: when, and the page faults taken before it.
+struct Phase {
+    started: Instant,
+    minor_faults: u64,
+}
+
+/// Starts a scenario's measured phase. Never inlined, so that a profiler can mark the
+/// phase: `valgrind --tool=callgrind --zero-before=peerbench::measure_start
+/// --dump-before=peerbench::measure_end` counts only what the wall time covers.
+#[inline(never)]
+fn measure_start() -> Phase {
+    let minor_faults = minor_faults();
+    Phase {
+        started: Instant::now(),
+        minor_faults,
+    }
+}
+
+/// Ends a measured phase (see [`measure_start`]): its wall time in seconds, and the
+/// minor page faults the process took during it (fresh memory touched: what
+/// callgrind's instruction counts do not show).
+#[inline(never)]
+fn measure_end(phase: Phase) -> (f64, u64) {
+    let wall = phase.started.elapsed().as_secs_f64();
+    (wall, minor_faults().saturating_sub(phase.minor_faults))
+}
+
+/// This process's minor page faults so far (`minflt` of `/proc/self/stat`), 0 where
+/// unreadable.
+fn minor_faults() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name (which may hold spaces) start with the
+    // state, field 3; minflt is field 10.
+    stat.rsplit_once(')')
+        .and_then(|(_, fields)| fields.split_whitespace().nth(7))
+        .and_then(|field| field.parse().ok())
+        .unwrap_or(0)
 }
 
 fn r3(x: f64) -> f64 {
