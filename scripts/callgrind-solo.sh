@@ -63,7 +63,7 @@ for pair in "${binaries[@]}"; do
     [ -f "$dir/callgrind.solo.$n.out.1" ] || { echo "$bin has no measure_start/measure_end markers" >&2; exit 1; }
     mv "$dir/callgrind.solo.$n.out.1" "$dir/callgrind.solo.$n.phase"
     rm -f "$dir/callgrind.solo.$n.out"
-    callgrind_annotate --inclusive=yes "$dir/callgrind.solo.$n.phase" >"$dir/callgrind.solo.$n.inclusive.txt" 2>/dev/null
+    callgrind_annotate --inclusive=yes --auto=no "$dir/callgrind.solo.$n.phase" >"$dir/callgrind.solo.$n.inclusive.txt" 2>/dev/null
   done
   : >"$dir/native.jsonl"
   for _ in $(seq "$RUNS"); do
@@ -141,6 +141,40 @@ for pair in pairs:
     rates = [r["chunks_per_s"] for r in good]
     rate = f"{statistics.median(rates):,.0f} / {max(rates):,.0f} ({len(good)}/{len(runs)} verified)" if rates else "—"
     print(f"| {label} | {small / 20000:.1f} | {(large - small) / 180000:.1f} | {faults} | {rate} |")
+
+# Where a chunk's instructions go: inclusive Ir of the path's functions, per chunk,
+# marginal between the two runs (what 180,000 more chunks cost).
+PATH_FUNCTIONS = [
+    ("the producer loop's task (all of the producing side)", "resumable_stream_driver::production::produce_task::{{closure}}"),
+    ("  pulling the source (user code, caught per poll before, per batch after)", "resumable_stream_driver::production::catch_source_panic"),
+    ("  Hub::feed_source (lock, engine, routing)", "resumable_stream_driver::hub::Hub::feed_source"),
+    ("    Engine::push_chunk", "resumable_stream::engine::Engine::push_chunk"),
+    ("    Hub::route (staging, mailbox hand-off)", "resumable_stream_driver::hub::Hub::route"),
+    ("      Engine::poll_event", "resumable_stream::engine::Engine::poll_event"),
+    ("      mailbox Sender::send_all", "resumable_stream_driver::mailbox::Sender<T>::send_all"),
+    ("the reader's poll (ResumableStream::poll_next)", "<resumable_stream_driver::face::ResumableStream as futures_core::stream::Stream>::poll_next"),
+    ("  Reader::poll_next", "resumable_stream_driver::reader::Reader::poll_next"),
+    ("malloc", "malloc"),
+    ("realloc (growing a Vec or VecDeque)", "realloc"),
+    ("memcpy (of it: realloc's copies, the bench's output)", "__memcpy_avx_unaligned_erms"),
+    ("memcmp (the bench's check of every byte)", "__memcmp_avx2_movbe"),
+]
+names = [name for _, name in PATH_FUNCTIONS]
+per_chunk = {}
+for pair in pairs:
+    label = pair.split("=", 1)[0]
+    d = os.path.join(out, label)
+    _, small = calls_and_inclusive(os.path.join(d, "callgrind.solo.20000.phase"), names)
+    _, large = calls_and_inclusive(os.path.join(d, "callgrind.solo.200000.phase"), names)
+    per_chunk[label] = {name: (large.get(name, 0) - small.get(name, 0)) / 180000 for name in names}
+labels = [pair.split("=", 1)[0] for pair in pairs]
+print()
+print("Marginal inclusive Ir per chunk of the path's functions (20,000 → 200,000 chunks):")
+print()
+print("| function | " + " | ".join(labels) + " |")
+print("|---|" + "---|" * len(labels))
+for title, name in PATH_FUNCTIONS:
+    print(f"| {title} | " + " | ".join(f"{per_chunk[label][name]:.1f}" for label in labels) + " |")
 
 engine = os.path.join(out, "engine", "callgrind.core.out")
 if os.path.exists(engine):
