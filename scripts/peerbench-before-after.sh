@@ -138,10 +138,12 @@ def verified(side, scenario, impl):
     return f"{sum(1 for r in rows if r.get('verified') is True and 'error' not in r)}/{len(rows)}" if rows else ""
 
 
-def show(x):
+def show(x, key):
     if x is None:
         return "—"
-    if isinstance(x, float) and abs(x) < 100:
+    if key.endswith("_mib"):
+        return f"{x:.1f}"
+    if key.endswith("_ms"):
         return f"{x:.3f}"
     return f"{x:,.0f}"
 
@@ -164,7 +166,7 @@ for scenario in ORDER:
             after = median("after", scenario, impl, key)
             if before is None and after is None:
                 continue
-            print(f"| {scenario} | {key} | {impl} | {show(before)} | {show(after)} | {ratio(after, before)} "
+            print(f"| {scenario} | {key} | {impl} | {show(before, key)} | {show(after, key)} | {ratio(after, before)} "
                   f"| {verified('before', scenario, impl)} | {verified('after', scenario, impl)} |")
 print()
 print("Rust against the peers on each side (rust / peer; for p50/p99 lower is better):")
