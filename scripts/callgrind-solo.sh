@@ -4,13 +4,13 @@
 # measure_start / measure_end), at 20,000 and 200,000 chunks, so the instructions per
 # chunk and their marginal cost come out exactly; the page faults of the same phase
 # and the chunks/s of native runs (medians of RUNS) come beside them, and the engine's
-# own instructions per chunk in the criterion loop of benches/core.rs
+# own instructions and time per chunk in the criterion loop of benches/core.rs
 # (producer_chunk/listeners/0) for reference.
 #
 #   scripts/callgrind-solo.sh OUT_DIR [LABEL=PEERBENCH_BINARY ...]
 #
 # Without binaries it builds the current tree's peerbench (a plain release build).
-# env: RUNS=15 (native runs per binary)  PEERBENCH_DIR=<repo>/../shared/peerbench
+# env: RUNS=30 (native runs per binary, the binaries taking turns)  PEERBENCH_DIR=<repo>/../shared/peerbench
 #      (its lib.sh starts the private redis-server)  ENGINE=0 (skip the criterion loop)
 # Writes OUT_DIR/LABEL/ (callgrind outputs, callgrind_annotate summaries, native
 # runs' JSON lines), OUT_DIR/engine/ and OUT_DIR/summary.md.
@@ -24,7 +24,7 @@ REPO="$(git -C "$(dirname "$0")" rev-parse --show-toplevel)"
 mkdir -p "$1"
 OUT="$(cd "$1" && pwd)"
 shift
-RUNS="${RUNS:-15}"
+RUNS="${RUNS:-30}"
 PEERBENCH_DIR="${PEERBENCH_DIR:-$REPO/../shared/peerbench}"
 # shellcheck source=/dev/null
 source "$PEERBENCH_DIR/lib.sh" # start_redis / stop_redis: a private, throw-away server
@@ -66,9 +66,17 @@ for pair in "${binaries[@]}"; do
     callgrind_annotate --inclusive=yes --auto=no "$dir/callgrind.solo.$n.phase" >"$dir/callgrind.solo.$n.inclusive.txt" 2>/dev/null
   done
   : >"$dir/native.jsonl"
-  for _ in $(seq "$RUNS"); do
+  : >"$dir/native-one-chunk.jsonl"
+done
+# Native runs, the binaries taking turns, so that the machine's drift hits all alike.
+for _ in $(seq "$RUNS"); do
+  for pair in "${binaries[@]}"; do
     redis-cli -p "$REDIS_PORT" flushall >/dev/null
-    "$bin" --redis "$REDIS_URL" --scenario solo | tail -n 1 >>"$dir/native.jsonl"
+    "${pair#*=}" --redis "$REDIS_URL" --scenario solo | tail -n 1 >>"$OUT/${pair%%=*}/native.jsonl"
+    # A stream of one chunk: what a stream costs whatever its length (its Redis round
+    # trips: INCR, SUBSCRIBE, SET "1" before the first chunk, SET "DONE" before the end).
+    redis-cli -p "$REDIS_PORT" flushall >/dev/null
+    "${pair#*=}" --redis "$REDIS_URL" --scenario solo --n 1 | tail -n 1 >>"$OUT/${pair%%=*}/native-one-chunk.jsonl"
   done
 done
 stop_redis
@@ -81,6 +89,9 @@ if [ "${ENGINE:-1}" != 0 ]; then
   rm -f "$OUT/engine/callgrind.core.out"
   valgrind --tool=callgrind --callgrind-out-file="$OUT/engine/callgrind.core.out" \
     "$core" --bench --profile-time 3 'producer_chunk/listeners/0$' >"$OUT/engine/callgrind.core.log" 2>&1
+  # And its time, natively, right after the solo runs.
+  "$core" --bench 'producer_chunk/listeners/0$' --warm-up-time 1 --measurement-time 3 \
+    --noplot >"$OUT/engine/criterion.txt" 2>&1
 fi
 
 python3 - "$OUT" "${binaries[@]}" <<'PY' | tee "$OUT/summary.md"
@@ -127,9 +138,14 @@ def calls_and_inclusive(path, names):
     return calls, inclusive
 
 
+for pair in pairs:
+    label, path = pair.split("=", 1)
+    print(f"- {label}: `{path}`")
+print()
 print("| build | Ir per chunk, solo (20,000) | marginal Ir per chunk (20,000 → 200,000) "
-      "| minor page faults (20,000) | chunks/s, median / best of native runs |")
-print("|---|---|---|---|---|")
+      "| minor page faults (20,000) | chunks/s, median / best of native runs | ns per chunk, median / best "
+      "| a one-chunk stream, ms, median / best |")
+print("|---|---|---|---|---|---|---|")
 for pair in pairs:
     label = pair.split("=", 1)[0]
     d = os.path.join(out, label)
@@ -137,13 +153,20 @@ for pair in pairs:
     large = totals(os.path.join(d, "callgrind.solo.200000.phase"))
     runs = [json.loads(line) for line in open(os.path.join(d, "native.jsonl")) if line.strip()]
     good = [r for r in runs if r.get("verified") is True]
-    faults = statistics.median(r["minor_faults"] for r in good) if good else None
+    faults = f"{statistics.median(r['minor_faults'] for r in good):.0f}" if good else "—"
+    ones = [json.loads(line) for line in open(os.path.join(d, "native-one-chunk.jsonl")) if line.strip()]
+    # wall_s is rounded to the millisecond; chunks_per_s (1 / wall) is not.
+    walls = [1000 / r["chunks_per_s"] for r in ones if r.get("verified") is True]
+    one = f"{statistics.median(walls):.2f} / {min(walls):.2f}" if walls else "—"
     rates = [r["chunks_per_s"] for r in good]
     rate = f"{statistics.median(rates):,.0f} / {max(rates):,.0f} ({len(good)}/{len(runs)} verified)" if rates else "—"
-    print(f"| {label} | {small / 20000:.1f} | {(large - small) / 180000:.1f} | {faults} | {rate} |")
+    ns = f"{1e9 / statistics.median(rates):.0f} / {1e9 / max(rates):.0f}" if rates else "—"
+    print(f"| {label} | {small / 20000:.1f} | {(large - small) / 180000:.1f} | {faults} | {rate} | {ns} | {one} |")
 
-# Where a chunk's instructions go: inclusive Ir of the path's functions, per chunk,
-# marginal between the two runs (what 180,000 more chunks cost).
+# Where a chunk's instructions go: inclusive Ir of the path's functions per chunk, in
+# the scenario itself (20,000 chunks) and marginal between the two runs (what 180,000
+# more chunks cost; a Vec growing past malloc's mmap threshold is moved by mremap,
+# without a copy, so growth shows at 20,000 and barely at the margin).
 PATH_FUNCTIONS = [
     ("the producer loop's task (all of the producing side)", "resumable_stream_driver::production::produce_task::{{closure}}"),
     ("  pulling the source (user code, caught per poll before, per batch after)", "resumable_stream_driver::production::catch_source_panic"),
@@ -160,21 +183,33 @@ PATH_FUNCTIONS = [
     ("memcmp (the bench's check of every byte)", "__memcmp_avx2_movbe"),
 ]
 names = [name for _, name in PATH_FUNCTIONS]
-per_chunk = {}
+READER = "<resumable_stream_driver::face::ResumableStream as futures_core::stream::Stream>::poll_next"
+columns = []
 for pair in pairs:
     label = pair.split("=", 1)[0]
     d = os.path.join(out, label)
     _, small = calls_and_inclusive(os.path.join(d, "callgrind.solo.20000.phase"), names)
     _, large = calls_and_inclusive(os.path.join(d, "callgrind.solo.200000.phase"), names)
-    per_chunk[label] = {name: (large.get(name, 0) - small.get(name, 0)) / 180000 for name in names}
-labels = [pair.split("=", 1)[0] for pair in pairs]
+    small["total"] = totals(os.path.join(d, "callgrind.solo.20000.phase"))
+    large["total"] = totals(os.path.join(d, "callgrind.solo.200000.phase"))
+    for values in (small, large):
+        values["rest"] = values["total"] - values.get(names[0], 0) - values.get(READER, 0)
+    keys = names + ["rest", "total"]
+    columns.append((f"{label}, 20,000", {n: small.get(n, 0) / 20000 for n in keys}))
+    columns.append((f"{label}, marginal", {n: (large.get(n, 0) - small.get(n, 0)) / 180000 for n in keys}))
 print()
-print("Marginal inclusive Ir per chunk of the path's functions (20,000 → 200,000 chunks):")
+print("Inclusive Ir per chunk of the path's functions (malloc, realloc, memcpy and memcmp")
+print("are counted within the rows above them, wherever they are called):")
 print()
-print("| function | " + " | ".join(labels) + " |")
-print("|---|" + "---|" * len(labels))
-for title, name in PATH_FUNCTIONS:
-    print(f"| {title} | " + " | ".join(f"{per_chunk[label][name]:.1f}" for label in labels) + " |")
+print("| function | " + " | ".join(title for title, _ in columns) + " |")
+print("|---|" + "---|" * len(columns))
+ROWS = PATH_FUNCTIONS + [
+    ("everything else: the bench's reading loop (its check of every byte), tokio", "rest"),
+    ("the measured phase, all of it", "total"),
+]
+for title, name in ROWS:
+    cells = [f"{values[name]:.1f}".replace("-0.0", "0.0") for _, values in columns]
+    print(f"| {title} | " + " | ".join(cells) + " |")
 
 engine = os.path.join(out, "engine", "callgrind.core.out")
 if os.path.exists(engine):
@@ -186,5 +221,10 @@ if os.path.exists(engine):
         print()
         print(f"The engine alone (criterion's loop, {chunks:,} chunks): push_chunk "
               f"{per[names[0]]:.1f} + settle {per[names[1]]:.1f} = {sum(per.values()):.1f} Ir per chunk.")
+criterion = os.path.join(out, "engine", "criterion.txt")
+if os.path.exists(criterion):
+    times = re.search(r"time:\s+\[([\d.]+) (\w+) ([\d.]+) (\w+) ([\d.]+) (\w+)\]", open(criterion).read())
+    if times:
+        print(f"Its time natively (criterion, median of its estimate): {times.group(3)} {times.group(4)} per chunk.")
 PY
 echo "results: $OUT (summary.md)" >&2
