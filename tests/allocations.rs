@@ -1,6 +1,8 @@
 //! Allocations per chunk on the producer path, counted by a global allocator: a chunk
 //! costs nothing beyond its own `Bytes` when nobody listens, and O(1) per listener.
 //! Counts, not times: this fails when allocations per chunk regress, on any machine.
+//! The engine alone: `adapters/tokio/tests/allocations.rs` counts the whole way
+//! through the tokio driver (producer loop, hub, mailbox, reader).
 
 use bytes::Bytes;
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};

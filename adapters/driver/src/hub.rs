@@ -19,6 +19,7 @@ use resumable_stream::idmap::IdMap;
 use resumable_stream::{
     Command, Connection, Engine, Error, Event, Handle, Reply, ReplyError, Role, StreamState,
 };
+use std::collections::VecDeque;
 use std::time::Instant;
 
 /// What a reader receives: the next chunk, or the error that ends the stream.
@@ -103,11 +104,12 @@ struct Inner {
     close_signals: Vec<Sender<()>>,
     /// Closed when a producer's source must stop (cancelled) or the hub closes.
     stop_signals: HandleMap<Sender<()>>,
-    /// Reused by `drain`: commands for each connection, chunks for one reader, each
-    /// handed to its mailbox under one lock.
-    staged_commands: Vec<Command>,
-    staged_subscriptions: Vec<Command>,
-    staged_chunks: Vec<ReaderItem>,
+    /// Reused by `route`: commands for each connection, chunks for one reader, each
+    /// handed to its mailbox under one lock (swapped with the mailbox's empty queue,
+    /// so the queues' memory circulates instead of growing anew).
+    staged_commands: VecDeque<Command>,
+    staged_subscriptions: VecDeque<Command>,
+    staged_chunks: VecDeque<ReaderItem>,
 }
 
 /// What routing leaves for after the unlock: user code, and inputs for the engine that
@@ -163,9 +165,9 @@ impl Hub {
                 closed: false,
                 close_signals: Vec::new(),
                 stop_signals: HandleMap::default(),
-                staged_commands: Vec::new(),
-                staged_subscriptions: Vec::new(),
-                staged_chunks: Vec::new(),
+                staged_commands: VecDeque::new(),
+                staged_subscriptions: VecDeque::new(),
+                staged_chunks: VecDeque::new(),
             }),
             commands,
             subscriptions,
@@ -397,8 +399,8 @@ impl Hub {
         let mut chunks = std::mem::take(&mut inner.staged_chunks);
         while let Some(command) = inner.engine.poll_command() {
             match command.op.connection() {
-                Connection::Commands => commands.push(command),
-                Connection::PubSub => subscriptions.push(command),
+                Connection::Commands => commands.push_back(command),
+                Connection::PubSub => subscriptions.push_back(command),
             }
         }
         for (queue, staged) in [
@@ -425,7 +427,7 @@ impl Hub {
                         }
                         chunks_for = Some(handle);
                     }
-                    chunks.push(Ok(Chunk { data, index: chunk }));
+                    chunks.push_back(Ok(Chunk { data, index: chunk }));
                 }
                 event => {
                     if let Some(previous) = chunks_for.take() {
@@ -461,7 +463,7 @@ fn dispatch(inner: &mut Inner, event: Event, after: &mut Vec<AfterUnlock>) {
         return;
     }
     if let Event::Data { data, chunk, .. } = event {
-        let mut one = vec![Ok(Chunk { data, index: chunk })];
+        let mut one = VecDeque::from([Ok(Chunk { data, index: chunk })]);
         return deliver(inner, handle, &mut one, after);
     }
     let Some(waiter) = inner.waiters.remove(&handle) else {
@@ -572,7 +574,7 @@ fn dispatch(inner: &mut Inner, event: Event, after: &mut Vec<AfterUnlock>) {
 fn deliver(
     inner: &mut Inner,
     handle: Handle,
-    chunks: &mut Vec<ReaderItem>,
+    chunks: &mut VecDeque<ReaderItem>,
     after: &mut Vec<AfterUnlock>,
 ) {
     if let Some(Waiter::Reader(reader)) = inner.waiters.get(&handle) {

@@ -122,14 +122,19 @@ impl<T> Sender<T> {
 
     /// Queues every item of `items` under one lock, emptying it, and returns `true`; if
     /// the receiver is gone or the mailbox closed, leaves them in `items` and returns
-    /// `false`.
-    pub fn send_all(&self, items: &mut Vec<T>) -> bool {
+    /// `false`. Into an empty mailbox the two queues are swapped, so a batch costs no
+    /// copy, and `items` comes back with the capacity the receiver emptied.
+    pub fn send_all(&self, items: &mut Queue<T>) -> bool {
         let wake = {
             let mut state = lock(&self.shared.state);
             if state.closed || !state.receiver_alive {
                 return false;
             }
-            state.queue.extend(items.drain(..));
+            if state.queue.is_empty() {
+                std::mem::swap(&mut state.queue, items);
+            } else {
+                state.queue.append(items);
+            }
             state.take_wake()
         };
         self.shared.wake(wake);

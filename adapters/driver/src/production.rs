@@ -13,12 +13,11 @@ use crate::runtime::Runtime;
 use bytes::Bytes;
 use futures_core::Stream;
 use futures_util::future;
-use futures_util::stream::BoxStream;
-use futures_util::StreamExt;
 use resumable_stream::Handle;
 use std::any::Any;
 use std::fmt::Display;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 
@@ -115,9 +114,6 @@ fn catch_source_panic<T>(poll: impl FnOnce() -> T) -> Result<T, SourceEnd> {
     catch_unwind(AssertUnwindSafe(poll)).map_err(|panic| panicked("the source", &*panic))
 }
 
-/// A source, type-erased: chunks or the source's error text.
-type Source = BoxStream<'static, Result<Bytes, String>>;
-
 /// The starter of a stream whose source is `make_stream`'s `Stream`, pulled on a task
 /// of `runtime`.
 pub fn task_starter<F, S, B, E>(runtime: Arc<dyn Runtime>, make_stream: F) -> Starter
@@ -127,16 +123,11 @@ where
     B: Into<Bytes>,
     E: Display,
 {
-    let make: Box<dyn FnOnce() -> Source + Send> = Box::new(move || {
-        make_stream()
-            .map(|item| item.map(Into::into).map_err(|e| e.to_string()))
-            .boxed()
-    });
     // The stream's hold is taken before the spawn: a task the runtime drops unrun
     // still ends its stream.
     Box::new(move |hub, handle| {
         let production = Production::new(hub, handle);
-        runtime.spawn(Box::pin(produce_task(production, make)));
+        runtime.spawn(Box::pin(produce_task(production, make_stream)));
     })
 }
 
@@ -197,57 +188,54 @@ const SOURCE_BATCH: usize = 512;
 /// Whatever the source has ready (up to [`SOURCE_BATCH`] chunks) is fed to the engine
 /// under one lock, so a fast source costs one lock, one drain and one reader wake-up
 /// per batch rather than per chunk; a source that yields one chunk at a time is fed
-/// one chunk at a time, as before.
-async fn produce_task(mut production: Production, make: Box<dyn FnOnce() -> Source + Send>) {
-    let Some(mut source) = production.make(make) else {
+/// one chunk at a time, as before. After a whole batch the loop returns to the
+/// runtime once before pulling again, so the readers (and the command loop) run
+/// between batches: what waits in their mailboxes stays within a batch or two,
+/// in memory that is reused, instead of growing to the whole stream while a source
+/// that is always ready keeps the task busy.
+async fn produce_task<F, S>(mut production: Production, make_stream: F)
+where
+    F: FnOnce() -> S,
+    S: Source,
+{
+    let Some(source) = production.make(make_stream) else {
         return;
     };
+    let mut source = std::pin::pin!(source);
     let stop = production.stop_signal();
     // Grows to what the source has ready, not to SOURCE_BATCH: a context may run
     // thousands of producer loops at once.
     let mut batch = Vec::new();
-    // The source said Pending after the last batch: it has registered a wake-up, and
-    // must not be polled again before the task returns to the runtime (a source that
-    // yields, as `yield_now` does, would otherwise never let anything else run).
-    let mut source_pending = false;
+    let mut pause = Pause::No;
     loop {
         let step = future::poll_fn(|cx| {
             if stop.poll_recv(cx).is_ready() {
                 return Poll::Ready(Pulled::Stop);
             }
-            if std::mem::take(&mut source_pending) {
-                return Poll::Pending;
-            }
-            loop {
-                // A panicking source ends the stream as a source error; it is not
-                // polled again.
-                let polled = match catch_source_panic(|| source.poll_next_unpin(cx)) {
-                    Ok(polled) => polled,
-                    Err(end) => return Poll::Ready(Pulled::End(end)),
-                };
-                match polled {
-                    Poll::Ready(Some(Ok(chunk))) => {
-                        batch.push(chunk);
-                        if batch.len() == SOURCE_BATCH {
-                            return Poll::Ready(Pulled::Chunks);
-                        }
-                    }
-                    Poll::Ready(Some(Err(message))) => {
-                        return Poll::Ready(Pulled::End(SourceEnd::Failed(message)))
-                    }
-                    Poll::Ready(None) => return Poll::Ready(Pulled::End(SourceEnd::Finished)),
-                    Poll::Pending if batch.is_empty() => return Poll::Pending,
-                    Poll::Pending => {
-                        source_pending = true;
-                        return Poll::Ready(Pulled::Chunks);
-                    }
+            match std::mem::replace(&mut pause, Pause::No) {
+                Pause::No => {}
+                Pause::UntilWoken => return Poll::Pending,
+                Pause::Yield => {
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
                 }
             }
+            // A panicking source ends the stream as a source error (after the chunks
+            // it gave before); it is not polled again.
+            catch_source_panic(|| pull(source.as_mut(), cx, &mut batch))
+                .unwrap_or_else(|end| Poll::Ready(Pulled::End(end)))
         })
         .await;
         let end = match step {
             Pulled::Stop => return production.stopped(),
-            Pulled::Chunks => None,
+            Pulled::Chunks { source_pending } => {
+                pause = if source_pending {
+                    Pause::UntilWoken
+                } else {
+                    Pause::Yield
+                };
+                None
+            }
             Pulled::End(end) => Some(end),
         };
         if !production.feed(batch.drain(..), end) {
@@ -256,12 +244,81 @@ async fn produce_task(mut production: Production, make: Box<dyn FnOnce() -> Sour
     }
 }
 
+/// What a producer loop pulls: a user's `Stream`, its items made what the engine takes
+/// (the chunk's `Bytes`, or the error's text), unboxed.
+trait Source {
+    /// The next item, as [`Stream::poll_next`].
+    fn poll_chunk(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Option<Result<Bytes, String>>>;
+}
+
+impl<S, B, E> Source for S
+where
+    S: Stream<Item = Result<B, E>>,
+    B: Into<Bytes>,
+    E: Display,
+{
+    fn poll_chunk(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Option<Result<Bytes, String>>> {
+        self.poll_next(cx)
+            .map(|item| item.map(|item| item.map(Into::into).map_err(|e| e.to_string())))
+    }
+}
+
+/// Polls `source` for what it has ready, into `batch`, up to [`SOURCE_BATCH`] chunks.
+fn pull<S: Source>(
+    mut source: Pin<&mut S>,
+    cx: &mut std::task::Context<'_>,
+    batch: &mut Vec<Bytes>,
+) -> Poll<Pulled> {
+    loop {
+        match source.as_mut().poll_chunk(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                batch.push(chunk);
+                if batch.len() == SOURCE_BATCH {
+                    return Poll::Ready(Pulled::Chunks {
+                        source_pending: false,
+                    });
+                }
+            }
+            Poll::Ready(Some(Err(message))) => {
+                return Poll::Ready(Pulled::End(SourceEnd::Failed(message)))
+            }
+            Poll::Ready(None) => return Poll::Ready(Pulled::End(SourceEnd::Finished)),
+            Poll::Pending if batch.is_empty() => return Poll::Pending,
+            Poll::Pending => {
+                return Poll::Ready(Pulled::Chunks {
+                    source_pending: true,
+                })
+            }
+        }
+    }
+}
+
 /// What a producer loop took from its source.
 enum Pulled {
     /// The stream must stop (cancelled, or the context closed).
     Stop,
-    /// Chunks, and the source may have more.
-    Chunks,
+    /// Chunks, and the source may have more; `source_pending`: it said Pending after
+    /// them, so it has registered a wake-up.
+    Chunks { source_pending: bool },
     /// Chunks, then the source's end.
     End(SourceEnd),
+}
+
+/// What a producer loop does before it pulls its source again.
+enum Pause {
+    /// Nothing: it pulls.
+    No,
+    /// The source said Pending after the last batch: it has registered a wake-up, and
+    /// must not be polled again before the task returns to the runtime (a source that
+    /// yields, as `yield_now` does, would otherwise never let anything else run).
+    UntilWoken,
+    /// A whole batch was fed: the task returns to the runtime once, woken at once,
+    /// so that what the batch woke runs first.
+    Yield,
 }

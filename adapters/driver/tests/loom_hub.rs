@@ -7,19 +7,19 @@
 use bytes::Bytes;
 use loom::thread;
 use resumable_stream::{Config, Engine, Error, Op, Reply, StreamState};
-use resumable_stream_driver::hub::{Answer, Chunk, Hub, Queues};
+use resumable_stream_driver::hub::{Hub, Queues, Waiter};
+use resumable_stream_driver::reader::Reader;
+use resumable_stream_driver::{Request, Resumed};
 use std::time::Instant;
 
-/// A hub with one resumer streaming: returns the hub, its queues, the reader's
-/// mailbox and the resumer's chunk channel.
-fn streaming_resumer() -> (
-    Hub,
-    Queues,
-    resumable_stream_driver::mailbox::Receiver<Result<Chunk, Error>>,
-    Bytes,
-) {
+/// A hub with one resumer streaming: returns the hub, its queues, the reader and the
+/// resumer's chunk channel.
+fn streaming_resumer() -> (Hub, Queues, Reader, Bytes) {
     let (hub, queues) = Hub::new(Engine::new(Config::default().with_seed(1)));
-    let (_, answered) = hub.request(|engine| engine.resume_existing_stream("s", None), None);
+    let answered: Request<Resumed<Reader>> = hub.request(
+        |engine| engine.resume_existing_stream("s", None),
+        Waiter::Resume,
+    );
     let get = queues.commands.try_recv().unwrap().unwrap();
     hub.handle_replies([get], vec![Ok(Reply::Data(Bytes::from_static(b"1")))]);
     let subscribe = queues.subscriptions.try_recv().unwrap().unwrap();
@@ -31,7 +31,8 @@ fn streaming_resumer() -> (
     hub.with_engine(|engine| {
         engine.handle_message(Instant::now(), &channel, Bytes::from_static(b"a"))
     });
-    let Ok(Answer::Stream(_, reader)) = answered.try_recv().unwrap().unwrap() else {
+    // Answered by now: the wait returns at once.
+    let Ok(Resumed::Stream(reader)) = answered.wait() else {
         panic!("a stream");
     };
     (hub, queues, reader, channel)
@@ -41,7 +42,8 @@ fn streaming_resumer() -> (
 fn a_state_query_is_answered_or_closed_never_lost() {
     loom::model(|| {
         let (hub, queues) = Hub::new(Engine::new(Config::default()));
-        let (_, answered) = hub.request(|engine| engine.has_existing_stream("s"), None);
+        let answered: Request<StreamState> =
+            hub.request(|engine| engine.has_existing_stream("s"), Waiter::State);
         let io = {
             let hub = hub.clone();
             thread::spawn(move || {
@@ -54,11 +56,8 @@ fn a_state_query_is_answered_or_closed_never_lost() {
             let hub = hub.clone();
             thread::spawn(move || hub.close())
         };
-        let answer = answered.recv_blocking().expect("an answer, not a hang");
-        assert!(matches!(
-            answer,
-            Ok(Answer::State(StreamState::None)) | Err(Error::Closed)
-        ));
+        let answer = answered.wait();
+        assert!(matches!(answer, Ok(StreamState::None) | Err(Error::Closed)));
         io.join().unwrap();
         closer.join().unwrap();
     });
@@ -78,13 +77,13 @@ fn messages_racing_a_dropped_reader_deliver_a_prefix_and_never_deadlock() {
                 }
             })
         };
-        let first = reader.recv_blocking();
+        let first = reader.receiver().recv_blocking();
         assert_eq!(
             first.map(|item| item.unwrap().data),
             Some(Bytes::from_static(b"a"))
         );
+        // Detaches the reader from the engine (it has not finished).
         drop(reader);
-        hub.drop_reader(resumable_stream::Handle(0));
         io.join().unwrap();
     });
 }
@@ -107,7 +106,7 @@ fn closing_while_messages_arrive_ends_the_reader_with_closed_after_a_prefix() {
         };
         let mut got = Vec::new();
         let ending = loop {
-            match reader.recv_blocking() {
+            match reader.receiver().recv_blocking() {
                 Some(Ok(chunk)) => got.extend_from_slice(&chunk.data),
                 other => break other,
             }
@@ -122,13 +121,13 @@ fn closing_while_messages_arrive_ends_the_reader_with_closed_after_a_prefix() {
     });
 }
 
-/// A producer whose `SET "1"` was just answered, with a starter whose thread feeds
-/// "a" and the end: returns the hub, its queues, the answer's mailbox and the
-/// source thread's join handle (once the starter ran).
+/// A producer whose SUBSCRIBE was just answered, with a starter whose thread feeds
+/// "a" and the end: returns the hub, its queues, the request, the source thread's
+/// join handle (once the starter ran) and the `SET "1"` to answer.
 fn starting_producer() -> (
     Hub,
     Queues,
-    resumable_stream_driver::mailbox::Receiver<Result<Answer, Error>>,
+    Request<Reader>,
     loom::sync::mpsc::Receiver<thread::JoinHandle<()>>,
     resumable_stream::Command,
 ) {
@@ -143,9 +142,9 @@ fn starting_producer() -> (
         });
         let _ = feeder.send(source);
     });
-    let (_, answered) = hub.request(
+    let answered: Request<Reader> = hub.request(
         |engine| engine.create_new_resumable_stream("s"),
-        Some(starter),
+        |answer| Waiter::Create { answer, starter },
     );
     let subscribe = queues.subscriptions.try_recv().unwrap().unwrap();
     hub.with_engine(|engine| engine.handle_reply(Instant::now(), subscribe.id, Ok(Reply::Ok)));
@@ -153,15 +152,14 @@ fn starting_producer() -> (
     (hub, queues, answered, fed, set_active)
 }
 
-/// Reads a reader's mailbox to its end: the bytes and how it ended.
-fn read_to_end(
-    reader: resumable_stream_driver::mailbox::Receiver<Result<Chunk, Error>>,
-) -> (Vec<u8>, Option<Result<Chunk, Error>>) {
+/// Reads a reader to its end, as a blocking driver does: the bytes and how it ended.
+fn read_to_end(mut reader: Reader) -> (Vec<u8>, Option<Result<Bytes, Error>>) {
     let mut got = Vec::new();
     loop {
-        match reader.recv_blocking() {
-            Some(Ok(chunk)) => got.extend_from_slice(&chunk.data),
-            other => return (got, other),
+        let item = reader.receiver().recv_blocking();
+        match reader.accept(item) {
+            Some(Ok(data)) => got.extend_from_slice(&data),
+            ending => return (got, ending),
         }
     }
 }
@@ -176,7 +174,7 @@ fn a_started_producer_feeds_its_reader_to_the_end() {
         let (hub, queues, answered, fed, set_active) = starting_producer();
         // The SET's reply starts the stream: the starter runs, after the unlock.
         hub.handle_replies([set_active], vec![Ok(Reply::Ok)]);
-        let Ok(Answer::Stream(_, reader)) = answered.recv_blocking().expect("an answer") else {
+        let Ok(reader) = answered.wait() else {
             panic!("a stream");
         };
         // Redis answers the SET "DONE" the source's end causes.
@@ -198,10 +196,10 @@ fn a_producer_starting_while_the_context_closes_ends_its_reader() {
             thread::spawn(move || hub.close())
         };
         hub.handle_replies([set_active], vec![Ok(Reply::Ok)]);
-        let reader = match answered.recv_blocking().expect("an answer") {
-            Ok(Answer::Stream(_, reader)) => Some(reader),
+        let reader = match answered.wait() {
+            Ok(reader) => Some(reader),
             Err(Error::Closed) => None,
-            Ok(_) | Err(_) => panic!("a stream or Closed"),
+            Err(error) => panic!("a stream or Closed, not {error:?}"),
         };
         // Redis: every later command (the SET "DONE") is answered, until the queue closes.
         while let Some(command) = queues.commands.recv_blocking() {

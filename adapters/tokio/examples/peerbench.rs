@@ -22,6 +22,7 @@ use futures_util::stream::{self, BoxStream, StreamExt};
 use resumable_stream_tokio::{ResumableStream, ResumableStreamContext};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
+use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -128,8 +129,9 @@ fn make_input(n: usize) -> Arc<Vec<Bytes>> {
     Arc::new((0..n).map(chunk).collect())
 }
 
-fn concat(input: &[Bytes]) -> Vec<u8> {
-    input.iter().flat_map(|c| c.iter().copied()).collect()
+/// The bytes a reader of `input` must receive, in one piece.
+fn concat(input: &[Bytes]) -> Arc<Vec<u8>> {
+    Arc::new(input.concat())
 }
 
 /// A source over `input` that waits for `gate` before chunk `gate_at` (if `gate_at ==
@@ -138,7 +140,7 @@ fn gated_source(
     input: Arc<Vec<Bytes>>,
     gate_at: usize,
     gate: Option<watch::Receiver<bool>>,
-) -> BoxStream<'static, Result<Bytes, std::convert::Infallible>> {
+) -> BoxStream<'static, Result<Bytes, Infallible>> {
     stream::unfold(
         (0usize, input, gate),
         move |(i, input, mut gate)| async move {
@@ -155,9 +157,7 @@ fn gated_source(
 }
 
 /// A source that yields to the runtime before every chunk (join_live).
-fn paced_source(
-    input: Arc<Vec<Bytes>>,
-) -> BoxStream<'static, Result<Bytes, std::convert::Infallible>> {
+fn paced_source(input: Arc<Vec<Bytes>>) -> BoxStream<'static, Result<Bytes, Infallible>> {
     stream::unfold((0usize, input), |(i, input)| async move {
         tokio::task::yield_now().await;
         let next = input.get(i)?.clone();
@@ -174,20 +174,66 @@ fn no_produce() -> BoxStream<'static, Result<Bytes, String>> {
     .boxed()
 }
 
-/// Reads `reader` to its end; `on_chunk(k)` after the k-th chunk (1-based).
-async fn read_all(
+/// What a reader received, checked byte by byte against what it must receive as the
+/// chunks arrive (the bench keeps no copy of the output).
+#[derive(Debug)]
+struct Received {
+    /// Bytes received.
+    len: usize,
+    /// Where the received bytes first differ from the expected ones, if they do (a
+    /// reader that got a prefix of the expected bytes has `None` and a short `len`).
+    first_diff: Option<usize>,
+    expected_len: usize,
+}
+
+impl Received {
+    /// Exactly the expected bytes.
+    fn is_exact(&self) -> bool {
+        self.first_diff.is_none() && self.len == self.expected_len
+    }
+
+    /// "ok", or where the output went wrong.
+    fn describe(&self) -> String {
+        if self.is_exact() {
+            return "ok".to_string();
+        }
+        let i = self.first_diff.unwrap_or(self.len.min(self.expected_len));
+        format!(
+            "len {} vs {}, first diff at char {i} (chunk {})",
+            self.len,
+            self.expected_len,
+            i / CHUNK_BYTES
+        )
+    }
+}
+
+/// Reads `reader` to its end, checking every byte against `expected`; `on_chunk(k)`
+/// after the k-th chunk (1-based).
+async fn read_checked(
     mut reader: ResumableStream,
+    expected: Arc<Vec<u8>>,
     mut on_chunk: impl FnMut(usize),
-) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
+) -> Result<Received, String> {
+    let mut received = Received {
+        len: 0,
+        first_diff: None,
+        expected_len: expected.len(),
+    };
     let mut k = 0;
     while let Some(item) = reader.next().await {
         let bytes = item.map_err(|e| e.to_string())?;
-        out.extend_from_slice(&bytes);
+        if received.first_diff.is_none() {
+            let want = expected.get(received.len..).unwrap_or_default();
+            if !want.starts_with(&bytes) {
+                let same = bytes.iter().zip(want).take_while(|(a, b)| a == b).count();
+                received.first_diff = Some(received.len + same);
+            }
+        }
+        received.len += bytes.len();
         k += 1;
         on_chunk(k);
     }
-    Ok(out)
+    Ok(received)
 }
 
 struct Bench {
@@ -263,26 +309,40 @@ impl Bench {
     async fn solo(&self) -> Result<Map<String, Value>, String> {
         let n = self.args.n;
         let ctx = self.context().await?;
-        let input = make_input(n);
+        // The source owns its chunks, as a real one does: it yields them, the engine
+        // and the reader share them.
+        let input: Vec<Bytes> = (0..n).map(chunk).collect();
         let expected = concat(&input);
         let before = self.snapshot().await?;
-        let t0 = Instant::now();
-        let source = input.clone();
-        let reader = ctx
-            .resumable_stream("solo", move || gated_source(source, usize::MAX, None), None)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or("solo: the stream was already done")?;
+        let t0 = measure_start();
+        let source = move || stream::iter(input.into_iter().map(Ok::<_, Infallible>));
         let progress = self.progress.clone();
-        let out = read_all(reader, |k| progress.store(k as u64, Ordering::Relaxed)).await?;
-        let wall = t0.elapsed().as_secs_f64();
+        // The caller runs on a task, as a server's handler does: a current-thread
+        // runtime polls its `block_on` future only between rounds of up to 61 task
+        // polls, so a reader there would start (and lag) that many of the producer
+        // task's batches late, its mailbox holding them.
+        let caller = ctx.clone();
+        let read = tokio::spawn(async move {
+            let reader = caller
+                .resumable_stream("solo", source, None)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or("solo: the stream was already done")?;
+            read_checked(reader, expected, move |k| {
+                progress.store(k as u64, Ordering::Relaxed)
+            })
+            .await
+        });
+        let out = read.await.map_err(|e| e.to_string())??;
+        let (wall, minor_faults) = measure_end(t0);
         tokio::time::sleep(Duration::from_millis(50)).await;
         let after = self.snapshot().await?;
         let mut result = Map::new();
         result.insert("params".into(), json!({"n": n, "chunk_bytes": CHUNK_BYTES}));
         result.insert("wall_s".into(), json!(r3(wall)));
+        result.insert("minor_faults".into(), json!(minor_faults));
         result.insert("chunks_per_s".into(), json!((n as f64 / wall).round()));
-        result.insert("verified".into(), json!(out == expected));
+        result.insert("verified".into(), json!(out.is_exact()));
         Self::diff(&before, &after, &mut result);
         Ok(result)
     }
@@ -292,12 +352,12 @@ impl Bench {
         let ctx_p = self.context().await?;
         let ctx_r = self.context().await?;
         let input = make_input(n);
-        let expected = Arc::new(concat(&input));
+        let expected = concat(&input);
         let (gate, gate_rx) = watch::channel(false);
         let gate = Arc::new(gate);
         let (first, mut first_rx) = watch::channel(false);
         let before = self.snapshot().await?;
-        let t0 = Instant::now();
+        let t0 = measure_start();
         let source = input.clone();
         let reader = ctx_p
             .resumable_stream(
@@ -308,7 +368,7 @@ impl Bench {
             .await
             .map_err(|e| e.to_string())?
             .ok_or("fanout: the stream was already done")?;
-        let p_read = tokio::spawn(read_all(reader, move |k| {
+        let p_read = tokio::spawn(read_checked(reader, expected.clone(), move |k| {
             if k == 1 {
                 let _ = first.send(true);
             }
@@ -317,7 +377,12 @@ impl Bench {
         let joined = Arc::new(AtomicUsize::new(0));
         let mut r_reads = Vec::new();
         for _ in 0..resumers {
-            let (ctx_r, gate, joined) = (ctx_r.clone(), gate.clone(), joined.clone());
+            let (ctx_r, gate, joined, expected) = (
+                ctx_r.clone(),
+                gate.clone(),
+                joined.clone(),
+                expected.clone(),
+            );
             r_reads.push(tokio::spawn(async move {
                 let reader = ctx_r
                     .resumable_stream("fanout", no_produce, None)
@@ -325,7 +390,7 @@ impl Bench {
                     .map_err(|e| e.to_string())?
                     .ok_or("resumer got None (stream DONE)")?;
                 let mut seen = false;
-                read_all(reader, |_| {
+                read_checked(reader, expected, |_| {
                     if !seen {
                         seen = true;
                         if joined.fetch_add(1, Ordering::SeqCst) + 1 == resumers {
@@ -347,13 +412,13 @@ impl Bench {
         for r in r_reads {
             outs.push(r.await.map_err(|e| e.to_string())?);
         }
-        let wall = t0.elapsed().as_secs_f64();
+        let (wall, minor_faults) = measure_end(t0);
         deadline.abort();
         tokio::time::sleep(Duration::from_millis(100)).await;
         let after = self.snapshot().await?;
         let per_reader: Vec<bool> = outs
             .iter()
-            .map(|o| o.as_ref().is_ok_and(|o| *o == *expected))
+            .map(|o| o.as_ref().is_ok_and(Received::is_exact))
             .collect();
         let mut result = Map::new();
         result.insert(
@@ -361,6 +426,7 @@ impl Bench {
             json!({"n": n, "chunk_bytes": CHUNK_BYTES, "resumers": resumers}),
         );
         result.insert("wall_s".into(), json!(r3(wall)));
+        result.insert("minor_faults".into(), json!(minor_faults));
         result.insert("chunks_per_s".into(), json!((n as f64 / wall).round()));
         result.insert("verified".into(), json!(per_reader.iter().all(|ok| *ok)));
         result.insert("per_reader_ok".into(), json!(per_reader));
@@ -389,18 +455,18 @@ impl Bench {
             .await
             .map_err(|e| e.to_string())?
             .ok_or("resume_latency: the stream was already done")?;
-        let p_read = tokio::spawn(read_all(reader, move |k| {
+        // Every resume asks for skip 0, so its first message is the whole buffer.
+        let expected = concat(&input);
+        let p_read = tokio::spawn(read_checked(reader, expected.clone(), move |k| {
             if k == preload {
                 let _ = preloaded.send(true);
             }
         }));
         let _ = preloaded_rx.wait_for(|v| *v).await;
-        // Every resume asks for skip 0, so its first message is the whole buffer.
-        let expected = concat(&input);
         let before = self.snapshot().await?;
         let mut lat = Vec::with_capacity(resumes);
         let mut complete = 0;
-        let t00 = Instant::now();
+        let t00 = measure_start();
         for k in 0..resumes {
             let t0 = Instant::now();
             let mut reader = ctx_r
@@ -416,11 +482,11 @@ impl Bench {
             drop(reader);
             self.progress.store(k as u64 + 1, Ordering::Relaxed);
         }
-        let loop_wall = t00.elapsed().as_secs_f64();
+        let (loop_wall, minor_faults) = measure_end(t00);
         tokio::time::sleep(Duration::from_millis(50)).await;
         let after = self.snapshot().await?;
         let _ = finish.send(true);
-        let producer_exact = matches!(p_read.await, Ok(Ok(out)) if out == expected);
+        let producer_exact = matches!(p_read.await, Ok(Ok(out)) if out.is_exact());
         lat.sort_by(f64::total_cmp);
         let q = |p: f64| {
             let rank = ((p / 100.0) * lat.len() as f64).ceil() as usize;
@@ -440,6 +506,7 @@ impl Bench {
             json!(r3(lat.iter().sum::<f64>() / lat.len() as f64)),
         );
         result.insert("wall_s".into(), json!(r3(loop_wall)));
+        result.insert("minor_faults".into(), json!(minor_faults));
         // The peer benches' key: resumes whose first message was exactly the buffer.
         result.insert("first_message_complete".into(), json!(complete));
         result.insert("producer_exact".into(), json!(producer_exact));
@@ -455,10 +522,10 @@ impl Bench {
         let (streams, per) = (self.args.streams, self.args.chunks_per_stream);
         let ctx = self.context().await?;
         let input = make_input(per);
-        let expected = Arc::new(concat(&input));
+        let expected = concat(&input);
         let before = self.snapshot().await?;
         let rss_before = peak_rss_mib();
-        let t0 = Instant::now();
+        let t0 = measure_start();
         let mut tasks = Vec::with_capacity(streams);
         for k in 0..streams {
             let (ctx, input, expected, progress) = (
@@ -480,9 +547,9 @@ impl Bench {
                     Ok(None) => return Err("stream already DONE".to_string()),
                     Err(e) => return Err(e.to_string()),
                 };
-                let out = read_all(reader, |_| {}).await?;
+                let out = read_checked(reader, expected, |_| {}).await?;
                 progress.fetch_add(1, Ordering::Relaxed);
-                Ok(out == *expected)
+                Ok(out.is_exact())
             }));
         }
         let mut ok = 0;
@@ -495,7 +562,7 @@ impl Bench {
                 Err(e) => *errors.entry(e.to_string()).or_default() += 1,
             }
         }
-        let wall = t0.elapsed().as_secs_f64();
+        let (wall, minor_faults) = measure_end(t0);
         tokio::time::sleep(Duration::from_millis(100)).await;
         let after = self.snapshot().await?;
         let total = streams * per;
@@ -505,6 +572,7 @@ impl Bench {
             json!({"streams": streams, "chunks_per_stream": per, "chunk_bytes": CHUNK_BYTES}),
         );
         result.insert("wall_s".into(), json!(r3(wall)));
+        result.insert("minor_faults".into(), json!(minor_faults));
         result.insert("chunks_per_s".into(), json!((total as f64 / wall).round()));
         result.insert("verified".into(), json!(ok == streams));
         result.insert("streams_ok".into(), json!(ok));
@@ -527,12 +595,12 @@ impl Bench {
         let ctx_p = self.context().await?;
         let ctx_r = self.context().await?;
         let input = make_input(n);
-        let expected = Arc::new(concat(&input));
+        let expected = concat(&input);
         let join_at: Vec<usize> = (0..resumers)
             .map(|r| (r + 1) * n / (resumers + 1))
             .collect();
         let before = self.snapshot().await?;
-        let t0 = Instant::now();
+        let t0 = measure_start();
         let source = input.clone();
         let reader = ctx_p
             .resumable_stream("live", move || paced_source(source), None)
@@ -540,12 +608,12 @@ impl Bench {
             .map_err(|e| e.to_string())?
             .ok_or("join_live: the stream was already done")?;
         let mut r_reads = Vec::new();
-        let p_out = read_all(reader, |k| {
+        let p_out = read_checked(reader, expected.clone(), |k| {
             if join_at.contains(&k) {
-                let ctx_r = ctx_r.clone();
+                let (ctx_r, expected) = (ctx_r.clone(), expected.clone());
                 r_reads.push(tokio::spawn(async move {
                     match ctx_r.resumable_stream("live", no_produce, None).await {
-                        Ok(Some(reader)) => read_all(reader, |_| {}).await,
+                        Ok(Some(reader)) => read_checked(reader, expected, |_| {}).await,
                         Ok(None) => Err("<None: stream already DONE>".into()),
                         Err(e) => Err(e.to_string()),
                     }
@@ -557,25 +625,12 @@ impl Bench {
         for r in r_reads {
             outs.push(r.await.map_err(|e| e.to_string())?);
         }
-        let wall = t0.elapsed().as_secs_f64();
+        let (wall, minor_faults) = measure_end(t0);
         tokio::time::sleep(Duration::from_millis(100)).await;
         let after = self.snapshot().await?;
-        let describe = |o: &Result<Vec<u8>, String>| match o {
+        let describe = |o: &Result<Received, String>| match o {
             Err(e) => format!("error: {e}"),
-            Ok(o) if *o == *expected => "ok".to_string(),
-            Ok(o) => {
-                let i = o
-                    .iter()
-                    .zip(expected.iter())
-                    .take_while(|(a, b)| a == b)
-                    .count();
-                format!(
-                    "len {} vs {}, first diff at char {i} (chunk {})",
-                    o.len(),
-                    expected.len(),
-                    i / CHUNK_BYTES
-                )
-            }
+            Ok(received) => received.describe(),
         };
         let per_reader: Vec<String> = outs.iter().map(describe).collect();
         let mut result = Map::new();
@@ -584,6 +639,7 @@ impl Bench {
             json!({"n": n, "chunk_bytes": CHUNK_BYTES, "resumers": resumers, "join_at": join_at}),
         );
         result.insert("wall_s".into(), json!(r3(wall)));
+        result.insert("minor_faults".into(), json!(minor_faults));
         result.insert("chunks_per_s".into(), json!((n as f64 / wall).round()));
         result.insert(
             "verified".into(),
@@ -593,6 +649,45 @@ impl Bench {
         Self::diff(&before, &after, &mut result);
         Ok(result)
     }
+}
+
+/// A scenario's measured phase, begun: when, and the page faults taken before it.
+struct Phase {
+    started: Instant,
+    minor_faults: u64,
+}
+
+/// Starts a scenario's measured phase. Never inlined, so that a profiler can mark the
+/// phase: `valgrind --tool=callgrind --zero-before=peerbench::measure_start
+/// --dump-before=peerbench::measure_end` counts only what the wall time covers.
+#[inline(never)]
+fn measure_start() -> Phase {
+    let minor_faults = minor_faults();
+    Phase {
+        started: Instant::now(),
+        minor_faults,
+    }
+}
+
+/// Ends a measured phase (see [`measure_start`]): its wall time in seconds, and the
+/// minor page faults the process took during it (fresh memory touched: what
+/// callgrind's instruction counts do not show).
+#[inline(never)]
+fn measure_end(phase: Phase) -> (f64, u64) {
+    let wall = phase.started.elapsed().as_secs_f64();
+    (wall, minor_faults().saturating_sub(phase.minor_faults))
+}
+
+/// This process's minor page faults so far (`minflt` of `/proc/self/stat`), 0 where
+/// unreadable.
+fn minor_faults() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name (which may hold spaces) start with the
+    // state, field 3; minflt is field 10.
+    stat.rsplit_once(')')
+        .and_then(|(_, fields)| fields.split_whitespace().nth(7))
+        .and_then(|field| field.parse().ok())
+        .unwrap_or(0)
 }
 
 fn r3(x: f64) -> f64 {
