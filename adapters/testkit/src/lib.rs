@@ -10,10 +10,13 @@ pub mod async_harness;
 pub mod cluster;
 pub mod custom;
 pub mod harness;
+pub mod managed;
 pub mod redis_cluster;
 pub mod redis_server;
+pub mod setup;
 pub mod store;
 pub mod suite;
+pub mod tls;
 pub mod user_code;
 pub mod wire;
 
@@ -21,10 +24,12 @@ pub use async_harness::{AsyncContext, AsyncHarness, Executor};
 pub use harness::{fixed, manual, Context, Feed, Harness, Item, Made, Reader, Resumed, Source};
 pub use redis_cluster::RedisCluster;
 pub use redis_server::RedisServer;
+pub use setup::Setup;
 pub use store::Store;
 
-/// One `#[test]` per case of the suite and per store (`memory`, `redis`, `custom`),
-/// each in a module named after its store, plus the Redis-only cases (faults, wire).
+/// One `#[test]` per case of the suite and per store (`memory`, `redis`, `custom`,
+/// `tls`), each in a module named after its store, plus the Redis-only cases (faults,
+/// wire) and the managed-Redis ones (TLS, passwords, the ACL).
 ///
 /// ```ignore
 /// resumable_stream_testkit::behaviour_suite!(MyHarness::new(); memory, redis);
@@ -58,7 +63,36 @@ macro_rules! behaviour_suite {
             fn the_commands_on_the_wire_are_the_v1_protocol() {
                 $crate::wire::the_commands_on_the_wire_are_the_v1_protocol(&$harness, &$crate::Store::redis());
             }
+            #[test]
+            fn a_tls_redis_restarting_mid_stream_loses_no_byte() {
+                let mut store = $crate::Store::tls();
+                $crate::suite::redis_restarting_mid_stream_loses_no_byte(&$harness, &mut store);
+            }
         }
+        mod managed_redis {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::behaviour_suite!(@managed $harness;
+                a_wrong_ca_is_refused_with_a_typed_error,
+                the_system_roots_do_not_trust_a_private_ca,
+                a_plain_url_at_a_tls_port_fails_at_once,
+                root_certificates_need_a_tls_url,
+                a_wrong_password_is_a_typed_error,
+                the_documented_acl_is_enough,
+                each_rule_of_the_documented_acl_is_needed,
+                without_publish_a_resumer_fails_with_a_typed_error,
+                without_the_channel_pattern_a_stream_fails_with_a_typed_error,
+                without_the_key_pattern_a_stream_fails_with_a_typed_error,
+            );
+        }
+    };
+    (@managed $harness:expr; $($case:ident),+ $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                $crate::managed::$case(&$harness);
+            }
+        )+
     };
     (@store $harness:expr; $store:ident) => {
         mod $store {

@@ -4,8 +4,9 @@
 use crate::custom::CustomStore;
 use crate::redis_cluster::RedisCluster;
 use crate::redis_server::RedisServer;
+use crate::setup::{Backend, Setup};
 use bytes::Bytes;
-use resumable_stream::PubSub;
+use resumable_stream::{Config, PubSub};
 use resumable_stream_driver::MemoryBackend;
 use std::time::Instant;
 
@@ -30,6 +31,35 @@ impl Store {
     /// A fresh redis-server.
     pub fn redis() -> Store {
         Store::Redis(RedisServer::start())
+    }
+
+    /// A fresh redis-server as a managed Redis serves: TLS only, certificates of the
+    /// test CA (which the contexts are told to trust), a password on the `default`
+    /// user, the URL in the shape Upstash and Vercel KV hand out.
+    pub fn tls() -> Store {
+        Store::Redis(RedisServer::start_tls())
+    }
+
+    /// How a context reaches this store, with `config`.
+    pub fn setup(&self, config: Config) -> Setup {
+        match self {
+            Store::Memory(memory) => Setup::new(config, Backend::Memory(memory.clone())),
+            Store::Custom(custom) => Setup::new(config, Backend::Custom(custom.clone())),
+            Store::Redis(server) => {
+                let setup = Setup::url(server.url(), config);
+                match server.root_certificates() {
+                    Some(pem) => setup.trusting(pem),
+                    None => setup,
+                }
+            }
+            Store::Cluster(cluster, pubsub) => {
+                let setup = Setup::new(config, Backend::Cluster(cluster.urls(), *pubsub));
+                match cluster.root_certificates() {
+                    Some(pem) => setup.trusting(pem),
+                    None => setup,
+                }
+            }
+        }
     }
 
     /// A fresh three-master Redis Cluster, its contexts on sharded pub/sub.

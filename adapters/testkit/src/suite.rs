@@ -585,10 +585,9 @@ pub fn redis_restarting_mid_stream_loses_no_byte(harness: &dyn Harness, store: &
     assert_eq!(read_exactly(&mut resumer, 7), b"before ");
 
     let server = store.redis_server().expect("a Redis store");
-    let port = server.port;
     server.kill();
     std::thread::sleep(Duration::from_millis(300));
-    *server = crate::RedisServer::start_on(port);
+    server.restart();
 
     feed.chunk("after");
     assert_eq!(read_exactly(&mut producer, 5), b"after");

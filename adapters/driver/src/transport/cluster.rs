@@ -14,14 +14,21 @@
 //!   the old owner drops its sharded subscriptions with a `sunsubscribe` push, and
 //!   redis-rs forgets them.
 //! - Whenever a node connection drops, the engine is told the pub/sub connection was
-//!   interrupted, and restored once every master answers again (or lost after
-//!   [`RECONNECT_WINDOW`]): it then subscribes every channel again (on its current
+//!   interrupted, and restored once every master answers again (or lost after the
+//!   reconnect window): it then subscribes every channel again (on its current
 //!   owner) and its resumers ask again from what they have, so a message lost
 //!   meanwhile costs nothing. Every `sunsubscribe` push is reported as a dropped
 //!   subscription: the engine knows which of them it still wants, and subscribes
 //!   those again.
+//! - A master that dies is replaced by its replica once the cluster fails it over
+//!   (after its `cluster-node-timeout`): meanwhile redis-rs retries the commands of its
+//!   slots, refreshing the slot map, for up to the reconnect window (its overall
+//!   response timeout), so a failover shorter than the window costs a wait, not an
+//!   error.
+//! - `rediss://` URLs connect every node over TLS, trusting the given roots or the
+//!   system's.
 
-use super::redis::{retry, RECONNECT_WINDOW};
+use super::redis::retry;
 use super::wire::{connect_error, pipeline, replies, to_reply, to_reply_error};
 use super::{wrong_connection, Inbox, Transport};
 use crate::mailbox::{mailbox, Receiver, Sender};
@@ -85,18 +92,31 @@ pub struct ClusterTransport {
     connection: ClusterConnection,
     pushes: Arc<Pushes>,
     disconnections: Mutex<Option<Receiver<()>>>,
+    /// How long the cluster may stay incomplete before what waits for it fails.
+    reconnect_window: Duration,
     runtime: Arc<dyn Runtime>,
 }
 
+/// The longest pause between two of redis-rs's attempts at a request whose node is
+/// away: short, so that a promoted replica is found soon after the failover.
+const MAX_RETRY_PAUSE_MS: u64 = 1000;
+/// The shortest such pause.
+const MIN_RETRY_PAUSE_MS: u64 = 100;
+
 impl ClusterTransport {
-    /// Connects to the cluster that `urls` (any of its nodes, `redis://host:port`)
-    /// belong to.
+    /// Connects to the cluster that `urls` (any of its nodes, `redis://host:port`, or
+    /// `rediss://` for TLS) belong to; over TLS, trusting `root_certificates` (PEM)
+    /// when given, else the system's roots. A node away is waited for up to
+    /// `reconnect_window`.
     ///
     /// # Errors
-    /// [`Error::Config`] when a URL does not parse; [`Error::Redis`] (`CONNECT`) when
-    /// no node can be reached.
+    /// [`Error::Config`] when a URL or the certificates do not parse, or certificates
+    /// come with a URL that is not `rediss://`; [`Error::Redis`] (`CONNECT`) when no
+    /// node can be reached.
     pub async fn connect(
         urls: &[String],
+        root_certificates: Option<&[u8]>,
+        reconnect_window: Duration,
         runtime: Arc<dyn Runtime>,
     ) -> Result<ClusterTransport, Error> {
         let (interrupted, disconnections) = mailbox();
@@ -105,13 +125,22 @@ impl ClusterTransport {
             interrupted,
         });
         let sink = pushes.clone();
-        let client = redis::cluster::ClusterClientBuilder::new(urls.iter().map(String::as_str))
+        // Enough attempts to span the window at the longest pause; the overall
+        // timeout is what ends them.
+        let attempts = reconnect_window.as_millis() / u128::from(MIN_RETRY_PAUSE_MS) + 1;
+        let builder = redis::cluster::ClusterClientBuilder::new(urls.iter().map(String::as_str))
             .use_protocol(redis::ProtocolVersion::RESP3)
             .response_timeout(RESPONSE_TIMEOUT)
+            .overall_response_timeout(Some(reconnect_window.max(RESPONSE_TIMEOUT)))
+            .retries(u32::try_from(attempts).unwrap_or(u32::MAX))
+            .min_retry_wait(MIN_RETRY_PAUSE_MS)
+            .max_retry_wait(MAX_RETRY_PAUSE_MS)
             .push_sender(move |info: PushInfo| {
                 sink.push(info);
                 Ok::<(), std::convert::Infallible>(())
-            })
+            });
+        let builder = with_tls(builder, urls, root_certificates)?;
+        let client = builder
             .build()
             .map_err(|e| Error::Config(format!("invalid Redis Cluster URLs: {e}")))?;
         let connection = client
@@ -122,8 +151,37 @@ impl ClusterTransport {
             connection,
             pushes,
             disconnections: Mutex::new(Some(disconnections)),
+            reconnect_window,
             runtime,
         })
+    }
+}
+
+/// The cluster client's TLS: `rediss://` URLs select it; `root_certificates`, given,
+/// replace the system's roots, and then every URL must be `rediss://`.
+fn with_tls(
+    builder: redis::cluster::ClusterClientBuilder,
+    urls: &[String],
+    root_certificates: Option<&[u8]>,
+) -> Result<redis::cluster::ClusterClientBuilder, Error> {
+    #[cfg(feature = "tls")]
+    if urls.iter().any(|url| super::wire::is_tls_url(url)) {
+        super::wire::tls::use_default_provider();
+    }
+    let Some(roots) = root_certificates else {
+        return Ok(builder);
+    };
+    for url in urls {
+        super::wire::check_tls_url(url)?;
+    }
+    #[cfg(feature = "tls")]
+    return Ok(builder.certs(super::wire::tls::certificates(roots)));
+    #[cfg(not(feature = "tls"))]
+    {
+        let _ = (builder, roots);
+        Err(Error::Config(
+            "TLS root certificates need the `tls` feature of the driver crate".into(),
+        ))
     }
 }
 
@@ -158,6 +216,7 @@ impl Transport for ClusterTransport {
         };
         let connection = self.connection.clone();
         let runtime = self.runtime.clone();
+        let window = self.reconnect_window;
         self.runtime.spawn(Box::pin(async move {
             loop {
                 let next = std::pin::pin!(disconnections.recv());
@@ -169,7 +228,7 @@ impl Transport for ClusterTransport {
                 log::warn!("resumable-stream: Redis Cluster pub/sub interrupted");
                 inbox.pubsub_state(PubSubState::Interrupted);
                 let recovered =
-                    std::pin::pin!(retry(&*runtime, || ping_masters(connection.clone())));
+                    std::pin::pin!(retry(&*runtime, window, || ping_masters(connection.clone())));
                 let stop = std::pin::pin!(closed.recv());
                 let back = match future::select(recovered, stop).await {
                     Either::Left((back, _)) => back,
@@ -183,8 +242,7 @@ impl Transport for ClusterTransport {
                     inbox.pubsub_state(PubSubState::Restored);
                 } else {
                     log::warn!(
-                        "resumable-stream: the Redis Cluster did not come back within {:?}",
-                        RECONNECT_WINDOW
+                        "resumable-stream: the Redis Cluster did not come back within {window:?}"
                     );
                     inbox.pubsub_state(PubSubState::Lost);
                 }
@@ -279,7 +337,7 @@ impl ClusterTransport {
                             if matches!(
                                 error.code(),
                                 Some("MOVED" | "ASK" | "TRYAGAIN" | "CLUSTERDOWN")
-                            ) && started.elapsed() < RECONNECT_WINDOW =>
+                            ) && started.elapsed() < self.reconnect_window =>
                         {
                             let pause = std::time::Instant::now() + Duration::from_millis(50);
                             self.runtime.sleep_until(pause).await;

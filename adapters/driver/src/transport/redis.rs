@@ -3,10 +3,11 @@
 //! async-io (smol, async-std), whichever the caller runs on.
 //!
 //! Both connections come back after Redis restarts or drops them: the command
-//! connection is reopened before the next pipeline (retrying for up to
-//! [`RECONNECT_WINDOW`]), the pub/sub connection as soon as its stream ends, after which
-//! the engine subscribes every channel again. A transport built from existing
-//! connections has no client to reopen them with, and reports the loss instead.
+//! connection is reopened before the next pipeline, the pub/sub connection as soon as
+//! its stream ends (each retried for up to the reconnect window,
+//! [`Builder::reconnect_window`](crate::Builder::reconnect_window)), after which the
+//! engine subscribes every channel again. A transport built from existing connections
+//! has no client to reopen them with, and reports the loss instead.
 
 use super::wire::{connect_error, pipeline, replies, to_reply_error};
 use super::{wrong_connection, Inbox, Transport};
@@ -19,16 +20,14 @@ use resumable_stream::{Command, Error, Op, PubSubState, Reply, ReplyError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// How long a dropped connection is retried before the commands waiting for it fail
-/// (or, for pub/sub, before every resumer of the context fails).
-pub const RECONNECT_WINDOW: Duration = Duration::from_secs(10);
-
 /// Redis through redis-rs's async connections.
 pub struct RedisTransport {
     client: Option<redis::Client>,
     commands: AsyncMutex<Option<redis::aio::MultiplexedConnection>>,
     sink: Arc<AsyncMutex<Option<redis::aio::PubSubSink>>>,
     stream: Mutex<Option<redis::aio::PubSubStream>>,
+    /// How long a dropped connection is retried before what waits for it fails.
+    reconnect_window: Duration,
     runtime: Arc<dyn Runtime>,
 }
 
@@ -40,13 +39,14 @@ impl RedisTransport {
         pubsub: redis::aio::PubSub,
         runtime: Arc<dyn Runtime>,
     ) -> RedisTransport {
-        Self::assemble(None, commands, pubsub, runtime)
+        Self::assemble(None, commands, pubsub, Duration::ZERO, runtime)
     }
 
     fn assemble(
         client: Option<redis::Client>,
         commands: redis::aio::MultiplexedConnection,
         pubsub: redis::aio::PubSub,
+        reconnect_window: Duration,
         runtime: Arc<dyn Runtime>,
     ) -> RedisTransport {
         let (sink, stream) = pubsub.split();
@@ -55,16 +55,20 @@ impl RedisTransport {
             commands: AsyncMutex::new(Some(commands)),
             sink: Arc::new(AsyncMutex::new(Some(sink))),
             stream: Mutex::new(Some(stream)),
+            reconnect_window,
             runtime,
         }
     }
 
-    /// Opens the two connections of `client`, and reopens them when they drop.
+    /// Opens the two connections of `client`, and reopens them when they drop, trying
+    /// for up to `reconnect_window` each time.
     ///
     /// # Errors
-    /// [`Error::Redis`] (`CONNECT`) when Redis cannot be reached.
+    /// [`Error::Redis`] (`CONNECT`) when Redis cannot be reached (or refuses the TLS
+    /// handshake, or the credentials).
     pub async fn connect(
         client: &redis::Client,
+        reconnect_window: Duration,
         runtime: Arc<dyn Runtime>,
     ) -> Result<RedisTransport, Error> {
         let commands = open_commands(client).await.map_err(|e| connect_error(&e))?;
@@ -76,6 +80,7 @@ impl RedisTransport {
             Some(client.clone()),
             commands,
             pubsub,
+            reconnect_window,
             runtime,
         ))
     }
@@ -94,8 +99,12 @@ async fn open_commands(
         .await
 }
 
-/// Tries `open` with a growing pause until it succeeds or [`RECONNECT_WINDOW`] is spent.
-pub(crate) async fn retry<T, F>(runtime: &dyn Runtime, mut open: impl FnMut() -> F) -> Option<T>
+/// Tries `open` with a growing pause until it succeeds or `window` is spent.
+pub(crate) async fn retry<T, F>(
+    runtime: &dyn Runtime,
+    window: Duration,
+    mut open: impl FnMut() -> F,
+) -> Option<T>
 where
     F: std::future::Future<Output = redis::RedisResult<T>>,
 {
@@ -104,7 +113,7 @@ where
     loop {
         match open().await {
             Ok(value) => return Some(value),
-            Err(error) if started.elapsed() >= RECONNECT_WINDOW => {
+            Err(error) if started.elapsed() >= window => {
                 log::warn!("resumable-stream: giving up reconnecting to Redis: {error}");
                 return None;
             }
@@ -143,6 +152,7 @@ impl Transport for RedisTransport {
         let client = self.client.clone();
         let sink = self.sink.clone();
         let runtime = self.runtime.clone();
+        let window = self.reconnect_window;
         self.runtime.spawn(Box::pin(async move {
             let mut stream = stream;
             let mut batch = Vec::new();
@@ -181,7 +191,7 @@ impl Transport for RedisTransport {
                     return inbox.pubsub_state(PubSubState::Lost);
                 };
                 inbox.pubsub_state(PubSubState::Interrupted);
-                let Some(pubsub) = retry(&*runtime, || client.get_async_pubsub()).await else {
+                let Some(pubsub) = retry(&*runtime, window, || client.get_async_pubsub()).await else {
                     return inbox.pubsub_state(PubSubState::Lost);
                 };
                 let (new_sink, new_stream) = pubsub.split();
@@ -201,7 +211,10 @@ impl Transport for RedisTransport {
             let mut connection = self.commands.lock().await;
             if connection.is_none() {
                 if let Some(client) = &self.client {
-                    *connection = retry(&*self.runtime, || open_commands(client)).await;
+                    *connection = retry(&*self.runtime, self.reconnect_window, || {
+                        open_commands(client)
+                    })
+                    .await;
                 }
             }
             let Some(open) = connection.as_mut() else {
