@@ -199,6 +199,16 @@ macro_rules! cluster_suite {
                 $crate::cluster::a_failover_mid_stream_loses_no_byte(&$harness, &mut store);
             }
             #[test]
+            fn a_master_killed_mid_stream_fails_over() {
+                let mut store = $crate::Store::cluster_replicated();
+                $crate::cluster::a_master_killed_mid_stream_fails_over(&$harness, &mut store);
+            }
+            #[test]
+            fn a_failover_longer_than_the_window_ends_readers_with_typed_errors() {
+                let mut store = $crate::Store::cluster_replicated();
+                $crate::cluster::a_failover_longer_than_the_window_ends_readers_with_typed_errors(&$harness, &mut store);
+            }
+            #[test]
             fn a_slot_moving_mid_stream_loses_no_byte() {
                 let mut store = $crate::Store::cluster();
                 $crate::cluster::a_slot_moving_mid_stream_loses_no_byte(&$harness, &mut store);

@@ -38,7 +38,10 @@ fn refused(harness: &dyn Harness, setup: Setup) -> String {
 pub fn a_wrong_ca_is_refused_with_a_typed_error(harness: &dyn Harness) {
     let server = RedisServer::start_tls();
     let other = crate::tls::certificates().other_ca_pem.clone();
-    let message = refused(harness, Setup::url(server.url(), Config::default()).trusting(other));
+    let message = refused(
+        harness,
+        Setup::url(server.url(), Config::default()).trusting(other),
+    );
     assert!(message.contains("certificate"), "{message}");
 }
 
@@ -335,5 +338,7 @@ pub fn without_the_key_pattern_a_stream_fails_with_a_typed_error(harness: &dyn H
         "{error:?}"
     );
     assert!(started.elapsed() < REFUSAL_BOUND, "{:?}", started.elapsed());
-    assert!(a.has_existing_stream("s").is_err_and(|e| is_refused(&e, "GET")));
+    assert!(a
+        .has_existing_stream("s")
+        .is_err_and(|e| is_refused(&e, "GET")));
 }

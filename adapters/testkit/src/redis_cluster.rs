@@ -138,7 +138,9 @@ impl RedisCluster {
         }
         let first = cluster.nodes[0].port;
         for (index, node) in cluster.nodes.iter().enumerate() {
-            let mut conn = cluster.connect(node.port).expect("connect to a cluster node");
+            let mut conn = cluster
+                .connect(node.port)
+                .expect("connect to a cluster node");
             if node.replica_of.is_none() {
                 let _: () = redis::cmd("CLUSTER")
                     .arg("ADDSLOTSRANGE")
@@ -275,6 +277,30 @@ impl RedisCluster {
         self.wait_until_ok();
     }
 
+    /// After master `dead` was killed: waits until the cluster promoted its replica on
+    /// its own (after `cluster-node-timeout`, an automatic failover) and every live
+    /// node says `cluster_state:ok`, then takes the replica for the slots' owner.
+    /// Returns the replica.
+    ///
+    /// # Panics
+    /// When no promotion happens within 60 s.
+    pub fn await_failover(&mut self, dead: usize) -> usize {
+        let replica = self.replica_of(dead).expect("a replicated cluster");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.info(replica, "replication").contains("role:master") {
+            deadline_check(deadline, "the replica of a dead master was not promoted");
+        }
+        let (first, last) = (self.nodes[dead].first_slot, self.nodes[dead].last_slot);
+        self.nodes[replica].first_slot = first;
+        self.nodes[replica].last_slot = last;
+        self.nodes[replica].replica_of = None;
+        self.nodes[dead].first_slot = 1;
+        self.nodes[dead].last_slot = 0;
+        self.nodes[dead].replica_of = Some(replica);
+        self.wait_until_ok();
+        replica
+    }
+
     fn spawn(&mut self, index: usize) {
         let port = self.nodes[index].port;
         let mut command = Command::new("redis-server");
@@ -321,11 +347,11 @@ impl RedisCluster {
         }
     }
 
-    /// Waits until every node says `cluster_state:ok` and knows every node.
+    /// Waits until every live node says `cluster_state:ok` and knows every node.
     pub fn wait_until_ok(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         let known = format!("cluster_known_nodes:{}", self.nodes.len());
-        for node in &self.nodes {
+        for node in self.nodes.iter().filter(|n| n.child.is_some()) {
             loop {
                 let info = self
                     .connect(node.port)

@@ -144,7 +144,11 @@ impl RedisServer {
 
     /// The URL of `user` with `password`.
     pub fn url_as(&self, user: &str, password: &str) -> String {
-        format!("{}://{user}:{password}@127.0.0.1:{}/", self.scheme(), self.port)
+        format!(
+            "{}://{user}:{password}@127.0.0.1:{}/",
+            self.scheme(),
+            self.port
+        )
     }
 
     fn scheme(&self) -> &'static str {

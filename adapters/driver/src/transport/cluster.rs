@@ -28,7 +28,7 @@
 //! - `rediss://` URLs connect every node over TLS, trusting the given roots or the
 //!   system's.
 
-use super::redis::retry;
+use super::redis::{connection_failed, retry};
 use super::wire::{connect_error, pipeline, replies, to_reply, to_reply_error};
 use super::{wrong_connection, Inbox, Transport};
 use crate::mailbox::{mailbox, Receiver, Sender};
@@ -44,7 +44,7 @@ use resumable_stream::cluster::key_slot;
 use resumable_stream::{Command, Error, Op, PubSubState, Reply, ReplyError};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long one request may wait for its reply, as for a single Redis.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -72,6 +72,7 @@ impl Pushes {
                 }
             }
             PushKind::Disconnection => {
+                eprintln!(std::time::SystemTime::now());
                 let _ = self.interrupted.send(());
             }
             PushKind::SUnsubscribe => {
@@ -94,14 +95,23 @@ pub struct ClusterTransport {
     disconnections: Mutex<Option<Receiver<()>>>,
     /// How long the cluster may stay incomplete before what waits for it fails.
     reconnect_window: Duration,
+    /// The slots whose last pipeline failed for want of a connection, and since when:
+    /// the window counts from then, not anew for each batch behind it.
+    failing: Mutex<HashMap<u16, Instant>>,
     runtime: Arc<dyn Runtime>,
 }
+
+/// How long a slot's pipeline may try once its window is spent: one attempt.
+const ONE_ATTEMPT: Duration = Duration::from_secs(1);
 
 /// The longest pause between two of redis-rs's attempts at a request whose node is
 /// away: short, so that a promoted replica is found soon after the failover.
 const MAX_RETRY_PAUSE_MS: u64 = 1000;
 /// The shortest such pause.
-const MIN_RETRY_PAUSE_MS: u64 = 100;
+const MIN_RETRY_PAUSE_MS: u64 = 200;
+/// The most attempts redis-rs may make at one request: its backoff computes
+/// `2^attempt * 10` ms, which overflows (a panic in a debug build) past about 60.
+const MAX_RETRIES: u128 = 50;
 
 impl ClusterTransport {
     /// Connects to the cluster that `urls` (any of its nodes, `redis://host:port`, or
@@ -125,9 +135,10 @@ impl ClusterTransport {
             interrupted,
         });
         let sink = pushes.clone();
-        // Enough attempts to span the window at the longest pause; the overall
-        // timeout is what ends them.
-        let attempts = reconnect_window.as_millis() / u128::from(MIN_RETRY_PAUSE_MS) + 1;
+        // Enough attempts to span the window at the mean pause, up to redis-rs's
+        // limit; the overall timeout is what ends them.
+        let mean_pause = u128::from(MIN_RETRY_PAUSE_MS + MAX_RETRY_PAUSE_MS) / 2;
+        let attempts = (reconnect_window.as_millis() / mean_pause + 1).min(MAX_RETRIES);
         let builder = redis::cluster::ClusterClientBuilder::new(urls.iter().map(String::as_str))
             .use_protocol(redis::ProtocolVersion::RESP3)
             .response_timeout(RESPONSE_TIMEOUT)
@@ -152,6 +163,7 @@ impl ClusterTransport {
             pushes,
             disconnections: Mutex::new(Some(disconnections)),
             reconnect_window,
+            failing: Mutex::new(HashMap::new()),
             runtime,
         })
     }
@@ -182,6 +194,22 @@ fn with_tls(
         Err(Error::Config(
             "TLS root certificates need the `tls` feature of the driver crate".into(),
         ))
+    }
+}
+
+/// `request`, or a connection error if it has not answered by `deadline`.
+async fn until<T>(
+    runtime: &dyn Runtime,
+    deadline: Instant,
+    request: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> redis::RedisResult<T> {
+    let request = std::pin::pin!(request);
+    match future::select(request, runtime.sleep_until(deadline)).await {
+        Either::Left((result, _)) => result,
+        Either::Right(_) => Err(redis::RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the Redis Cluster did not answer within the reconnect window",
+        ))),
     }
 }
 
@@ -227,8 +255,10 @@ impl Transport for ClusterTransport {
                 }
                 log::warn!("resumable-stream: Redis Cluster pub/sub interrupted");
                 inbox.pubsub_state(PubSubState::Interrupted);
-                let recovered =
-                    std::pin::pin!(retry(&*runtime, window, || ping_masters(connection.clone())));
+                let deadline = Instant::now() + window;
+                let recovered = std::pin::pin!(retry(&*runtime, deadline, || {
+                    until(&*runtime, deadline, ping_masters(connection.clone()))
+                }));
                 let stop = std::pin::pin!(closed.recv());
                 let back = match future::select(recovered, stop).await {
                     Either::Left((back, _)) => back,
@@ -237,6 +267,7 @@ impl Transport for ClusterTransport {
                 };
                 // Drops that happened while waiting are covered by this recovery.
                 while let Ok(Some(())) = disconnections.try_recv() {}
+                eprintln!(back.is_some(), std::time::SystemTime::now());
                 if back.is_some() {
                     log::info!("resumable-stream: every Redis Cluster master answers again");
                     inbox.pubsub_state(PubSubState::Restored);
@@ -264,11 +295,12 @@ impl Transport for ClusterTransport {
             }
             let batches = slots.into_iter().map(|(slot, (group, indices))| {
                 let mut connection = self.connection.clone();
+                let deadline = self.deadline_of(slot);
                 async move {
                     let pipe = pipeline(&group);
-                    let result = connection
-                        .route_pipeline(pipe, 0, group.len(), master_of(slot))
-                        .await;
+                    let request = connection.route_pipeline(pipe, 0, group.len(), master_of(slot));
+                    let result = until(&*self.runtime, deadline, request).await;
+                    self.note(slot, &result);
                     let group_replies = replies(result, group.len());
                     (slot, group, indices, group_replies)
                 }
@@ -318,36 +350,85 @@ impl Transport for ClusterTransport {
 }
 
 impl ClusterTransport {
+    /// Until when a pipeline of `slot` may wait for its node: the reconnect window
+    /// from now, or from when the slot's node went away; one attempt past that.
+    fn deadline_of(&self, slot: u16) -> Instant {
+        let now = Instant::now();
+        match crate::sync::lock(&self.failing).get(&slot) {
+            Some(since) => (*since + self.reconnect_window).max(now + ONE_ATTEMPT),
+            None => now + self.reconnect_window.max(RESPONSE_TIMEOUT),
+        }
+    }
+
+    /// Remembers whether `slot`'s node answered.
+    fn note(&self, slot: u16, result: &redis::RedisResult<Vec<Value>>) {
+        let mut failing = crate::sync::lock(&self.failing);
+        if connection_failed(result) {
+            failing.entry(slot).or_insert_with(Instant::now);
+        } else {
+            failing.remove(&slot);
+        }
+    }
+
     /// Runs one (un)subscription; redis-rs routes it (a sharded channel to the shard
-    /// owning its slot).
+    /// owning its slot). A subscription is tried again while its node is away or
+    /// answers that the slot is elsewhere (a failover or a slot move under way,
+    /// redis-rs refreshing its slot map), for up to the reconnect window; one that
+    /// still finds no node then is a pub/sub connection lost for good, and the engine
+    /// is told so (its resumers end with a typed error rather than wait for a
+    /// message that cannot come).
     async fn subscription(&self, op: &Op) -> Result<(), ReplyError> {
-        let mut connection = self.connection.clone();
-        let result = match op {
-            Op::Subscribe { channel } => connection.subscribe(channel.as_ref()).await,
-            Op::Unsubscribe { channel } => connection.unsubscribe(channel.as_ref()).await,
-            Op::SUnsubscribe { channel } => connection.sunsubscribe(channel.as_ref()).await,
-            Op::SSubscribe { channel } => {
-                // Right after a slot moved, redis-rs may still send to the old owner:
-                // the `MOVED` makes it refresh its slot map, and the next attempt goes
-                // right.
-                let started = std::time::Instant::now();
-                loop {
-                    match connection.ssubscribe(channel.as_ref()).await {
-                        Err(error)
-                            if matches!(
-                                error.code(),
-                                Some("MOVED" | "ASK" | "TRYAGAIN" | "CLUSTERDOWN")
-                            ) && started.elapsed() < self.reconnect_window =>
-                        {
-                            let pause = std::time::Instant::now() + Duration::from_millis(50);
-                            self.runtime.sleep_until(pause).await;
+        let subscribing = matches!(op, Op::Subscribe { .. } | Op::SSubscribe { .. });
+        let unsubscribing = matches!(op, Op::Unsubscribe { .. } | Op::SUnsubscribe { .. });
+        if !subscribing && !unsubscribing {
+            return Err(wrong_connection(op));
+        }
+        let deadline = Instant::now() + self.reconnect_window;
+        loop {
+            let attempt = until(
+                &*self.runtime,
+                deadline.max(Instant::now() + ONE_ATTEMPT),
+                async {
+                    let mut connection = self.connection.clone();
+                    match op {
+                        Op::Subscribe { channel } => connection.subscribe(channel.as_ref()).await,
+                        Op::Unsubscribe { channel } => {
+                            connection.unsubscribe(channel.as_ref()).await
                         }
-                        result => break result,
+                        Op::SSubscribe { channel } => connection.ssubscribe(channel.as_ref()).await,
+                        Op::SUnsubscribe { channel } => {
+                            connection.sunsubscribe(channel.as_ref()).await
+                        }
+                        // Refused above.
+                        _ => Ok(()),
                     }
+                },
+            );
+            let error = match attempt.await {
+                Ok(()) => return Ok(()),
+                Err(error) => error,
+            };
+            let elsewhere = matches!(
+                error.code(),
+                Some("MOVED" | "ASK" | "TRYAGAIN" | "CLUSTERDOWN")
+            );
+            let away = error.code().is_none();
+            if subscribing && (elsewhere || away) && Instant::now() < deadline {
+                let pause = Instant::now() + Duration::from_millis(100);
+                self.runtime.sleep_until(pause.min(deadline)).await;
+                continue;
+            }
+            if subscribing && away {
+                log::warn!(
+                    "resumable-stream: a Redis Cluster subscription found no node within {:?}",
+                    self.reconnect_window
+                );
+                let inbox = crate::sync::lock(&self.pushes.inbox).clone();
+                if let Some(inbox) = inbox {
+                    inbox.pubsub_state(PubSubState::Lost);
                 }
             }
-            op => return Err(wrong_connection(op)),
-        };
-        result.map_err(|e| to_reply_error(&e))
+            return Err(to_reply_error(&error));
+        }
     }
 }

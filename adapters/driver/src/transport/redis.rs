@@ -18,12 +18,12 @@ use futures_util::lock::Mutex as AsyncMutex;
 use futures_util::{FutureExt, StreamExt};
 use resumable_stream::{Command, Error, Op, PubSubState, Reply, ReplyError};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Redis through redis-rs's async connections.
 pub struct RedisTransport {
     client: Option<redis::Client>,
-    commands: AsyncMutex<Option<redis::aio::MultiplexedConnection>>,
+    commands: AsyncMutex<Commands>,
     sink: Arc<AsyncMutex<Option<redis::aio::PubSubSink>>>,
     stream: Mutex<Option<redis::aio::PubSubStream>>,
     /// How long a dropped connection is retried before what waits for it fails.
@@ -52,7 +52,10 @@ impl RedisTransport {
         let (sink, stream) = pubsub.split();
         RedisTransport {
             client,
-            commands: AsyncMutex::new(Some(commands)),
+            commands: AsyncMutex::new(Commands {
+                open: Some(commands),
+                down_since: None,
+            }),
             sink: Arc::new(AsyncMutex::new(Some(sink))),
             stream: Mutex::new(Some(stream)),
             reconnect_window,
@@ -99,30 +102,40 @@ async fn open_commands(
         .await
 }
 
-/// Tries `open` with a growing pause until it succeeds or `window` is spent.
+/// Tries `open` with a growing pause until it succeeds or `deadline` passes; once at
+/// least, even past it.
 pub(crate) async fn retry<T, F>(
     runtime: &dyn Runtime,
-    window: Duration,
+    deadline: Instant,
     mut open: impl FnMut() -> F,
 ) -> Option<T>
 where
     F: std::future::Future<Output = redis::RedisResult<T>>,
 {
-    let started = std::time::Instant::now();
     let mut pause = Duration::from_millis(20);
     loop {
         match open().await {
             Ok(value) => return Some(value),
-            Err(error) if started.elapsed() >= window => {
+            Err(error) if Instant::now() >= deadline => {
                 log::warn!("resumable-stream: giving up reconnecting to Redis: {error}");
                 return None;
             }
             Err(_) => {
-                runtime.sleep_until(std::time::Instant::now() + pause).await;
+                runtime
+                    .sleep_until((Instant::now() + pause).min(deadline))
+                    .await;
                 pause = (pause * 2).min(Duration::from_millis(500));
             }
         }
     }
+}
+
+/// The command connection, and since when it is down: the reconnect window counts
+/// from the drop, so that pipelines queued behind the first do not each wait a window
+/// of their own once Redis stays away (they try once, and fail).
+struct Commands {
+    open: Option<redis::aio::MultiplexedConnection>,
+    down_since: Option<Instant>,
 }
 
 /// The most pub/sub messages handed to the engine under one lock.
@@ -137,7 +150,7 @@ fn take(message: &redis::Msg, batch: &mut Vec<(Vec<u8>, Bytes)>) {
 }
 
 /// Whether a pipeline failed because the connection did (not because of a reply).
-fn connection_failed(result: &redis::RedisResult<Vec<redis::Value>>) -> bool {
+pub(crate) fn connection_failed(result: &redis::RedisResult<Vec<redis::Value>>) -> bool {
     matches!(result, Err(error) if error.code().is_none())
 }
 
@@ -191,7 +204,9 @@ impl Transport for RedisTransport {
                     return inbox.pubsub_state(PubSubState::Lost);
                 };
                 inbox.pubsub_state(PubSubState::Interrupted);
-                let Some(pubsub) = retry(&*runtime, window, || client.get_async_pubsub()).await else {
+                let deadline = Instant::now() + window;
+                let Some(pubsub) = retry(&*runtime, deadline, || client.get_async_pubsub()).await
+                else {
                     return inbox.pubsub_state(PubSubState::Lost);
                 };
                 let (new_sink, new_stream) = pubsub.split();
@@ -209,15 +224,18 @@ impl Transport for RedisTransport {
     ) -> BoxFuture<'a, Vec<Result<Reply, ReplyError>>> {
         Box::pin(async move {
             let mut connection = self.commands.lock().await;
-            if connection.is_none() {
+            if connection.open.is_none() {
                 if let Some(client) = &self.client {
-                    *connection = retry(&*self.runtime, self.reconnect_window, || {
-                        open_commands(client)
-                    })
-                    .await;
+                    let since = *connection.down_since.get_or_insert_with(Instant::now);
+                    let deadline = since + self.reconnect_window;
+                    connection.open =
+                        retry(&*self.runtime, deadline, || open_commands(client)).await;
+                    if connection.open.is_some() {
+                        connection.down_since = None;
+                    }
                 }
             }
-            let Some(open) = connection.as_mut() else {
+            let Some(open) = connection.open.as_mut() else {
                 let error = ReplyError::Connection("the Redis command connection is down".into());
                 return vec![Err(error); commands.len()];
             };
@@ -227,7 +245,8 @@ impl Transport for RedisTransport {
                     .await;
             if connection_failed(&result) {
                 // Reopened before the next pipeline.
-                *connection = None;
+                connection.open = None;
+                connection.down_since = Some(Instant::now());
             }
             replies(result, commands.len())
         })
