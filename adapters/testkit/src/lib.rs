@@ -180,9 +180,22 @@ macro_rules! cluster_suite {
                 cancel_from_another_instance,
             );
         }
+        mod cluster_tls {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::behaviour_suite!(@cases $harness; cluster_tls;
+                acts_like_a_normal_stream,
+                four_resumers_joining_while_chunks_flow_are_byte_exact,
+                cancel_from_another_instance,
+            );
+        }
         mod cluster_faults {
             #[allow(unused_imports)]
             use super::*;
+            #[test]
+            fn the_documented_cluster_acl_is_enough() {
+                $crate::managed::the_documented_cluster_acl_is_enough(&$harness);
+            }
             #[test]
             fn sharded_pubsub_is_spublish_and_ssubscribe_on_the_owning_shard() {
                 let mut store = $crate::Store::cluster();

@@ -167,22 +167,23 @@ pub fn server_as_service(rules: &[String]) -> RedisServer {
 /// and the end (`PUBLISH`, `SET ... DONE`, `UNSUBSCRIBE`), the state (`GET`), an
 /// explicit resume of the finished stream, and a cancel. The first error, typed.
 pub fn a_service_lifecycle(harness: &dyn Harness, store: &Store) -> Result<(), Error> {
-    let (a, b) = (
-        harness.build(store.setup(Config::default()))?,
-        harness.build(store.setup(Config::default()))?,
-    );
-    lifecycle(&*a, &*b)
+    lifecycle_on(harness, &store.setup(Config::default()), "")
 }
 
-fn lifecycle(a: &dyn Context, b: &dyn Context) -> Result<(), Error> {
+/// [`a_service_lifecycle`] on two contexts built with `setup`, its stream ids ending
+/// with `tag`.
+fn lifecycle_on(harness: &dyn Harness, setup: &Setup, tag: &str) -> Result<(), Error> {
+    let (a, b) = (harness.build(setup.clone())?, harness.build(setup.clone())?);
+    lifecycle(&*a, &*b, &format!("s{tag}"), &format!("t{tag}"))
+}
+
+fn lifecycle(a: &dyn Context, b: &dyn Context, s: &str, t: &str) -> Result<(), Error> {
     let (feed, source) = manual();
-    let mut producer = a
-        .resumable_stream("s", source, None)?
-        .expect("a new stream");
+    let mut producer = a.resumable_stream(s, source, None)?.expect("a new stream");
     feed.chunk("one ");
     assert_eq!(read_exactly(&mut producer, 4), b"one ");
     let resumer = b
-        .resumable_stream("s", fixed(Vec::<String>::new()), None)?
+        .resumable_stream(s, fixed(Vec::<String>::new()), None)?
         .expect("an active stream");
     feed.chunk("two");
     drop(feed);
@@ -192,14 +193,14 @@ fn lifecycle(a: &dyn Context, b: &dyn Context) -> Result<(), Error> {
     }
     assert_eq!(bytes, b"one two");
     assert_eq!(read_all(producer), (b"two".to_vec(), None));
-    assert_eq!(b.has_existing_stream("s")?, StreamState::Done);
+    assert_eq!(b.has_existing_stream(s)?, StreamState::Done);
     assert!(matches!(
-        b.resume_existing_stream("s", None)?,
+        b.resume_existing_stream(s, None)?,
         crate::harness::Resumed::Done
     ));
     let (_feed, source) = manual();
-    let mut cancelled = a.create_new_resumable_stream("t", source)?;
-    b.cancel("t")?;
+    let mut cancelled = a.create_new_resumable_stream(t, source)?;
+    b.cancel(t)?;
     match cancelled.next() {
         Some(Err(Error::Cancelled)) => Ok(()),
         Some(Err(error)) => Err(error),
@@ -341,4 +342,37 @@ pub fn without_the_key_pattern_a_stream_fails_with_a_typed_error(harness: &dyn H
     assert!(a
         .has_existing_stream("s")
         .is_err_and(|e| is_refused(&e, "GET")));
+}
+
+/// Under a user with exactly the documented cluster ACL, on every node of a TLS
+/// cluster, a service's whole lifecycle works with sharded pub/sub and with classic
+/// pub/sub, and no node refused anything.
+pub fn the_documented_cluster_acl_is_enough(harness: &dyn Harness) {
+    let options = crate::redis_cluster::ClusterOptions {
+        tls: true,
+        ..crate::redis_cluster::ClusterOptions::masters(3)
+    };
+    let mut cluster = crate::RedisCluster::start_with(options);
+    let rules = documented_acl("cluster", SERVICE_USER.1);
+    for node in 0..cluster.len() {
+        set_user(&mut cluster.connection(node), &rules);
+    }
+    cluster.as_user(SERVICE_USER.0, SERVICE_USER.1);
+    for pubsub in [
+        resumable_stream::PubSub::Sharded,
+        resumable_stream::PubSub::Classic,
+    ] {
+        let backend = crate::setup::Backend::Cluster(cluster.urls(), pubsub);
+        let setup = Setup::new(Config::default(), backend)
+            .trusting(cluster.root_certificates().expect("a TLS cluster"));
+        lifecycle_on(harness, &setup, &format!("{pubsub:?}"))
+            .unwrap_or_else(|e| panic!("the documented ACL is enough for {pubsub:?}: {e:?}"));
+    }
+    for node in 0..cluster.len() {
+        assert_eq!(
+            refusals(&mut cluster.connection(node)),
+            Vec::<String>::new(),
+            "node {node}"
+        );
+    }
 }

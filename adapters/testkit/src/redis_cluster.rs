@@ -36,6 +36,8 @@ pub struct RedisCluster {
     /// Slots moved by [`move_slot`](RedisCluster::move_slot), and their new owner.
     moved: std::collections::HashMap<u16, usize>,
     options: ClusterOptions,
+    /// Whose URLs [`urls`](RedisCluster::urls) gives: (user, password).
+    user: Option<(String, String)>,
 }
 
 /// What kind of cluster [`RedisCluster::start_with`] starts.
@@ -132,6 +134,7 @@ impl RedisCluster {
             dir,
             moved: std::collections::HashMap::new(),
             options,
+            user: None,
         };
         for index in 0..cluster.nodes.len() {
             cluster.spawn(index);
@@ -366,9 +369,24 @@ impl RedisCluster {
         }
     }
 
-    /// The URL of every node (`redis://127.0.0.1:{port}/`, `rediss://` for TLS).
+    /// The URL of every node (`redis://127.0.0.1:{port}/`, `rediss://` for TLS),
+    /// naming the user [`as_user`](Self::as_user) set.
     pub fn urls(&self) -> Vec<String> {
-        self.nodes.iter().map(|n| self.url_of(n.port)).collect()
+        let scheme = if self.options.tls { "rediss" } else { "redis" };
+        let user = match &self.user {
+            Some((user, password)) => format!("{user}:{password}@"),
+            None => String::new(),
+        };
+        self.nodes
+            .iter()
+            .map(|n| format!("{scheme}://{user}127.0.0.1:{}/", n.port))
+            .collect()
+    }
+
+    /// From now on [`urls`](Self::urls) name `user` (which the test created on every
+    /// node) and its `password`; the test's own connections stay `default`'s.
+    pub fn as_user(&mut self, user: &str, password: &str) {
+        self.user = Some((user.to_owned(), password.to_owned()));
     }
 
     /// How many nodes it has (masters and replicas).

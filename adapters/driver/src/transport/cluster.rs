@@ -72,7 +72,6 @@ impl Pushes {
                 }
             }
             PushKind::Disconnection => {
-                eprintln!(std::time::SystemTime::now());
                 let _ = self.interrupted.send(());
             }
             PushKind::SUnsubscribe => {
@@ -267,7 +266,6 @@ impl Transport for ClusterTransport {
                 };
                 // Drops that happened while waiting are covered by this recovery.
                 while let Ok(Some(())) = disconnections.try_recv() {}
-                eprintln!(back.is_some(), std::time::SystemTime::now());
                 if back.is_some() {
                     log::info!("resumable-stream: every Redis Cluster master answers again");
                     inbox.pubsub_state(PubSubState::Restored);
