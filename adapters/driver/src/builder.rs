@@ -323,6 +323,7 @@ impl Redis<'_> {
 
 /// `REDIS_CLUSTER_URLS`: the comma-separated URLs of some nodes of a Redis Cluster,
 /// preferred to `REDIS_URL` when set.
+#[cfg(feature = "redis-aio")]
 fn redis_cluster_urls_from_env() -> Option<Vec<String>> {
     let urls: Vec<String> = std::env::var("REDIS_CLUSTER_URLS")
         .ok()?

@@ -3,6 +3,7 @@
 //! stream survives a node killed and restarted under it.
 
 use crate::harness::{fixed, manual, Context, Feed, Harness, Reader};
+use crate::setup::Setup;
 use crate::store::Store;
 use crate::suite::{read_all, read_exactly, SLACK};
 use crate::RedisCluster;
@@ -60,10 +61,12 @@ fn streaming(harness: &dyn Harness, store: &Store) -> Streaming {
 }
 
 fn streaming_with(harness: &dyn Harness, store: &Store, config: Config) -> Streaming {
-    let (a, b) = (
-        harness.context(store, config.clone()),
-        harness.context(store, config),
-    );
+    streaming_on(harness, store.setup(config))
+}
+
+fn streaming_on(harness: &dyn Harness, setup: Setup) -> Streaming {
+    let context = || harness.build(setup.clone()).expect("a context");
+    let (a, b) = (context(), context());
     let (feed, source) = manual();
     let mut producer = a
         .resumable_stream("s", source, None)
@@ -230,6 +233,15 @@ pub fn a_failover_mid_stream_loses_no_byte(harness: &dyn Harness, store: &mut St
     );
 }
 
+/// Kills (SIGKILL) the master holding the resumer's sharded subscription; the master
+/// and the channel.
+fn kill_the_resumers_master(cluster: &mut RedisCluster) -> (usize, Vec<u8>) {
+    let (master, channel) = shard_channel(cluster, "resumable-stream:rs:chunk:*")
+        .expect("the resumer's channel is subscribed on some shard");
+    cluster.kill(master);
+    (master, channel)
+}
+
 /// How long a resumer may take, from the kill of a master, to get the rest of its
 /// stream after an automatic failover: detecting the death (about twice
 /// [`FAILOVER_NODE_TIMEOUT`](crate::store::FAILOVER_NODE_TIMEOUT)), the election, the
@@ -253,9 +265,7 @@ pub fn a_master_killed_mid_stream_fails_over(harness: &dyn Harness, store: &mut 
     } = streaming_with(harness, store, config);
 
     let cluster = store.redis_cluster().expect("a cluster store");
-    let (master, channel) = shard_channel(cluster, "resumable-stream:rs:chunk:*")
-        .expect("the resumer's channel is subscribed on some shard");
-    cluster.kill(master);
+    let (master, channel) = kill_the_resumers_master(cluster);
     let killed = Instant::now();
     // Chunks produced while the master is dead and while its replica takes over.
     feed.chunk("during");
@@ -290,28 +300,16 @@ pub fn a_failover_longer_than_the_window_ends_readers_with_typed_errors(
     store: &mut Store,
 ) {
     const WINDOW: Duration = Duration::from_millis(500);
-    let context = || {
-        let setup = store.setup(Config::default()).reconnect_window(WINDOW);
-        harness.build(setup).expect("a context")
-    };
-    let (a, b) = (context(), context());
-    let (feed, source) = manual();
-    let mut producer = a
-        .resumable_stream("s", source, None)
-        .expect("no error")
-        .expect("a new stream");
-    feed.chunk("before ");
-    assert_eq!(read_exactly(&mut producer, 7), b"before ");
-    let mut resumer = b
-        .resumable_stream("s", fixed(Vec::<String>::new()), None)
-        .expect("no error")
-        .expect("an active stream");
-    assert_eq!(read_exactly(&mut resumer, 7), b"before ");
+    let setup = store.setup(Config::default()).reconnect_window(WINDOW);
+    let Streaming {
+        contexts: _contexts,
+        feed,
+        mut producer,
+        resumer,
+    } = streaming_on(harness, setup);
 
     let cluster = store.redis_cluster().expect("a cluster store");
-    let (master, _) = shard_channel(cluster, "resumable-stream:rs:chunk:*")
-        .expect("the resumer's channel is subscribed on some shard");
-    cluster.kill(master);
+    let (master, _) = kill_the_resumers_master(cluster);
     let killed = Instant::now();
     feed.chunk("during");
     assert_eq!(read_exactly(&mut producer, 6), b"during");

@@ -300,48 +300,50 @@ pub fn without_publish_a_resumer_fails_with_a_typed_error(harness: &dyn Harness)
     );
 }
 
+/// On a TLS server whose service user has the documented ACL less the rules `less`
+/// picks: the server, a context on it, and the error its first stream (or the call)
+/// ends with, within [`REFUSAL_BOUND`].
+fn first_stream_without(
+    harness: &dyn Harness,
+    less: impl Fn(&str) -> bool,
+) -> (Store, Box<dyn Context>, Error) {
+    let rules: Vec<String> = documented_acl("redis", SERVICE_USER.1)
+        .into_iter()
+        .filter(|r| !less(r))
+        .collect();
+    let store = Store::Redis(server_as_service(&rules));
+    let a = harness.context(&store, Config::default());
+    let started = Instant::now();
+    let error = match a.resumable_stream("s", fixed(["one"]), None) {
+        Err(error) => error,
+        Ok(Some(producer)) => read_all(producer).1.expect("the producer fails"),
+        Ok(None) => panic!("a new stream is not done"),
+    };
+    assert!(started.elapsed() < REFUSAL_BOUND, "{:?}", started.elapsed());
+    (store, a, error)
+}
+
 /// Without the channel pattern no stream can start: its producer's `SUBSCRIBE` is
 /// refused, and the call fails with `Error::Redis` naming it, at once.
 pub fn without_the_channel_pattern_a_stream_fails_with_a_typed_error(harness: &dyn Harness) {
-    let rules: Vec<String> = documented_acl("redis", SERVICE_USER.1)
-        .into_iter()
-        .filter(|r| !r.starts_with('&'))
-        .collect();
-    let store = Store::Redis(server_as_service(&rules));
-    let a = harness.context(&store, Config::default());
-    let started = Instant::now();
-    let error = match a.resumable_stream("s", fixed(["one"]), None) {
-        Err(error) => error,
-        Ok(Some(producer)) => read_all(producer).1.expect("the producer fails"),
-        Ok(None) => panic!("a new stream is not done"),
-    };
+    let (_store, _context, error) = first_stream_without(harness, |rule| rule.starts_with('&'));
     assert!(is_refused(&error, "SUBSCRIBE"), "{error:?}");
-    assert!(started.elapsed() < REFUSAL_BOUND, "{:?}", started.elapsed());
 }
 
 /// Without the key pattern the sentinel cannot be read or written: the first call
-/// fails with `Error::Redis` naming the refused command, at once.
+/// fails with `Error::Redis` naming the refused command, at once, and so does a
+/// state request.
 pub fn without_the_key_pattern_a_stream_fails_with_a_typed_error(harness: &dyn Harness) {
-    let rules: Vec<String> = documented_acl("redis", SERVICE_USER.1)
-        .into_iter()
-        .filter(|r| !r.starts_with('~'))
-        .collect();
-    let store = Store::Redis(server_as_service(&rules));
-    let a = harness.context(&store, Config::default());
-    let started = Instant::now();
-    let error = match a.resumable_stream("s", fixed(["one"]), None) {
-        Err(error) => error,
-        Ok(Some(producer)) => read_all(producer).1.expect("the producer fails"),
-        Ok(None) => panic!("a new stream is not done"),
-    };
+    let (_store, context, error) = first_stream_without(harness, |rule| rule.starts_with('~'));
     assert!(
         ["INCR", "SET", "GET"].iter().any(|c| is_refused(&error, c)),
         "{error:?}"
     );
-    assert!(started.elapsed() < REFUSAL_BOUND, "{:?}", started.elapsed());
-    assert!(a
-        .has_existing_stream("s")
-        .is_err_and(|e| is_refused(&e, "GET")));
+    let state = context.has_existing_stream("s");
+    assert!(
+        state.as_ref().is_err_and(|e| is_refused(e, "GET")),
+        "{state:?}"
+    );
 }
 
 /// Under a user with exactly the documented cluster ACL, on every node of a TLS

@@ -270,6 +270,12 @@ impl RedisCluster {
                 deadline_check(deadline, "the failover did not complete");
             }
         }
+        self.swap_roles(master, replica);
+    }
+
+    /// Takes `replica` for the owner of `master`'s slots, and `master` for its
+    /// replica (after a failover); waits until the live nodes agree.
+    fn swap_roles(&mut self, master: usize, replica: usize) {
         let (first, last) = (self.nodes[master].first_slot, self.nodes[master].last_slot);
         self.nodes[replica].first_slot = first;
         self.nodes[replica].last_slot = last;
@@ -293,14 +299,7 @@ impl RedisCluster {
         while !self.info(replica, "replication").contains("role:master") {
             deadline_check(deadline, "the replica of a dead master was not promoted");
         }
-        let (first, last) = (self.nodes[dead].first_slot, self.nodes[dead].last_slot);
-        self.nodes[replica].first_slot = first;
-        self.nodes[replica].last_slot = last;
-        self.nodes[replica].replica_of = None;
-        self.nodes[dead].first_slot = 1;
-        self.nodes[dead].last_slot = 0;
-        self.nodes[dead].replica_of = Some(replica);
-        self.wait_until_ok();
+        self.swap_roles(dead, replica);
         replica
     }
 
