@@ -61,7 +61,7 @@ pub struct Parts {
 /// The default [`Builder::reconnect_window`]: 30 s, so that a managed Redis's failover
 /// (a replica promoted and the endpoint moved to it, typically 10 to 30 s) is ridden
 /// out rather than failing every reader; a Redis that stays away fails them after it.
-pub const DEFAULT_RECONNECT_WINDOW: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_RECONNECT_WINDOW: Duration = Duration::from_secs(30);
 
 impl<F: Face> Default for Builder<F> {
     fn default() -> Self {
@@ -156,10 +156,12 @@ impl<F: Face> Builder<F> {
     }
 
     /// How long a Redis backend keeps reconnecting a dropped connection before it gives
-    /// up (default [`DEFAULT_RECONNECT_WINDOW`], 30 s); the same policy for a single
-    /// Redis and a Cluster. Meanwhile commands wait for the connection (a Cluster's for
-    /// the new owner of their slot) and resumers of ours wait for pub/sub to come back,
-    /// then ask again from what they have; past the window, the waiting commands fail
+    /// up (default 30 s, long enough for a managed Redis's failover: a replica
+    /// promoted and the endpoint moved to it typically take 10 to 30 s); the same
+    /// policy for a single Redis and a Cluster, counted from the drop. Meanwhile
+    /// commands wait for the connection (a Cluster's for the new owner of their slot)
+    /// and resumers of ours wait for pub/sub to come back, then ask again from what
+    /// they have; past the window, the waiting commands fail
     /// with [`Error::Redis`] and every resumer of the context ends with it. A resumer
     /// also ends, sooner, with [`Error::ProducerGone`] when its producer is silent for
     /// three heartbeat intervals (6 s by default): raise
