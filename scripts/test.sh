@@ -3,7 +3,9 @@
 # the interop step adds the npm and PyPI libraries outside the tree), then runs
 # formatting, lints, the architecture check, the core's simulation suite, the shared
 # behaviour suite on each driver (tokio, async-std, blocking) against a private
-# redis-server (each test starts its own on a free loopback port) and in memory, the
+# redis-server (each test starts its own on a free loopback port; the TLS ones serve
+# certificates the tests make with the rcgen crate, so Debian's redis-server, built
+# with TLS, is all they need) and in memory, the
 # doc examples, the loom models, the cargo-fuzz targets (corpus replay and a short
 # run each), the examples, and the interop matrix with the
 # deployed Node and Python libraries.

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use resumable_stream::{Config, Error, Position, Role, Stats, StreamState};
 use resumable_stream_blocking::{Cancelled, ResumableStream, ResumableStreamContext, Resumed};
-use resumable_stream_testkit::{harness, Harness, Item, Made, Source, Store};
+use resumable_stream_testkit::{harness, Harness, Item, Made, Setup, Source, Store};
 use std::time::Duration;
 
 /// The blocking driver: its API already has the suite's shape.
@@ -100,26 +100,8 @@ impl harness::Context for Context {
 }
 
 impl Harness for Blocking {
-    fn context(&self, store: &Store, config: Config) -> Box<dyn harness::Context> {
-        let builder = ResumableStreamContext::builder().config(config);
-        let builder = match store {
-            Store::Memory(memory) => builder.memory(memory.clone()),
-            Store::Redis(server) => builder.redis_url(server.url()),
-            Store::Custom(custom) => {
-                builder.publisher_subscriber(custom.clone(), custom.subscriber())
-            }
-            Store::Cluster(cluster, pubsub) => {
-                builder.redis_cluster(cluster.urls()).pubsub(*pubsub)
-            }
-        };
-        Box::new(Context(builder.build().expect("a context")))
-    }
-
-    fn redis_context(&self, url: &str, config: Config) -> Result<Box<dyn harness::Context>, Error> {
-        let context = ResumableStreamContext::builder()
-            .config(config)
-            .redis_url(url)
-            .build()?;
+    fn build(&self, setup: Setup) -> Result<Box<dyn harness::Context>, Error> {
+        let context = setup.apply(ResumableStreamContext::builder()).build()?;
         Ok(Box::new(Context(context)))
     }
 }

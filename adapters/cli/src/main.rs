@@ -13,7 +13,7 @@
 //! |---|---|
 //! | 0 | the stream ended cleanly (or `state` answered) |
 //! | 1 | a library error (its message is on stderr): Redis, ack timeout, ... |
-//! | 2 | bad usage: arguments, the chunks file, no Redis URL |
+//! | 2 | bad usage: arguments, the chunks file, the `--cacert` file, no Redis URL |
 //! | 3 | the stream is already done (`DONE` on stderr) |
 //! | 4 | no such stream (`resume`, `cancel`); `resume` without `--existing` has then made it an empty, finished stream (said on stderr) |
 
@@ -41,7 +41,7 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0  the stream ended cleanly (or `state` answered)
   1  a library error, its message on stderr (Redis, \"Timeout waiting for ack\", ...)
-  2  bad usage (arguments, the chunks file, no Redis URL)
+  2  bad usage (arguments, the chunks file, the --cacert file, no Redis URL)
   3  the stream is already done (\"DONE\" on stderr)
   4  no stream with that id (resume, cancel); without --existing, resume
      leaves the id holding an empty, finished stream (said on stderr)";
@@ -94,9 +94,15 @@ enum Command {
 /// Where the stream lives.
 #[derive(Debug, Args)]
 struct Target {
-    /// Redis URL [default: $REDIS_URL, then $KV_URL].
+    /// Redis URL [default: $REDIS_URL, then $KV_URL]; `rediss://user:password@host:port`
+    /// for TLS, as managed Redis services hand it out.
     #[arg(long, value_name = "URL")]
     redis: Option<String>,
+    /// For `rediss://`: trust the CA certificates (PEM) in FILE instead of the
+    /// system's (which $SSL_CERT_FILE overrides).
+    #[cfg(feature = "tls")]
+    #[arg(long, value_name = "FILE")]
+    cacert: Option<PathBuf>,
     /// Key prefix shared with the other services.
     #[arg(long, value_name = "P", default_value = "resumable-stream")]
     prefix: String,
@@ -236,11 +242,20 @@ fn redis_url(target: &Target) -> Result<String, Exit> {
 async fn context(target: &Target, config: Config) -> Result<ResumableStreamContext, Exit> {
     let url = redis_url(target)?;
     let config = config.with_key_prefix(target.prefix.clone());
-    Ok(ResumableStreamContext::builder()
+    let builder = ResumableStreamContext::builder()
         .config(config)
-        .redis_url(url)
-        .build()
-        .await?)
+        .redis_url(url);
+    #[cfg(feature = "tls")]
+    let builder = match &target.cacert {
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|e| {
+                Exit::with(EXIT_USAGE, format!("cannot read {}: {e}", path.display()))
+            })?;
+            builder.tls_root_certificates(pem)
+        }
+        None => builder,
+    };
+    Ok(builder.build().await?)
 }
 
 async fn state(target: Target) -> Result<Exit, Exit> {

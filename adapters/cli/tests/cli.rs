@@ -5,7 +5,9 @@
 //! stream with skips, done, produced again (exit 3); then not found (exit 4) and a gone
 //! producer (exit 1, "Timeout waiting for ack"). Others: a resume of an id that does not
 //! exist (exit 4, with or without `--existing`), a killed producer detected within its
-//! liveness bound, and `cancel`.
+//! liveness bound, and `cancel`. Over TLS (a TLS-only redis-server with a password, as a
+//! managed Redis serves): a stream produced with `--cacert` and resumed with the URL in
+//! `KV_URL` and the CA in `SSL_CERT_FILE`; an untrusted CA refused at once.
 
 use resumable_stream_testkit::RedisServer;
 use std::io::Read;
@@ -371,4 +373,122 @@ fn cancel_stops_a_stream_produced_elsewhere() {
         Some(4)
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The CA files of a TLS test, in their own directory: the test CA and the one
+/// nobody trusts.
+fn ca_files(name: &str) -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("rs-cli-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let certificates = resumable_stream_testkit::tls::certificates();
+    let (ca, other) = (dir.join("ca.pem"), dir.join("other-ca.pem"));
+    certificates.write_ca(&ca);
+    std::fs::write(&other, &certificates.other_ca_pem).expect("write the other CA");
+    (ca, other)
+}
+
+/// Over TLS, as on a managed Redis (a TLS-only redis-server, the `default` user's
+/// password in a `rediss://` URL): a producer with `--cacert`, a resumer joining it
+/// that finds the URL in `KV_URL` and the CA in `SSL_CERT_FILE` (the system roots'
+/// override), and the state; the resumer gets the rest byte-exact.
+#[test]
+fn a_stream_over_rediss() {
+    let server = RedisServer::start_tls();
+    let (ca, _) = ca_files("tls");
+    let dir = ca.parent().expect("a directory").to_path_buf();
+    let chunks = chunks_file(&dir);
+    let ca = ca.to_str().expect("utf-8 path");
+    let producer = cli(
+        &server,
+        &[
+            "produce",
+            "--id",
+            "s",
+            "--chunks",
+            chunks.to_str().expect("utf-8 path"),
+            "--delay-ms",
+            "20",
+            "--hold-ms",
+            "3000",
+            "--cacert",
+            ca,
+        ],
+    )
+    .spawn()
+    .expect("produce");
+    // The producer has started once the stream is active.
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    loop {
+        let state = run(&server, &["state", "--id", "s", "--cacert", ca]);
+        assert!(state.status.success(), "{}", stderr(&state));
+        if state.stdout == b"active\n" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the stream never became active");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let resumer = Command::new(BIN)
+        .args(["resume", "--id", "s", "--skip", "2", "--existing"])
+        .env_remove("REDIS_URL")
+        .env("KV_URL", server.url())
+        .env("SSL_CERT_FILE", ca)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("resume");
+    let resumed = finish(resumer, "resume over rediss:// from KV_URL");
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    assert_eq!(resumed.stdout, "llo 日本 🚀 done".as_bytes());
+    let produced = finish(producer, "produce over rediss://");
+    assert!(produced.status.success(), "{}", stderr(&produced));
+    assert_eq!(produced.stdout, TEXT.as_bytes());
+    let done = run(&server, &["state", "--id", "s", "--cacert", ca]);
+    assert_eq!(done.stdout, b"done\n", "{}", stderr(&done));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A CA that did not sign the server's certificate, or none (the system's roots):
+/// exit 1 at once, the certificate named on stderr; an unreadable `--cacert`: exit 2.
+#[test]
+fn an_untrusted_server_is_refused_at_once() {
+    let server = RedisServer::start_tls();
+    let (ca, other) = ca_files("untrusted");
+    for args in [
+        vec![
+            "state",
+            "--id",
+            "s",
+            "--cacert",
+            other.to_str().expect("utf-8"),
+        ],
+        vec!["state", "--id", "s"],
+    ] {
+        let started = Instant::now();
+        let output = run(&server, &args);
+        assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+        assert!(
+            stderr(&output).contains("certificate"),
+            "{}",
+            stderr(&output)
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    let missing = ca.with_file_name("missing.pem");
+    let output = run(
+        &server,
+        &[
+            "state",
+            "--id",
+            "s",
+            "--cacert",
+            missing.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let _ = std::fs::remove_dir_all(ca.parent().expect("a directory"));
 }

@@ -3,6 +3,10 @@
 //! the application's own transport), then [`Builder::build`], which each driver
 //! finishes in its own way (an async driver returns a future of its context, the
 //! blocking driver the context itself): see [`Face`].
+//!
+//! Redis backends also take how they connect: TLS roots for `rediss://` (feature
+//! `tls`) and the reconnect window, one policy for the single-Redis and the Cluster
+//! transports.
 
 use crate::context::Context;
 use crate::runtime::Runtime;
@@ -10,6 +14,7 @@ use crate::transport::{CustomTransport, MemoryBackend, Publisher, Subscriber, Tr
 use resumable_stream::{Config, Error, PubSub};
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// How a driver finishes a [`Builder`]: what `build()` returns, from the builder's
 /// [`Parts`].
@@ -48,7 +53,15 @@ pub struct Builder<F: Face> {
 pub struct Parts {
     config: Config,
     backend: Backend,
+    /// PEM root certificates trusted for `rediss://` instead of the system's.
+    root_certificates: Option<Vec<u8>>,
+    reconnect_window: Duration,
 }
+
+/// The default [`Builder::reconnect_window`]: 30 s, so that a managed Redis's failover
+/// (a replica promoted and the endpoint moved to it, typically 10 to 30 s) is ridden
+/// out rather than failing every reader; a Redis that stays away fails them after it.
+pub(crate) const DEFAULT_RECONNECT_WINDOW: Duration = Duration::from_secs(30);
 
 impl<F: Face> Default for Builder<F> {
     fn default() -> Self {
@@ -56,6 +69,8 @@ impl<F: Face> Default for Builder<F> {
             parts: Parts {
                 config: Config::default(),
                 backend: Backend::FromEnv,
+                root_certificates: None,
+                reconnect_window: DEFAULT_RECONNECT_WINDOW,
             },
             face: PhantomData,
         }
@@ -88,7 +103,8 @@ impl<F: Face> Builder<F> {
         self
     }
 
-    /// Redis at `url` (`redis://host:port/db`).
+    /// Redis at `url`: `redis://host:port/db`, or `rediss://user:password@host:port`
+    /// over TLS (feature `tls`, on by default), as managed Redis services hand it out.
     #[cfg(feature = "redis-aio")]
     pub fn redis_url(mut self, url: impl Into<String>) -> Self {
         self.parts.backend = Backend::Url(url.into());
@@ -123,6 +139,36 @@ impl<F: Face> Builder<F> {
     #[cfg(feature = "redis-aio")]
     pub fn redis_cluster<S: Into<String>>(mut self, urls: impl IntoIterator<Item = S>) -> Self {
         self.parts.backend = Backend::Cluster(urls.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Trusts these root certificates (PEM, one or more) for `rediss://` instead of the
+    /// system's: for a Redis whose certificate a private CA signed. Applies to
+    /// [`redis_url`](Self::redis_url), [`redis_cluster`](Self::redis_cluster) and the
+    /// URLs from the environment; without it the system's roots are used (honouring
+    /// `SSL_CERT_FILE` and `SSL_CERT_DIR`). `build()` refuses it
+    /// ([`Error::Config`]) with a `redis://` URL, a URL that is not TLS, or a backend
+    /// that is not given by URL (a `redis::Client` carries its own TLS settings).
+    #[cfg(feature = "tls")]
+    pub fn tls_root_certificates(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.parts.root_certificates = Some(pem.into());
+        self
+    }
+
+    /// How long a Redis backend keeps reconnecting a dropped connection before it gives
+    /// up (default 30 s, long enough for a managed Redis's failover: a replica
+    /// promoted and the endpoint moved to it typically take 10 to 30 s); the same
+    /// policy for a single Redis and a Cluster, counted from the drop. Meanwhile
+    /// commands wait for the connection (a Cluster's for the new owner of their slot)
+    /// and resumers of ours wait for pub/sub to come back, then ask again from what
+    /// they have; past the window, the waiting commands fail
+    /// with [`Error::Redis`] and every resumer of the context ends with it. A resumer
+    /// also ends, sooner, with [`Error::ProducerGone`] when its producer is silent for
+    /// three heartbeat intervals (6 s by default): raise
+    /// [`Config::with_heartbeat_interval`] with the window to ride out longer outages.
+    #[cfg(feature = "redis-aio")]
+    pub fn reconnect_window(mut self, window: Duration) -> Self {
+        self.parts.reconnect_window = window;
         self
     }
 
@@ -168,7 +214,34 @@ impl Parts {
     /// # Errors
     /// As [`Builder::build`].
     pub async fn connect(self, runtime: Arc<dyn Runtime>) -> Result<Context, Error> {
-        let Parts { config, backend } = self;
+        let Parts {
+            config,
+            backend,
+            root_certificates,
+            reconnect_window,
+        } = self;
+        let by_url = match &backend {
+            Backend::FromEnv => true,
+            #[cfg(feature = "redis-aio")]
+            Backend::Url(_) | Backend::Cluster(_) => true,
+            _ => false,
+        };
+        if root_certificates.is_some() && !by_url {
+            return Err(Error::Config(
+                "TLS root certificates apply to a Redis given by URL (redis_url, \
+                 redis_cluster, the environment); a redis::Client or connections carry \
+                 their own TLS settings"
+                    .into(),
+            ));
+        }
+        #[cfg(feature = "redis-aio")]
+        let redis = Redis {
+            root_certificates: root_certificates.as_deref(),
+            reconnect_window,
+            runtime: &runtime,
+        };
+        #[cfg(not(feature = "redis-aio"))]
+        let _ = reconnect_window;
         let transport: Arc<dyn Transport> = match backend {
             Backend::Memory(memory) => Arc::new(memory.connect()),
             Backend::Transport(transport) => transport,
@@ -178,15 +251,15 @@ impl Parts {
             ),
             #[cfg(feature = "redis-aio")]
             Backend::FromEnv => match redis_cluster_urls_from_env() {
-                Some(urls) => connect_cluster(&urls, &runtime).await?,
-                None => connect_url(&redis_url_from_env()?, &runtime).await?,
+                Some(urls) => redis.cluster(&urls).await?,
+                None => redis.url(&redis_url_from_env()?).await?,
             },
             #[cfg(feature = "redis-aio")]
-            Backend::Cluster(urls) => connect_cluster(&urls, &runtime).await?,
+            Backend::Cluster(urls) => redis.cluster(&urls).await?,
             #[cfg(feature = "redis-aio")]
-            Backend::Url(url) => connect_url(&url, &runtime).await?,
+            Backend::Url(url) => redis.url(&url).await?,
             #[cfg(feature = "redis-aio")]
-            Backend::Client(client) => connect_client(&client, &runtime).await?,
+            Backend::Client(client) => redis.client(&client).await?,
             #[cfg(not(feature = "redis-aio"))]
             Backend::FromEnv => {
                 redis_url_from_env()?;
@@ -213,33 +286,46 @@ impl Context {
     }
 }
 
+/// How the Redis backends connect, as the builder set it.
 #[cfg(feature = "redis-aio")]
-async fn connect_url(url: &str, runtime: &Arc<dyn Runtime>) -> Result<Arc<dyn Transport>, Error> {
-    connect_client(&crate::transport::wire::client_for(url)?, runtime).await
+struct Redis<'a> {
+    root_certificates: Option<&'a [u8]>,
+    reconnect_window: Duration,
+    runtime: &'a Arc<dyn Runtime>,
 }
 
 #[cfg(feature = "redis-aio")]
-async fn connect_client(
-    client: &redis::Client,
-    runtime: &Arc<dyn Runtime>,
-) -> Result<Arc<dyn Transport>, Error> {
-    let transport =
-        crate::transport::redis::RedisTransport::connect(client, runtime.clone()).await?;
-    Ok(Arc::new(transport))
-}
+impl Redis<'_> {
+    async fn url(&self, url: &str) -> Result<Arc<dyn Transport>, Error> {
+        let client = crate::transport::wire::client_for(url, self.root_certificates)?;
+        self.client(&client).await
+    }
 
-#[cfg(feature = "redis-aio")]
-async fn connect_cluster(
-    urls: &[String],
-    runtime: &Arc<dyn Runtime>,
-) -> Result<Arc<dyn Transport>, Error> {
-    let transport =
-        crate::transport::cluster::ClusterTransport::connect(urls, runtime.clone()).await?;
-    Ok(Arc::new(transport))
+    async fn client(&self, client: &redis::Client) -> Result<Arc<dyn Transport>, Error> {
+        let transport = crate::transport::redis::RedisTransport::connect(
+            client,
+            self.reconnect_window,
+            self.runtime.clone(),
+        )
+        .await?;
+        Ok(Arc::new(transport))
+    }
+
+    async fn cluster(&self, urls: &[String]) -> Result<Arc<dyn Transport>, Error> {
+        let transport = crate::transport::cluster::ClusterTransport::connect(
+            urls,
+            self.root_certificates,
+            self.reconnect_window,
+            self.runtime.clone(),
+        )
+        .await?;
+        Ok(Arc::new(transport))
+    }
 }
 
 /// `REDIS_CLUSTER_URLS`: the comma-separated URLs of some nodes of a Redis Cluster,
 /// preferred to `REDIS_URL` when set.
+#[cfg(feature = "redis-aio")]
 fn redis_cluster_urls_from_env() -> Option<Vec<String>> {
     let urls: Vec<String> = std::env::var("REDIS_CLUSTER_URLS")
         .ok()?

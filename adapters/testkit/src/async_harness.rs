@@ -4,11 +4,11 @@
 //! thread through an [`Executor`].
 
 use crate::harness::{self, Harness, Item, Made, Source};
-use crate::store::Store;
+use crate::setup::Setup;
 use futures_util::future::{self, BoxFuture, Either};
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
-use resumable_stream::{Config, Error, Position, Role, Stats, StreamState};
+use resumable_stream::{Error, Position, Role, Stats, StreamState};
 use resumable_stream_driver::{Builder, Cancelled, Face, ResumableStream, Resumed};
 use std::future::Future;
 use std::sync::Arc;
@@ -295,23 +295,8 @@ impl<C: AsyncContext, E: Executor> harness::Context for Context<C, E> {
 }
 
 impl<C: AsyncContext, E: Executor> Harness for AsyncHarness<C, E> {
-    fn context(&self, store: &Store, config: Config) -> Box<dyn harness::Context> {
-        let builder = Builder::<C>::new().config(config);
-        let builder = match store {
-            Store::Memory(memory) => builder.memory(memory.clone()),
-            Store::Redis(server) => builder.redis_url(server.url()),
-            Store::Custom(custom) => {
-                builder.publisher_subscriber(custom.clone(), custom.subscriber())
-            }
-            Store::Cluster(cluster, pubsub) => {
-                builder.redis_cluster(cluster.urls()).pubsub(*pubsub)
-            }
-        };
-        self.wrap(self.executor.block_on(builder.build()).expect("a context"))
-    }
-
-    fn redis_context(&self, url: &str, config: Config) -> Result<Box<dyn harness::Context>, Error> {
-        let builder = Builder::<C>::new().config(config).redis_url(url);
+    fn build(&self, setup: Setup) -> Result<Box<dyn harness::Context>, Error> {
+        let builder = setup.apply(Builder::<C>::new());
         Ok(self.wrap(self.executor.block_on(builder.build())?))
     }
 }

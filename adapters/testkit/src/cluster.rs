@@ -3,11 +3,12 @@
 //! stream survives a node killed and restarted under it.
 
 use crate::harness::{fixed, manual, Context, Feed, Harness, Reader};
+use crate::setup::Setup;
 use crate::store::Store;
-use crate::suite::{read_all, read_exactly};
+use crate::suite::{read_all, read_exactly, SLACK};
 use crate::RedisCluster;
-use resumable_stream::{Config, PubSub, Role};
-use std::time::Duration;
+use resumable_stream::{Config, Error, PubSub, Role};
+use std::time::{Duration, Instant};
 
 /// Sums `command`'s calls over every node.
 fn calls(cluster: &RedisCluster, command: &str) -> u64 {
@@ -56,10 +57,16 @@ struct Streaming {
 }
 
 fn streaming(harness: &dyn Harness, store: &Store) -> Streaming {
-    let (a, b) = (
-        harness.context(store, Config::default()),
-        harness.context(store, Config::default()),
-    );
+    streaming_with(harness, store, Config::default())
+}
+
+fn streaming_with(harness: &dyn Harness, store: &Store, config: Config) -> Streaming {
+    streaming_on(harness, store.setup(config))
+}
+
+fn streaming_on(harness: &dyn Harness, setup: Setup) -> Streaming {
+    let context = || harness.build(setup.clone()).expect("a context");
+    let (a, b) = (context(), context());
     let (feed, source) = manual();
     let mut producer = a
         .resumable_stream("s", source, None)
@@ -224,4 +231,104 @@ pub fn a_failover_mid_stream_loses_no_byte(harness: &dyn Harness, store: &mut St
         read_all(resumer),
         (b"after and more the end".to_vec(), None)
     );
+}
+
+/// Kills (SIGKILL) the master holding the resumer's sharded subscription; the master
+/// and the channel.
+fn kill_the_resumers_master(cluster: &mut RedisCluster) -> (usize, Vec<u8>) {
+    let (master, channel) = shard_channel(cluster, "resumable-stream:rs:chunk:*")
+        .expect("the resumer's channel is subscribed on some shard");
+    cluster.kill(master);
+    (master, channel)
+}
+
+/// How long a resumer may take, from the kill of a master, to get the rest of its
+/// stream after an automatic failover: detecting the death (about twice
+/// [`FAILOVER_NODE_TIMEOUT`](crate::store::FAILOVER_NODE_TIMEOUT)), the election, the
+/// slot map refreshed, the subscription re-established, the resumer asking again;
+/// then [`SLACK`] for a loaded machine.
+pub const FAILOVER_BOUND: Duration = Duration::from_secs(20);
+
+/// The master holding the resumer's sharded subscription is killed (SIGKILL)
+/// mid-stream, and the cluster fails it over to its replica by itself: the
+/// resumer gets everything produced since, byte-exact, within [`FAILOVER_BOUND`] of
+/// the kill (the default reconnect window, 30 s, spans the failover); the producer's
+/// reader gets everything. The resumer's heartbeat is 5 s, so its liveness bound
+/// (15 s) does not end it while its channel is silent (see docs/managed-redis.md).
+pub fn a_master_killed_mid_stream_fails_over(harness: &dyn Harness, store: &mut Store) {
+    let config = Config::default().with_heartbeat_interval(Duration::from_secs(5));
+    let Streaming {
+        contexts: _contexts,
+        feed,
+        mut producer,
+        resumer,
+    } = streaming_with(harness, store, config);
+
+    let cluster = store.redis_cluster().expect("a cluster store");
+    let (master, channel) = kill_the_resumers_master(cluster);
+    let killed = Instant::now();
+    // Chunks produced while the master is dead and while its replica takes over.
+    feed.chunk("during");
+    assert_eq!(read_exactly(&mut producer, 6), b"during");
+    let replica = cluster.await_failover(master);
+    assert_eq!(cluster.node_of(&channel), replica);
+    let failed_over = killed.elapsed();
+    for part in [" after", " and more"] {
+        feed.chunk(part);
+        assert_eq!(read_exactly(&mut producer, part.len()), part.as_bytes());
+    }
+    feed.chunk(" the end");
+    drop(feed);
+    assert_eq!(read_all(producer), (b" the end".to_vec(), None));
+    assert_eq!(
+        read_all(resumer),
+        (b"during after and more the end".to_vec(), None)
+    );
+    let done = killed.elapsed();
+    assert!(
+        done < FAILOVER_BOUND,
+        "the resumer ended {done:?} after the kill (failed over after {failed_over:?})"
+    );
+}
+
+/// The same death with a reconnect window shorter than the failover: the resumer
+/// ends with a typed error (`Error::Redis`: the cluster was not whole within the
+/// window) within the window plus [`SLACK`] of the kill, after a prefix of the stream,
+/// never wrong data; the producer's reader gets every chunk and its end.
+pub fn a_failover_longer_than_the_window_ends_readers_with_typed_errors(
+    harness: &dyn Harness,
+    store: &mut Store,
+) {
+    const WINDOW: Duration = Duration::from_millis(500);
+    let setup = store.setup(Config::default()).reconnect_window(WINDOW);
+    let Streaming {
+        contexts: _contexts,
+        feed,
+        mut producer,
+        resumer,
+    } = streaming_on(harness, setup);
+
+    let cluster = store.redis_cluster().expect("a cluster store");
+    let (master, _) = kill_the_resumers_master(cluster);
+    let killed = Instant::now();
+    feed.chunk("during");
+    assert_eq!(read_exactly(&mut producer, 6), b"during");
+    let (bytes, error) = read_all(resumer);
+    let ended = killed.elapsed();
+    assert!(
+        b"during".starts_with(&bytes),
+        "the resumer got {bytes:?}, not a prefix of the stream"
+    );
+    assert!(
+        matches!(error, Some(Error::Redis { .. })),
+        "the resumer ends with a typed error: {error:?}"
+    );
+    assert!(
+        ended < WINDOW + SLACK,
+        "the resumer ended {ended:?} after the kill"
+    );
+    drop(feed);
+    let (rest, end) = read_all(producer);
+    assert_eq!((rest, end), (Vec::new(), None));
+    cluster.await_failover(master);
 }

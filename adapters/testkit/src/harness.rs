@@ -1,6 +1,7 @@
 //! What a driver implements to run the suite: its API, seen through one blocking shape.
 //! An async driver blocks on its runtime; the blocking driver is that shape already.
 
+use crate::setup::Setup;
 use crate::store::Store;
 use bytes::Bytes;
 use resumable_stream::{Config, Error, Position, Role, Stats, StreamState};
@@ -155,9 +156,17 @@ pub trait Context: Send + Sync {
 
 /// A driver under test.
 pub trait Harness: Send + Sync {
+    /// A context built as `setup` says, through the driver's builder; `Err` when
+    /// `build()` fails.
+    fn build(&self, setup: Setup) -> Result<Box<dyn Context>, Error>;
+
     /// A new context on `store`, as one more server instance.
-    fn context(&self, store: &Store, config: Config) -> Box<dyn Context>;
+    fn context(&self, store: &Store, config: Config) -> Box<dyn Context> {
+        self.build(store.setup(config)).expect("a context")
+    }
 
     /// A context on Redis at `url` (for fault tests); `Err` when it cannot connect.
-    fn redis_context(&self, url: &str, config: Config) -> Result<Box<dyn Context>, Error>;
+    fn redis_context(&self, url: &str, config: Config) -> Result<Box<dyn Context>, Error> {
+        self.build(Setup::url(url, config))
+    }
 }

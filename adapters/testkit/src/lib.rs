@@ -10,10 +10,13 @@ pub mod async_harness;
 pub mod cluster;
 pub mod custom;
 pub mod harness;
+pub mod managed;
 pub mod redis_cluster;
 pub mod redis_server;
+pub mod setup;
 pub mod store;
 pub mod suite;
+pub mod tls;
 pub mod user_code;
 pub mod wire;
 
@@ -21,10 +24,12 @@ pub use async_harness::{AsyncContext, AsyncHarness, Executor};
 pub use harness::{fixed, manual, Context, Feed, Harness, Item, Made, Reader, Resumed, Source};
 pub use redis_cluster::RedisCluster;
 pub use redis_server::RedisServer;
+pub use setup::Setup;
 pub use store::Store;
 
-/// One `#[test]` per case of the suite and per store (`memory`, `redis`, `custom`),
-/// each in a module named after its store, plus the Redis-only cases (faults, wire).
+/// One `#[test]` per case of the suite and per store (`memory`, `redis`, `custom`,
+/// `tls`), each in a module named after its store, plus the Redis-only cases (faults,
+/// wire) and the managed-Redis ones (TLS, passwords, the ACL).
 ///
 /// ```ignore
 /// resumable_stream_testkit::behaviour_suite!(MyHarness::new(); memory, redis);
@@ -58,7 +63,36 @@ macro_rules! behaviour_suite {
             fn the_commands_on_the_wire_are_the_v1_protocol() {
                 $crate::wire::the_commands_on_the_wire_are_the_v1_protocol(&$harness, &$crate::Store::redis());
             }
+            #[test]
+            fn a_tls_redis_restarting_mid_stream_loses_no_byte() {
+                let mut store = $crate::Store::tls();
+                $crate::suite::redis_restarting_mid_stream_loses_no_byte(&$harness, &mut store);
+            }
         }
+        mod managed_redis {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::behaviour_suite!(@managed $harness;
+                a_wrong_ca_is_refused_with_a_typed_error,
+                the_system_roots_do_not_trust_a_private_ca,
+                a_plain_url_at_a_tls_port_fails_at_once,
+                root_certificates_need_a_tls_url,
+                a_wrong_password_is_a_typed_error,
+                the_documented_acl_is_enough,
+                each_rule_of_the_documented_acl_is_needed,
+                without_publish_a_resumer_fails_with_a_typed_error,
+                without_the_channel_pattern_a_stream_fails_with_a_typed_error,
+                without_the_key_pattern_a_stream_fails_with_a_typed_error,
+            );
+        }
+    };
+    (@managed $harness:expr; $($case:ident),+ $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                $crate::managed::$case(&$harness);
+            }
+        )+
     };
     (@store $harness:expr; $store:ident) => {
         mod $store {
@@ -146,9 +180,22 @@ macro_rules! cluster_suite {
                 cancel_from_another_instance,
             );
         }
+        mod cluster_tls {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::behaviour_suite!(@cases $harness; cluster_tls;
+                acts_like_a_normal_stream,
+                four_resumers_joining_while_chunks_flow_are_byte_exact,
+                cancel_from_another_instance,
+            );
+        }
         mod cluster_faults {
             #[allow(unused_imports)]
             use super::*;
+            #[test]
+            fn the_documented_cluster_acl_is_enough() {
+                $crate::managed::the_documented_cluster_acl_is_enough(&$harness);
+            }
             #[test]
             fn sharded_pubsub_is_spublish_and_ssubscribe_on_the_owning_shard() {
                 let mut store = $crate::Store::cluster();
@@ -163,6 +210,16 @@ macro_rules! cluster_suite {
             fn a_failover_mid_stream_loses_no_byte() {
                 let mut store = $crate::Store::cluster_replicated();
                 $crate::cluster::a_failover_mid_stream_loses_no_byte(&$harness, &mut store);
+            }
+            #[test]
+            fn a_master_killed_mid_stream_fails_over() {
+                let mut store = $crate::Store::cluster_replicated();
+                $crate::cluster::a_master_killed_mid_stream_fails_over(&$harness, &mut store);
+            }
+            #[test]
+            fn a_failover_longer_than_the_window_ends_readers_with_typed_errors() {
+                let mut store = $crate::Store::cluster_replicated();
+                $crate::cluster::a_failover_longer_than_the_window_ends_readers_with_typed_errors(&$harness, &mut store);
             }
             #[test]
             fn a_slot_moving_mid_stream_loses_no_byte() {

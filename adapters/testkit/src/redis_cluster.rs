@@ -5,6 +5,10 @@
 //! assigns them (16384 split evenly, in port order), but with the cluster commands
 //! themselves (`CLUSTER ADDSLOTSRANGE`, `SET-CONFIG-EPOCH`, `MEET`), which is faster and
 //! also makes the one-master cluster that `redis-cli` refuses to create.
+//!
+//! A cluster may serve TLS only (`tls-cluster yes`: clients, the cluster bus and
+//! replication), with the test CA's certificates, and may fail a dead master over
+//! quickly (a short `cluster-node-timeout`).
 
 use crate::redis_server::free_port;
 use resumable_stream::cluster::{key_slot, SLOTS};
@@ -31,11 +35,35 @@ pub struct RedisCluster {
     dir: PathBuf,
     /// Slots moved by [`move_slot`](RedisCluster::move_slot), and their new owner.
     moved: std::collections::HashMap<u16, usize>,
+    options: ClusterOptions,
+    /// Whose URLs [`urls`](RedisCluster::urls) gives: (user, password).
+    user: Option<(String, String)>,
 }
 
-fn connect(port: u16) -> redis::RedisResult<redis::Connection> {
-    redis::Client::open(format!("redis://127.0.0.1:{port}/"))?
-        .get_connection_with_timeout(Duration::from_secs(2))
+/// What kind of cluster [`RedisCluster::start_with`] starts.
+#[derive(Clone, Debug)]
+pub struct ClusterOptions {
+    /// How many masters.
+    pub masters: usize,
+    /// One replica per master (the replica of master `i` is node `masters + i`).
+    pub replicated: bool,
+    /// TLS only, with the test CA's certificates ([`crate::tls::certificates`]).
+    pub tls: bool,
+    /// `cluster-node-timeout`: how long a node may be unreachable before it is failed
+    /// (and a replica of a failed master promoted); Redis's default is 15 s.
+    pub node_timeout: Option<Duration>,
+}
+
+impl ClusterOptions {
+    /// `masters` masters, no replica, no TLS, Redis's node timeout.
+    pub fn masters(masters: usize) -> ClusterOptions {
+        ClusterOptions {
+            masters,
+            replicated: false,
+            tls: false,
+            node_timeout: None,
+        }
+    }
 }
 
 fn deadline_check(deadline: Instant, what: &str) {
@@ -50,7 +78,7 @@ impl RedisCluster {
     /// # Panics
     /// When `redis-server` is missing or the cluster does not form within 30 s.
     pub fn start(masters: usize) -> RedisCluster {
-        Self::start_with_replicas(masters, false)
+        Self::start_with(ClusterOptions::masters(masters))
     }
 
     /// Starts a cluster of `masters` masters, each with one replica when `replicated`
@@ -60,6 +88,19 @@ impl RedisCluster {
     /// # Panics
     /// When `redis-server` is missing or the cluster does not form within 30 s.
     pub fn start_with_replicas(masters: usize, replicated: bool) -> RedisCluster {
+        Self::start_with(ClusterOptions {
+            replicated,
+            ..ClusterOptions::masters(masters)
+        })
+    }
+
+    /// Starts a cluster as `options` say, and waits as
+    /// [`start_with_replicas`](Self::start_with_replicas) does.
+    ///
+    /// # Panics
+    /// When `redis-server` is missing or the cluster does not form within 30 s.
+    pub fn start_with(options: ClusterOptions) -> RedisCluster {
+        let (masters, replicated) = (options.masters, options.replicated);
         assert!(masters >= 1 && masters <= usize::from(SLOTS));
         let dir = std::env::temp_dir().join(format!(
             "rs-test-cluster-{}-{}",
@@ -92,13 +133,17 @@ impl RedisCluster {
                 .collect(),
             dir,
             moved: std::collections::HashMap::new(),
+            options,
+            user: None,
         };
         for index in 0..cluster.nodes.len() {
             cluster.spawn(index);
         }
         let first = cluster.nodes[0].port;
         for (index, node) in cluster.nodes.iter().enumerate() {
-            let mut conn = connect(node.port).expect("connect to a cluster node");
+            let mut conn = cluster
+                .connect(node.port)
+                .expect("connect to a cluster node");
             if node.replica_of.is_none() {
                 let _: () = redis::cmd("CLUSTER")
                     .arg("ADDSLOTSRANGE")
@@ -148,8 +193,31 @@ impl RedisCluster {
         cluster
     }
 
+    /// A connection to the node on `port`, over TLS for a TLS cluster.
+    fn connect(&self, port: u16) -> redis::RedisResult<redis::Connection> {
+        let url = self.url_of(port);
+        let client = if self.options.tls {
+            crate::tls::certificates().client(&url)?
+        } else {
+            redis::Client::open(url)?
+        };
+        client.get_connection_with_timeout(Duration::from_secs(2))
+    }
+
+    fn url_of(&self, port: u16) -> String {
+        let scheme = if self.options.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{port}/")
+    }
+
+    /// The root certificates a client must trust to reach it: the test CA, for TLS.
+    pub fn root_certificates(&self) -> Option<Vec<u8>> {
+        self.options
+            .tls
+            .then(|| crate::tls::certificates().ca_pem.clone().into_bytes())
+    }
+
     fn info(&self, index: usize, section: &str) -> String {
-        connect(self.nodes[index].port)
+        self.connect(self.nodes[index].port)
             .and_then(|mut c| redis::cmd("INFO").arg(section).query::<String>(&mut c))
             .unwrap_or_default()
     }
@@ -202,6 +270,12 @@ impl RedisCluster {
                 deadline_check(deadline, "the failover did not complete");
             }
         }
+        self.swap_roles(master, replica);
+    }
+
+    /// Takes `replica` for the owner of `master`'s slots, and `master` for its
+    /// replica (after a failover); waits until the live nodes agree.
+    fn swap_roles(&mut self, master: usize, replica: usize) {
         let (first, last) = (self.nodes[master].first_slot, self.nodes[master].last_slot);
         self.nodes[replica].first_slot = first;
         self.nodes[replica].last_slot = last;
@@ -212,12 +286,40 @@ impl RedisCluster {
         self.wait_until_ok();
     }
 
+    /// After master `dead` was killed: waits until the cluster promoted its replica on
+    /// its own (after `cluster-node-timeout`, an automatic failover) and every live
+    /// node says `cluster_state:ok`, then takes the replica for the slots' owner.
+    /// Returns the replica.
+    ///
+    /// # Panics
+    /// When no promotion happens within 60 s.
+    pub fn await_failover(&mut self, dead: usize) -> usize {
+        let replica = self.replica_of(dead).expect("a replicated cluster");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.info(replica, "replication").contains("role:master") {
+            deadline_check(deadline, "the replica of a dead master was not promoted");
+        }
+        self.swap_roles(dead, replica);
+        replica
+    }
+
     fn spawn(&mut self, index: usize) {
         let port = self.nodes[index].port;
-        let child = Command::new("redis-server")
+        let mut command = Command::new("redis-server");
+        if self.options.tls {
+            // The node's files are per port: a cluster's nodes share its directory.
+            let dir = self.dir.join(format!("tls-{port}"));
+            std::fs::create_dir_all(&dir).expect("temp dir");
+            command.args(crate::tls::certificates().server_args(&dir, port));
+            command.args(["--tls-cluster", "yes"]);
+        } else {
+            command.args(["--port", &port.to_string()]);
+        }
+        if let Some(timeout) = self.options.node_timeout {
+            command.args(["--cluster-node-timeout", &timeout.as_millis().to_string()]);
+        }
+        let child = command
             .args([
-                "--port",
-                &port.to_string(),
                 "--bind",
                 "127.0.0.1",
                 "--cluster-enabled",
@@ -238,7 +340,7 @@ impl RedisCluster {
         self.nodes[index].child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(mut conn) = connect(port) {
+            if let Ok(mut conn) = self.connect(port) {
                 if redis::cmd("PING").query::<String>(&mut conn).is_ok() {
                     return;
                 }
@@ -247,13 +349,14 @@ impl RedisCluster {
         }
     }
 
-    /// Waits until every node says `cluster_state:ok` and knows every node.
+    /// Waits until every live node says `cluster_state:ok` and knows every node.
     pub fn wait_until_ok(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         let known = format!("cluster_known_nodes:{}", self.nodes.len());
-        for node in &self.nodes {
+        for node in self.nodes.iter().filter(|n| n.child.is_some()) {
             loop {
-                let info = connect(node.port)
+                let info = self
+                    .connect(node.port)
                     .and_then(|mut c| redis::cmd("CLUSTER").arg("INFO").query::<String>(&mut c));
                 if let Ok(info) = info {
                     if info.contains("cluster_state:ok") && info.contains(&known) {
@@ -265,12 +368,24 @@ impl RedisCluster {
         }
     }
 
-    /// The URL of every node (`redis://127.0.0.1:{port}/`).
+    /// The URL of every node (`redis://127.0.0.1:{port}/`, `rediss://` for TLS),
+    /// naming the user [`as_user`](Self::as_user) set.
     pub fn urls(&self) -> Vec<String> {
+        let scheme = if self.options.tls { "rediss" } else { "redis" };
+        let user = match &self.user {
+            Some((user, password)) => format!("{user}:{password}@"),
+            None => String::new(),
+        };
         self.nodes
             .iter()
-            .map(|n| format!("redis://127.0.0.1:{}/", n.port))
+            .map(|n| format!("{scheme}://{user}127.0.0.1:{}/", n.port))
             .collect()
+    }
+
+    /// From now on [`urls`](Self::urls) name `user` (which the test created on every
+    /// node) and its `password`; the test's own connections stay `default`'s.
+    pub fn as_user(&mut self, user: &str, password: &str) {
+        self.user = Some((user.to_owned(), password.to_owned()));
     }
 
     /// How many nodes it has (masters and replicas).
@@ -297,7 +412,8 @@ impl RedisCluster {
 
     /// A synchronous connection to node `index`, for raw commands.
     pub fn connection(&self, index: usize) -> redis::Connection {
-        connect(self.nodes[index].port).expect("connect to a cluster node")
+        self.connect(self.nodes[index].port)
+            .expect("connect to a cluster node")
     }
 
     /// A synchronous connection to the node owning `key`'s slot.

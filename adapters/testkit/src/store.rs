@@ -2,12 +2,18 @@
 //! a custom publisher/subscriber store; and raw access to it, as an operator has.
 
 use crate::custom::CustomStore;
-use crate::redis_cluster::RedisCluster;
+use crate::redis_cluster::{ClusterOptions, RedisCluster};
 use crate::redis_server::RedisServer;
+use crate::setup::{Backend, Setup};
 use bytes::Bytes;
-use resumable_stream::PubSub;
+use resumable_stream::{Config, PubSub};
 use resumable_stream_driver::MemoryBackend;
 use std::time::Instant;
+
+/// The `cluster-node-timeout` of [`Store::cluster_replicated`]: as low as a loaded
+/// 2-core machine allows without failing nodes that are merely slow (Redis's default
+/// is 15 s; managed services use seconds too).
+pub const FAILOVER_NODE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(2000);
 
 /// One shared store that several contexts ("server instances") use.
 pub enum Store {
@@ -32,15 +38,59 @@ impl Store {
         Store::Redis(RedisServer::start())
     }
 
+    /// A fresh redis-server as a managed Redis serves: TLS only, certificates of the
+    /// test CA (which the contexts are told to trust), a password on the `default`
+    /// user, the URL in the shape Upstash and Vercel KV hand out.
+    pub fn tls() -> Store {
+        Store::Redis(RedisServer::start_tls())
+    }
+
+    /// How a context reaches this store, with `config`.
+    pub fn setup(&self, config: Config) -> Setup {
+        match self {
+            Store::Memory(memory) => Setup::new(config, Backend::Memory(memory.clone())),
+            Store::Custom(custom) => Setup::new(config, Backend::Custom(custom.clone())),
+            Store::Redis(server) => {
+                let setup = Setup::url(server.url(), config);
+                match server.root_certificates() {
+                    Some(pem) => setup.trusting(pem),
+                    None => setup,
+                }
+            }
+            Store::Cluster(cluster, pubsub) => {
+                let setup = Setup::new(config, Backend::Cluster(cluster.urls(), *pubsub));
+                match cluster.root_certificates() {
+                    Some(pem) => setup.trusting(pem),
+                    None => setup,
+                }
+            }
+        }
+    }
+
     /// A fresh three-master Redis Cluster, its contexts on sharded pub/sub.
     pub fn cluster() -> Store {
         Store::Cluster(RedisCluster::start(3), PubSub::Sharded)
     }
 
-    /// A fresh three-master Redis Cluster with a replica per master, its contexts on
-    /// sharded pub/sub.
+    /// A fresh three-master Redis Cluster with a replica per master that fails a dead
+    /// master over after [`FAILOVER_NODE_TIMEOUT`], its contexts on sharded pub/sub.
     pub fn cluster_replicated() -> Store {
-        Store::Cluster(RedisCluster::start_with_replicas(3, true), PubSub::Sharded)
+        let options = ClusterOptions {
+            replicated: true,
+            node_timeout: Some(FAILOVER_NODE_TIMEOUT),
+            ..ClusterOptions::masters(3)
+        };
+        Store::Cluster(RedisCluster::start_with(options), PubSub::Sharded)
+    }
+
+    /// A fresh three-master Redis Cluster serving TLS only (`tls-cluster yes`), its
+    /// contexts on sharded pub/sub, trusting the test CA.
+    pub fn cluster_tls() -> Store {
+        let options = ClusterOptions {
+            tls: true,
+            ..ClusterOptions::masters(3)
+        };
+        Store::Cluster(RedisCluster::start_with(options), PubSub::Sharded)
     }
 
     /// A fresh three-master Redis Cluster, its contexts on classic pub/sub.

@@ -154,3 +154,8 @@ pub struct ReadmeDoctests;
 #[doc = include_str!("../../../docs/guide.md")]
 #[cfg(doctest)]
 pub struct GuideDoctests;
+
+/// The snippets of docs/managed-redis.md, compiled as doctests.
+#[doc = include_str!("../../../docs/managed-redis.md")]
+#[cfg(doctest)]
+pub struct ManagedRedisDoctests;

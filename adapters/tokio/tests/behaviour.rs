@@ -1,6 +1,7 @@
 //! The shared behaviour suite (resumable-stream-testkit) on the tokio driver: against a
-//! private redis-server, the in-memory backend and a custom publisher/subscriber, plus
-//! the Redis fault and wire-capture cases.
+//! private redis-server, the in-memory backend, a custom publisher/subscriber and a
+//! redis-server serving TLS only with a password (as a managed Redis does), plus the
+//! Redis fault, wire-capture and managed-Redis (TLS, ACL) cases.
 
 use futures_util::StreamExt;
 use resumable_stream::Error;
@@ -30,7 +31,7 @@ fn harness() -> AsyncHarness<Driver, TokioExecutor> {
     AsyncHarness::new(TokioExecutor(runtime))
 }
 
-resumable_stream_testkit::behaviour_suite!(super::harness(); memory, redis, custom);
+resumable_stream_testkit::behaviour_suite!(super::harness(); memory, redis, custom, tls);
 
 #[test]
 fn in_memory_contexts_need_no_redis() {

@@ -3,10 +3,11 @@
 //! async-io (smol, async-std), whichever the caller runs on.
 //!
 //! Both connections come back after Redis restarts or drops them: the command
-//! connection is reopened before the next pipeline (retrying for up to
-//! [`RECONNECT_WINDOW`]), the pub/sub connection as soon as its stream ends, after which
-//! the engine subscribes every channel again. A transport built from existing
-//! connections has no client to reopen them with, and reports the loss instead.
+//! connection is reopened before the next pipeline, the pub/sub connection as soon as
+//! its stream ends (each retried for up to the reconnect window,
+//! [`Builder::reconnect_window`](crate::Builder::reconnect_window)), after which the
+//! engine subscribes every channel again. A transport built from existing connections
+//! has no client to reopen them with, and reports the loss instead.
 
 use super::wire::{connect_error, pipeline, replies, to_reply_error};
 use super::{wrong_connection, Inbox, Transport};
@@ -17,18 +18,16 @@ use futures_util::lock::Mutex as AsyncMutex;
 use futures_util::{FutureExt, StreamExt};
 use resumable_stream::{Command, Error, Op, PubSubState, Reply, ReplyError};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
-/// How long a dropped connection is retried before the commands waiting for it fail
-/// (or, for pub/sub, before every resumer of the context fails).
-pub const RECONNECT_WINDOW: Duration = Duration::from_secs(10);
+use std::time::{Duration, Instant};
 
 /// Redis through redis-rs's async connections.
 pub struct RedisTransport {
     client: Option<redis::Client>,
-    commands: AsyncMutex<Option<redis::aio::MultiplexedConnection>>,
+    commands: AsyncMutex<Commands>,
     sink: Arc<AsyncMutex<Option<redis::aio::PubSubSink>>>,
     stream: Mutex<Option<redis::aio::PubSubStream>>,
+    /// How long a dropped connection is retried before what waits for it fails.
+    reconnect_window: Duration,
     runtime: Arc<dyn Runtime>,
 }
 
@@ -40,31 +39,39 @@ impl RedisTransport {
         pubsub: redis::aio::PubSub,
         runtime: Arc<dyn Runtime>,
     ) -> RedisTransport {
-        Self::assemble(None, commands, pubsub, runtime)
+        Self::assemble(None, commands, pubsub, Duration::ZERO, runtime)
     }
 
     fn assemble(
         client: Option<redis::Client>,
         commands: redis::aio::MultiplexedConnection,
         pubsub: redis::aio::PubSub,
+        reconnect_window: Duration,
         runtime: Arc<dyn Runtime>,
     ) -> RedisTransport {
         let (sink, stream) = pubsub.split();
         RedisTransport {
             client,
-            commands: AsyncMutex::new(Some(commands)),
+            commands: AsyncMutex::new(Commands {
+                open: Some(commands),
+                down_since: None,
+            }),
             sink: Arc::new(AsyncMutex::new(Some(sink))),
             stream: Mutex::new(Some(stream)),
+            reconnect_window,
             runtime,
         }
     }
 
-    /// Opens the two connections of `client`, and reopens them when they drop.
+    /// Opens the two connections of `client`, and reopens them when they drop, trying
+    /// for up to `reconnect_window` each time.
     ///
     /// # Errors
-    /// [`Error::Redis`] (`CONNECT`) when Redis cannot be reached.
+    /// [`Error::Redis`] (`CONNECT`) when Redis cannot be reached (or refuses the TLS
+    /// handshake, or the credentials).
     pub async fn connect(
         client: &redis::Client,
+        reconnect_window: Duration,
         runtime: Arc<dyn Runtime>,
     ) -> Result<RedisTransport, Error> {
         let commands = open_commands(client).await.map_err(|e| connect_error(&e))?;
@@ -76,6 +83,7 @@ impl RedisTransport {
             Some(client.clone()),
             commands,
             pubsub,
+            reconnect_window,
             runtime,
         ))
     }
@@ -94,26 +102,40 @@ async fn open_commands(
         .await
 }
 
-/// Tries `open` with a growing pause until it succeeds or [`RECONNECT_WINDOW`] is spent.
-pub(crate) async fn retry<T, F>(runtime: &dyn Runtime, mut open: impl FnMut() -> F) -> Option<T>
+/// Tries `open` with a growing pause until it succeeds or `deadline` passes; once at
+/// least, even past it.
+pub(crate) async fn retry<T, F>(
+    runtime: &dyn Runtime,
+    deadline: Instant,
+    mut open: impl FnMut() -> F,
+) -> Option<T>
 where
     F: std::future::Future<Output = redis::RedisResult<T>>,
 {
-    let started = std::time::Instant::now();
     let mut pause = Duration::from_millis(20);
     loop {
         match open().await {
             Ok(value) => return Some(value),
-            Err(error) if started.elapsed() >= RECONNECT_WINDOW => {
+            Err(error) if Instant::now() >= deadline => {
                 log::warn!("resumable-stream: giving up reconnecting to Redis: {error}");
                 return None;
             }
             Err(_) => {
-                runtime.sleep_until(std::time::Instant::now() + pause).await;
+                runtime
+                    .sleep_until((Instant::now() + pause).min(deadline))
+                    .await;
                 pause = (pause * 2).min(Duration::from_millis(500));
             }
         }
     }
+}
+
+/// The command connection, and since when it is down: the reconnect window counts
+/// from the drop, so that pipelines queued behind the first do not each wait a window
+/// of their own once Redis stays away (they try once, and fail).
+struct Commands {
+    open: Option<redis::aio::MultiplexedConnection>,
+    down_since: Option<Instant>,
 }
 
 /// The most pub/sub messages handed to the engine under one lock.
@@ -128,7 +150,7 @@ fn take(message: &redis::Msg, batch: &mut Vec<(Vec<u8>, Bytes)>) {
 }
 
 /// Whether a pipeline failed because the connection did (not because of a reply).
-fn connection_failed(result: &redis::RedisResult<Vec<redis::Value>>) -> bool {
+pub(crate) fn connection_failed(result: &redis::RedisResult<Vec<redis::Value>>) -> bool {
     matches!(result, Err(error) if error.code().is_none())
 }
 
@@ -143,6 +165,7 @@ impl Transport for RedisTransport {
         let client = self.client.clone();
         let sink = self.sink.clone();
         let runtime = self.runtime.clone();
+        let window = self.reconnect_window;
         self.runtime.spawn(Box::pin(async move {
             let mut stream = stream;
             let mut batch = Vec::new();
@@ -181,7 +204,9 @@ impl Transport for RedisTransport {
                     return inbox.pubsub_state(PubSubState::Lost);
                 };
                 inbox.pubsub_state(PubSubState::Interrupted);
-                let Some(pubsub) = retry(&*runtime, || client.get_async_pubsub()).await else {
+                let deadline = Instant::now() + window;
+                let Some(pubsub) = retry(&*runtime, deadline, || client.get_async_pubsub()).await
+                else {
                     return inbox.pubsub_state(PubSubState::Lost);
                 };
                 let (new_sink, new_stream) = pubsub.split();
@@ -199,12 +224,18 @@ impl Transport for RedisTransport {
     ) -> BoxFuture<'a, Vec<Result<Reply, ReplyError>>> {
         Box::pin(async move {
             let mut connection = self.commands.lock().await;
-            if connection.is_none() {
+            if connection.open.is_none() {
                 if let Some(client) = &self.client {
-                    *connection = retry(&*self.runtime, || open_commands(client)).await;
+                    let since = *connection.down_since.get_or_insert_with(Instant::now);
+                    let deadline = since + self.reconnect_window;
+                    connection.open =
+                        retry(&*self.runtime, deadline, || open_commands(client)).await;
+                    if connection.open.is_some() {
+                        connection.down_since = None;
+                    }
                 }
             }
-            let Some(open) = connection.as_mut() else {
+            let Some(open) = connection.open.as_mut() else {
                 let error = ReplyError::Connection("the Redis command connection is down".into());
                 return vec![Err(error); commands.len()];
             };
@@ -214,7 +245,8 @@ impl Transport for RedisTransport {
                     .await;
             if connection_failed(&result) {
                 // Reopened before the next pipeline.
-                *connection = None;
+                connection.open = None;
+                connection.down_since = Some(Instant::now());
             }
             replies(result, commands.len())
         })

@@ -1,16 +1,102 @@
 //! Commands to redis-rs and replies back, shared by the async and the blocking Redis
 //! transports: how each [`Op`] is spelled, and how each reply is turned into the
-//! engine's neutral [`Reply`].
+//! engine's neutral [`Reply`]; and the redis-rs client of a URL, over TLS for
+//! `rediss://`.
 
 use bytes::Bytes;
 use resumable_stream::{Command, Error, Op, Reply, ReplyError};
 
-/// A redis-rs client for `url`.
+/// A redis-rs client for `url`; for `rediss://`, over TLS trusting `root_certificates`
+/// (PEM) when given, else the system's roots.
 ///
 /// # Errors
-/// [`Error::Config`] when the URL does not parse.
-pub fn client_for(url: &str) -> Result<redis::Client, Error> {
-    redis::Client::open(url).map_err(|e| Error::Config(format!("invalid Redis URL: {e}")))
+/// [`Error::Config`] when the URL does not parse, names TLS in a build without it, or
+/// is not a `rediss://` URL although root certificates were given; or when the
+/// certificates do not parse.
+pub fn client_for(url: &str, root_certificates: Option<&[u8]>) -> Result<redis::Client, Error> {
+    #[cfg(feature = "tls")]
+    if is_tls_url(url) {
+        tls::use_default_provider();
+    }
+    let Some(roots) = root_certificates else {
+        return redis::Client::open(url).map_err(|e| invalid_url(url, &e));
+    };
+    check_tls_url(url)?;
+    tls::client(url, roots)
+}
+
+/// The error for a URL redis-rs refused.
+fn invalid_url(url: &str, error: &redis::RedisError) -> Error {
+    if is_tls_url(url) && !cfg!(feature = "tls") {
+        return Error::Config(
+            "rediss:// needs the `tls` feature of the driver crate (on by default)".into(),
+        );
+    }
+    Error::Config(format!("invalid Redis URL: {error}"))
+}
+
+/// Whether `url` is a `rediss://` URL.
+pub fn is_tls_url(url: &str) -> bool {
+    url.get(..9)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("rediss://"))
+}
+
+/// Root certificates are for TLS URLs only: given with a `redis://` URL they would be
+/// silently unused, and the connection in clear text.
+///
+/// # Errors
+/// [`Error::Config`] for a URL that is not `rediss://`.
+pub fn check_tls_url(url: &str) -> Result<(), Error> {
+    if is_tls_url(url) {
+        Ok(())
+    } else {
+        Err(Error::Config(
+            "TLS root certificates were given for a Redis URL that is not rediss://".into(),
+        ))
+    }
+}
+
+/// TLS through redis-rs's rustls support.
+#[cfg(feature = "tls")]
+pub mod tls {
+    use resumable_stream::Error;
+
+    /// Makes ring the process's rustls provider unless the application chose one: with
+    /// two providers compiled in (an application's dependencies may bring aws-lc-rs),
+    /// rustls cannot pick one and would panic when the first connection opens.
+    pub fn use_default_provider() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+
+    /// Root certificates (PEM) for redis-rs.
+    pub fn certificates(roots: &[u8]) -> redis::TlsCertificates {
+        redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(roots.to_vec()),
+        }
+    }
+
+    /// A client for the `rediss://` `url` that trusts `roots` (PEM).
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the URL or the certificates do not parse.
+    pub fn client(url: &str, roots: &[u8]) -> Result<redis::Client, Error> {
+        redis::Client::build_with_tls(url, certificates(roots))
+            .map_err(|e| Error::Config(format!("invalid Redis URL or TLS root certificates: {e}")))
+    }
+}
+
+/// Without the `tls` feature no certificate can be given (the builder has no such
+/// method); this keeps the one call site compiling.
+#[cfg(not(feature = "tls"))]
+mod tls {
+    use resumable_stream::Error;
+
+    pub fn client(_url: &str, _roots: &[u8]) -> Result<redis::Client, Error> {
+        Err(Error::Config(
+            "TLS root certificates need the `tls` feature of the driver crate".into(),
+        ))
+    }
 }
 
 /// A connection failure while connecting, as the engine's error.
