@@ -42,6 +42,9 @@ pub(super) enum Expect {
     Subscribe,
     /// A `SUBSCRIBE` sent again after the subscription was lost.
     Resubscribe,
+    /// A resumer's (or a cancel's) request `PUBLISH`: refused by the server, the
+    /// request can never be answered.
+    Request,
     /// A write whose reply only matters if it fails.
     Write,
 }

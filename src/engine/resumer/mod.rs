@@ -193,7 +193,7 @@ impl Resumer {
             channel: self.names.request_channel.clone(),
             message: self.request(config.skip_unit(), extensions).encode(),
         };
-        out.send(self.handle, op, Expect::Write);
+        out.send(self.handle, op, Expect::Request);
     }
 
     /// The reader went away: stop listening. The producer notices (a PUBLISH that
@@ -265,6 +265,14 @@ impl Resumer {
                 Next::Stay
             }
             (Expect::Watchdog, reply) => self.on_watchdog(now, reply, config, out),
+            // The server refused the request (an ACL without PUBLISH on the request
+            // channel, say): nobody will ever answer it. A lost connection is not a
+            // refusal: the request goes again once the pub/sub connection is back, or
+            // the acknowledgement timeout decides.
+            (Expect::Request, Err(error @ ReplyError::Server(_))) => {
+                out.stats.failed_writes += 1;
+                self.fail(redis_error("PUBLISH", error), out)
+            }
             _ => Next::Stay,
         }
     }

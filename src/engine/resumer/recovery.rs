@@ -46,6 +46,10 @@ impl Resumer {
         if self.can_recover() {
             self.rewinding = true;
         }
+        // Silence while this end cannot hear is no sign of the producer's death: the
+        // liveness bound waits for the restore (the reconnect window bounds the wait),
+        // and starts again from it.
+        self.liveness_at = None;
     }
 
     /// Subscribed again after a reconnect: ask again from what was received, or send
@@ -57,7 +61,14 @@ impl Resumer {
         out: &mut Outbox,
     ) {
         match self.peer {
-            Peer::Extended { .. } => self.ask_again(now, self.received_through(), config, out),
+            Peer::Extended { .. } => {
+                // The liveness bound, paused while the connection was down, starts again.
+                self.last_heard = Some(now);
+                let at = now + liveness_window(self.heartbeat);
+                self.liveness_at = Some(at);
+                out.arm(self.handle, Timer::Liveness, at);
+                self.ask_again(now, self.received_through(), config, out);
+            }
             Peer::V1 => {}
             // No answer yet, to a request that announced our extensions: ask again with
             // a new `seq`, and give the producer a whole acknowledgement timeout.
