@@ -85,6 +85,9 @@ pub enum Error {
     NotProducing,
     /// The driver stopped (its context was dropped, or its connections closed for good).
     Closed,
+    /// The context is shutting down: it takes no new request, and lets the streams it
+    /// produces finish (another instance serves new streams and resumes).
+    ShuttingDown,
     /// A bug in this library, reported instead of a panic: the engine answered a
     /// request with something its kind never has. Please report it.
     Internal(&'static str),
@@ -129,6 +132,9 @@ impl fmt::Display for Error {
             }
             Error::NotProducing => f.write_str("this handle does not produce a stream"),
             Error::Closed => f.write_str("the resumable-stream driver has stopped"),
+            Error::ShuttingDown => {
+                f.write_str("this resumable-stream context is shutting down: it takes no new request")
+            }
             Error::Internal(what) => write!(f, "resumable-stream internal error (a bug): {what}"),
             Error::Config(message) => write!(f, "resumable-stream configuration: {message}"),
         }

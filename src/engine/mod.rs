@@ -170,6 +170,17 @@ impl Engine {
         self.machines.len()
     }
 
+    /// How many streams this engine produces and has not retired yet: a producer is
+    /// retired once its source ended, its ending was published, and it stopped
+    /// answering late requests (its grace period, or the liveness window after an
+    /// unsettled end).
+    pub fn producing(&self) -> usize {
+        self.machines
+            .values()
+            .filter(|machine| matches!(machine, Machine::Producer(_)))
+            .count()
+    }
+
     /// The size in bytes of the buffer of the stream `handle` produces, or `None` when
     /// it produces none.
     pub fn buffered_bytes(&self, handle: Handle) -> Option<usize> {

@@ -332,6 +332,16 @@ impl ResumableStreamContext {
     pub fn stats(&self) -> Stats {
         self.core().stats()
     }
+
+    /// Shuts the context down gracefully, for a server that received SIGTERM while
+    /// other instances keep serving: it takes no new request at once
+    /// ([`Error::ShuttingDown`]), lets the streams it produces run to their end (their
+    /// readers and listeners served), and returns when none is left or at `deadline`,
+    /// whichever comes first; then it closes (readers still open end with
+    /// [`Error::Closed`]). Every clone of the context is shut down.
+    pub fn shutdown(&self, deadline: Instant) {
+        self.core().shutdown_blocking(deadline);
+    }
 }
 
 /// One reader's view of a resumable stream: every chunk in order, then the end

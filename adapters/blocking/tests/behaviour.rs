@@ -97,6 +97,10 @@ impl harness::Context for Context {
     fn stats(&self) -> Stats {
         self.0.stats()
     }
+
+    fn shutdown(&self, deadline: std::time::Instant) {
+        self.0.shutdown(deadline);
+    }
 }
 
 impl Harness for Blocking {

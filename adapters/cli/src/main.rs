@@ -29,7 +29,7 @@ use resumable_stream_tokio::{
 use std::convert::Infallible;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 
 const EXIT_ERROR: u8 = 1;
@@ -297,12 +297,35 @@ async fn produce(args: ProduceArgs) -> Result<Exit, Exit> {
         None => Ok(Exit::done()),
         Some(stream) => {
             let role = stream.role();
+            // SIGTERM (a deploy) shuts the context down gracefully: the stream runs
+            // to its end for every reader, here and on other instances.
+            let on_sigterm = tokio::spawn(shut_down_on_sigterm(ctx.clone()));
             copy_to_stdout(stream).await?;
+            on_sigterm.abort();
             if role == Role::Producer {
-                settle(&ctx, &args.target.id).await?;
+                // The stream's last commands (the sentinel's DONE, the end message to
+                // each listener) are sent before the process exits.
+                ctx.shutdown(Instant::now() + SHUTDOWN_GRACE).await;
             }
             Ok(Exit::ok())
         }
+    }
+}
+
+/// How long a producer may take to finish once told to stop (SIGTERM), or to send its
+/// stream's last commands at its end.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Waits for SIGTERM, then shuts `ctx` down: no new request, the running stream goes
+/// on to its end.
+async fn shut_down_on_sigterm(ctx: ResumableStreamContext) {
+    let Ok(mut terms) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
+        return;
+    };
+    if terms.recv().await.is_some() {
+        eprintln!("SIGTERM: finishing the stream, then exiting");
+        ctx.shutdown(Instant::now() + SHUTDOWN_GRACE).await;
     }
 }
 
@@ -338,7 +361,7 @@ async fn resume(args: ResumeArgs) -> Result<Exit, Exit> {
     copy_to_stdout(stream).await?;
     if role == Role::Producer {
         // We were the producer: nothing was there to resume.
-        settle(&ctx, id).await?;
+        ctx.shutdown(Instant::now() + SHUTDOWN_GRACE).await;
         return Ok(Exit::with(
             EXIT_NOT_FOUND,
             format!("NOT_FOUND: no stream {id:?} existed; it now holds an empty, finished stream (pass --existing to only read)"),
@@ -388,15 +411,5 @@ async fn copy_to_stdout(mut stream: ResumableStream) -> Result<(), Exit> {
         stdout.write_all(&chunk).await.map_err(write_failed)?;
         stdout.flush().await.map_err(write_failed)?;
     }
-    Ok(())
-}
-
-/// Waits until Redis has carried out everything the finished producer queued (the
-/// sentinel's `DONE`, the end message to each listener) before the process exits.
-///
-/// The local reader ends once `SET ... DONE` is answered, but the end messages follow
-/// it on the same connection; a command queued now is answered only after them.
-async fn settle(ctx: &ResumableStreamContext, id: &str) -> Result<(), Exit> {
-    ctx.has_existing_stream(id).await?;
     Ok(())
 }

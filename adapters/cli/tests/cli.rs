@@ -492,3 +492,58 @@ fn an_untrusted_server_is_refused_at_once() {
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     let _ = std::fs::remove_dir_all(ca.parent().expect("a directory"));
 }
+
+/// A producer process that gets SIGTERM mid-stream (a deploy) finishes its stream
+/// before it exits: it prints everything and exits 0, and a resumer in another process
+/// gets every byte; the stream is done.
+#[test]
+fn a_producer_told_to_stop_finishes_its_stream() {
+    let server = RedisServer::start();
+    let dir = std::env::temp_dir().join(format!("rs-cli-term-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let chunks = chunks_file(&dir);
+    let chunks = chunks.to_str().unwrap();
+    // Six chunks, 300 ms apart: the signal arrives while most are still to come.
+    let producer = cli(
+        &server,
+        &[
+            "produce",
+            "--id",
+            "t",
+            "--chunks",
+            chunks,
+            "--delay-ms",
+            "300",
+        ],
+    )
+    .spawn()
+    .expect("producer");
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    while String::from_utf8_lossy(&run(&server, &["state", "--id", "t"]).stdout).trim() != "active"
+    {
+        assert!(Instant::now() < deadline, "the producer never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let resumer = cli(&server, &["resume", "--id", "t", "--existing"])
+        .spawn()
+        .expect("resumer");
+    std::thread::sleep(Duration::from_millis(400));
+    let term = Command::new("kill")
+        .args(["-TERM", &producer.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(term.success());
+    let produced = finish(producer, "the producer after SIGTERM");
+    assert_eq!(produced.status.code(), Some(0), "{}", stderr(&produced));
+    assert!(
+        stderr(&produced).contains("SIGTERM"),
+        "{}",
+        stderr(&produced)
+    );
+    assert_eq!(produced.stdout, TEXT.as_bytes());
+    let resumed = finish(resumer, "the resumer");
+    assert_eq!(resumed.status.code(), Some(0), "{}", stderr(&resumed));
+    assert_eq!(resumed.stdout, TEXT.as_bytes());
+    assert_eq!(run(&server, &["state", "--id", "t"]).stdout, b"done\n");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -119,6 +119,34 @@ impl Context {
             .request(|engine| engine.cancel(stream_id), Waiter::Cancel)
     }
 
+    /// Shuts the context down gracefully: at once it takes no new request (they fail
+    /// with [`Error::ShuttingDown`](resumable_stream::Error::ShuttingDown)); the
+    /// streams it produces run to their end, their readers and listeners served; the
+    /// returned future resolves when none is left, or at `deadline`, whichever comes
+    /// first. Then the context closes (as when its last clone is dropped): readers
+    /// still open end with `Error::Closed`. The Rust counterpart of Vercel's
+    /// `waitUntil`: call it on SIGTERM, while other instances serve new streams.
+    pub fn shutdown(
+        &self,
+        deadline: std::time::Instant,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let drained = self.hub().shut_down();
+        let sleep = self.inner.runtime.sleep_until(deadline);
+        let hub = self.hub().clone();
+        async move {
+            let drained = std::pin::pin!(drained.recv());
+            futures_util::future::select(drained, sleep).await;
+            hub.close();
+        }
+    }
+
+    /// [`shutdown`](Self::shutdown), waiting on the thread.
+    pub fn shutdown_blocking(&self, deadline: std::time::Instant) {
+        let drained = self.hub().shut_down();
+        let _ = drained.recv_deadline(deadline);
+        self.hub().close();
+    }
+
     /// Counters of the inputs the engine dropped (malformed requests, stray messages).
     pub fn stats(&self) -> Stats {
         self.hub().with_engine(|engine| engine.stats())

@@ -202,6 +202,17 @@ macro_rules! async_driver {
             pub fn stats(&self) -> $crate::Stats {
                 self.core.stats()
             }
+
+            /// Shuts the context down gracefully, for a server that received SIGTERM
+            /// while other instances keep serving: it takes no new request at once
+            /// ([`Error::ShuttingDown`]), lets the streams it produces run to their
+            /// end (their readers and listeners served), and returns when none is
+            /// left or at `deadline`, whichever comes first; then it closes (readers
+            /// still open end with [`Error::Closed`]). Every clone of the context is
+            /// shut down.
+            pub async fn shutdown(&self, deadline: ::std::time::Instant) {
+                self.core.shutdown(deadline).await
+            }
         }
 
         /// What [`ResumableStreamContext::resume_existing_stream`] found.

@@ -100,6 +100,10 @@ struct Inner {
     /// The deadline the timer loop was last told about.
     armed: Option<Instant>,
     closed: bool,
+    /// Shutting down: no new request, and `drained` signals close once no stream is
+    /// produced here any more.
+    shutting_down: bool,
+    drained: Vec<Sender<()>>,
     /// Closed when the hub closes: loops wait on these to stop.
     close_signals: Vec<Sender<()>>,
     /// Closed when a producer's source must stop (cancelled) or the hub closes.
@@ -163,6 +167,8 @@ impl Hub {
                 waiters: HandleMap::default(),
                 armed: None,
                 closed: false,
+                shutting_down: false,
+                drained: Vec::new(),
                 close_signals: Vec::new(),
                 stop_signals: HandleMap::default(),
                 staged_commands: VecDeque::new(),
@@ -236,9 +242,14 @@ impl Hub {
         let waiter = waiter(answer);
         let mut inner = lock(&self.shared.inner);
         let mut after = Vec::new();
-        if inner.closed {
+        if inner.closed || inner.shutting_down {
+            let error = if inner.closed {
+                Error::Closed
+            } else {
+                Error::ShuttingDown
+            };
             drop(inner);
-            waiter.fail(Error::Closed, &mut after);
+            waiter.fail(error, &mut after);
         } else {
             let handle = make(&mut inner.engine);
             inner.waiters.insert(handle, waiter);
@@ -357,6 +368,21 @@ impl Hub {
         weak.upgrade().map(|shared| Hub { shared })
     }
 
+    /// Starts a graceful shutdown: later requests fail with [`Error::ShuttingDown`];
+    /// what runs goes on. The returned mailbox ends once no stream is produced here any
+    /// more (at once if none is), or when the hub closes.
+    pub fn shut_down(&self) -> Receiver<()> {
+        let (signal, drained) = mailbox();
+        let mut inner = lock(&self.shared.inner);
+        inner.shutting_down = true;
+        if inner.closed || inner.engine.producing() == 0 {
+            signal.close();
+        } else {
+            inner.drained.push(signal);
+        }
+        drained
+    }
+
     /// Whether [`close`](Self::close) was called.
     pub fn is_closed(&self) -> bool {
         lock(&self.shared.inner).closed
@@ -370,6 +396,7 @@ impl Hub {
         // Answered and dropped after the unlock: a request's starter owns user code.
         let waiters = std::mem::take(&mut inner.waiters);
         let close_signals = std::mem::take(&mut inner.close_signals);
+        let drained = std::mem::take(&mut inner.drained);
         let stop_signals = std::mem::take(&mut inner.stop_signals);
         drop(inner);
         let mut after = Vec::new();
@@ -378,7 +405,7 @@ impl Hub {
         }
         // Nothing here feeds the engine: dropping the starters is all that is left.
         drop(after);
-        for signal in close_signals {
+        for signal in close_signals.into_iter().chain(drained) {
             signal.close();
         }
         for (_, signal) in stop_signals {
@@ -443,6 +470,11 @@ impl Hub {
         inner.staged_commands = commands;
         inner.staged_subscriptions = subscriptions;
         inner.staged_chunks = chunks;
+        if inner.shutting_down && !inner.drained.is_empty() && inner.engine.producing() == 0 {
+            for signal in inner.drained.drain(..) {
+                signal.close();
+            }
+        }
         let next = inner.engine.poll_timeout();
         if next != inner.armed {
             inner.armed = next;

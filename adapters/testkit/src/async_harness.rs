@@ -47,6 +47,8 @@ pub trait AsyncContext:
     fn cancel(&self, id: &str) -> BoxFuture<'_, Result<Cancelled, Error>>;
     /// `stats`.
     fn stats(&self) -> Stats;
+    /// `shutdown`.
+    fn shutdown(&self, deadline: std::time::Instant) -> BoxFuture<'_, ()>;
     /// Resolves after `duration` on the driver's runtime.
     fn sleep(duration: Duration) -> BoxFuture<'static, ()>;
 }
@@ -142,6 +144,12 @@ macro_rules! async_context {
             }
             fn stats(&self) -> resumable_stream::Stats {
                 <$context>::stats(&self.0)
+            }
+            fn shutdown(
+                &self,
+                deadline: std::time::Instant,
+            ) -> futures_util::future::BoxFuture<'_, ()> {
+                Box::pin(<$context>::shutdown(&self.0, deadline))
             }
             fn sleep(
                 duration: std::time::Duration,
@@ -291,6 +299,10 @@ impl<C: AsyncContext, E: Executor> harness::Context for Context<C, E> {
 
     fn stats(&self) -> Stats {
         self.context.stats()
+    }
+
+    fn shutdown(&self, deadline: std::time::Instant) {
+        self.executor.block_on(self.context.shutdown(deadline));
     }
 }
 

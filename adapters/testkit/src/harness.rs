@@ -152,6 +152,8 @@ pub trait Context: Send + Sync {
     fn has_existing_stream(&self, id: &str) -> Result<StreamState, Error>;
     /// The engine's counters.
     fn stats(&self) -> Stats;
+    /// `shutdown(deadline)`: returns once it has.
+    fn shutdown(&self, deadline: std::time::Instant);
 }
 
 /// A driver under test.

@@ -142,6 +142,8 @@ macro_rules! behaviour_suite {
             a_slow_make_stream_stalls_no_other_stream,
             the_sentinel_ttl_is_the_configured_one,
             the_done_watchdog_runs_at_the_configured_interval,
+            a_graceful_shutdown_loses_no_byte,
+            a_shutdown_returns_at_its_deadline,
         );
     };
     (@user_code $harness:expr; $store:ident; $($case:ident),+ $(,)?) => {

@@ -228,3 +228,74 @@ pub fn the_done_watchdog_runs_at_the_configured_interval(harness: &dyn Harness, 
         "the watchdog took {waited:?} at {interval:?}"
     );
 }
+
+/// A graceful shutdown mid-stream (a server that got SIGTERM) while a second instance
+/// on the same store keeps serving: the shutting-down context takes no new request
+/// (`Error::ShuttingDown`), lets its stream run to its end, then closes; its reader and
+/// the resumer on the other instance get every byte and the end; the stream is done;
+/// the other instance still serves new streams.
+pub fn a_graceful_shutdown_loses_no_byte(harness: &dyn Harness, store: &Store) {
+    let a: Arc<dyn Context> = harness.context(store, Config::default()).into();
+    let b = harness.context(store, Config::default());
+    let (feed, source) = manual();
+    let mut producer = open(&*a, "s", source);
+    feed.chunk("before ");
+    assert_eq!(read_exactly(&mut producer, 7), b"before ");
+    let mut resumer = b
+        .resumable_stream("s", fixed(Vec::<String>::new()), None)
+        .unwrap()
+        .unwrap();
+    assert_eq!(read_exactly(&mut resumer, 7), b"before ");
+
+    let shutting = a.clone();
+    let begun = Instant::now();
+    let deadline = begun + Duration::from_secs(20);
+    let shutdown = std::thread::spawn(move || shutting.shutdown(deadline));
+    // New requests are refused at once (retried until the shutdown has begun).
+    let refused = loop {
+        match a.resumable_stream("t", fixed(["x"]), None) {
+            Err(error) => break error,
+            Ok(reader) => {
+                drop(reader);
+                assert!(begun.elapsed() < Duration::from_secs(10), "never refused");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    };
+    assert_eq!(refused, Error::ShuttingDown);
+    assert!(!shutdown.is_finished(), "the shutdown waits for the stream");
+    feed.chunk("during ");
+    feed.chunk("the shutdown");
+    drop(feed);
+    assert_eq!(read_all(producer), (b"during the shutdown".to_vec(), None));
+    assert_eq!(read_all(resumer), (b"during the shutdown".to_vec(), None));
+    shutdown.join().unwrap();
+    assert!(
+        begun.elapsed() < Duration::from_secs(20),
+        "returned before its deadline"
+    );
+    assert_eq!(store.get(SENTINEL).unwrap(), "DONE");
+    assert_eq!(b.has_existing_stream("s").unwrap(), StreamState::Done);
+    let other = open(&*b, "u", fixed(["still served"]));
+    assert_eq!(read_all(other), (b"still served".to_vec(), None));
+    assert!(matches!(
+        a.has_existing_stream("s"),
+        Err(Error::Closed | Error::ShuttingDown)
+    ));
+}
+
+/// A shutdown whose stream outlives its deadline: it returns at the deadline and the
+/// context closes; its reader ends with `Error::Closed`.
+pub fn a_shutdown_returns_at_its_deadline(harness: &dyn Harness, store: &Store) {
+    let a = harness.context(store, Config::default());
+    let (_feed, source) = manual();
+    let producer = open(&*a, "s", source);
+    let begun = Instant::now();
+    a.shutdown(begun + Duration::from_millis(300));
+    let waited = begun.elapsed();
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+    assert_eq!(read_all(producer), (vec![], Some(Error::Closed)));
+}
