@@ -40,6 +40,15 @@ if cargo tree -p resumable-stream -e normal --prefix none | grep -E '^(tokio|red
   exit 1
 fi
 
+step "features: every driver builds without Redis (in memory, or a transport of the user's), and then has no redis-rs nor rustls"
+for driver in tokio smol async-std blocking; do
+  cargo build -q -p "resumable-stream-$driver" --no-default-features
+  if cargo tree -p "resumable-stream-$driver" --no-default-features -e normal --prefix none | grep -E '^(redis|rustls|ring) '; then
+    echo "resumable-stream-$driver without default features still depends on the above" >&2
+    exit 1
+  fi
+done
+
 step "rust-version: at least what every resolved dependency declares"
 python3 scripts/msrv-check.py
 

@@ -29,13 +29,13 @@ pub trait Face: Sized {
 
 enum Backend {
     FromEnv,
-    #[cfg(feature = "redis-aio")]
+    #[cfg(feature = "redis")]
     Url(String),
-    #[cfg(feature = "redis-aio")]
+    #[cfg(feature = "redis")]
     Client(redis::Client),
-    #[cfg(feature = "redis-aio")]
+    #[cfg(feature = "redis")]
     Connections(redis::aio::MultiplexedConnection, redis::aio::PubSub),
-    #[cfg(feature = "redis-aio")]
+    #[cfg(feature = "cluster")]
     Cluster(Vec<String>),
     Memory(MemoryBackend),
     Transport(Arc<dyn Transport>),
@@ -105,7 +105,7 @@ impl<F: Face> Builder<F> {
 
     /// Redis at `url`: `redis://host:port/db`, or `rediss://user:password@host:port`
     /// over TLS (feature `tls`, on by default), as managed Redis services hand it out.
-    #[cfg(feature = "redis-aio")]
+    #[cfg(feature = "redis")]
     pub fn redis_url(mut self, url: impl Into<String>) -> Self {
         self.parts.backend = Backend::Url(url.into());
         self
@@ -113,7 +113,7 @@ impl<F: Face> Builder<F> {
 
     /// Redis through an existing redis-rs client; the context opens its two
     /// connections, and opens them again when they drop.
-    #[cfg(feature = "redis-aio")]
+    #[cfg(feature = "redis")]
     pub fn redis_client(mut self, client: redis::Client) -> Self {
         self.parts.backend = Backend::Client(client);
         self
@@ -122,7 +122,7 @@ impl<F: Face> Builder<F> {
     /// Redis through existing connections: one for commands, one for pub/sub. Without
     /// a client the context cannot reopen them: a dropped pub/sub connection is lost
     /// for good.
-    #[cfg(feature = "redis-aio")]
+    #[cfg(feature = "redis")]
     pub fn redis_connections(
         mut self,
         commands: redis::aio::MultiplexedConnection,
@@ -136,7 +136,7 @@ impl<F: Face> Builder<F> {
     /// and channels are routed by slot. Combine with [`PubSub::Sharded`] (see
     /// [`pubsub`](Self::pubsub)) so that pub/sub scales with the shards; classic
     /// pub/sub (the default) stays available for the npm and PyPI libraries.
-    #[cfg(feature = "redis-aio")]
+    #[cfg(feature = "cluster")]
     pub fn redis_cluster<S: Into<String>>(mut self, urls: impl IntoIterator<Item = S>) -> Self {
         self.parts.backend = Backend::Cluster(urls.into_iter().map(Into::into).collect());
         self
@@ -166,7 +166,7 @@ impl<F: Face> Builder<F> {
     /// also ends, sooner, with [`Error::ProducerGone`] when its producer is silent for
     /// three heartbeat intervals (6 s by default): raise
     /// [`Config::with_heartbeat_interval`] with the window to ride out longer outages.
-    #[cfg(feature = "redis-aio")]
+    #[cfg(feature = "redis")]
     pub fn reconnect_window(mut self, window: Duration) -> Self {
         self.parts.reconnect_window = window;
         self
@@ -222,8 +222,10 @@ impl Parts {
         } = self;
         let by_url = match &backend {
             Backend::FromEnv => true,
-            #[cfg(feature = "redis-aio")]
-            Backend::Url(_) | Backend::Cluster(_) => true,
+            #[cfg(feature = "redis")]
+            Backend::Url(_) => true,
+            #[cfg(feature = "cluster")]
+            Backend::Cluster(_) => true,
             _ => false,
         };
         if root_certificates.is_some() && !by_url {
@@ -234,33 +236,42 @@ impl Parts {
                     .into(),
             ));
         }
-        #[cfg(feature = "redis-aio")]
+        #[cfg(feature = "redis")]
         let redis = Redis {
             root_certificates: root_certificates.as_deref(),
             reconnect_window,
             runtime: &runtime,
         };
-        #[cfg(not(feature = "redis-aio"))]
+        #[cfg(not(feature = "redis"))]
         let _ = reconnect_window;
         let transport: Arc<dyn Transport> = match backend {
             Backend::Memory(memory) => Arc::new(memory.connect()),
             Backend::Transport(transport) => transport,
-            #[cfg(feature = "redis-aio")]
+            #[cfg(feature = "redis")]
             Backend::Connections(commands, pubsub) => Arc::new(
                 crate::transport::redis::RedisTransport::new(commands, pubsub, runtime.clone()),
             ),
-            #[cfg(feature = "redis-aio")]
+            #[cfg(feature = "redis")]
             Backend::FromEnv => match redis_cluster_urls_from_env() {
+                #[cfg(feature = "cluster")]
                 Some(urls) => redis.cluster(&urls).await?,
+                #[cfg(not(feature = "cluster"))]
+                Some(_) => {
+                    return Err(Error::Config(
+                        "REDIS_CLUSTER_URLS is set, but this build has no Redis Cluster \
+                         support (feature `cluster`)"
+                            .into(),
+                    ))
+                }
                 None => redis.url(&redis_url_from_env()?).await?,
             },
-            #[cfg(feature = "redis-aio")]
+            #[cfg(feature = "cluster")]
             Backend::Cluster(urls) => redis.cluster(&urls).await?,
-            #[cfg(feature = "redis-aio")]
+            #[cfg(feature = "redis")]
             Backend::Url(url) => redis.url(&url).await?,
-            #[cfg(feature = "redis-aio")]
+            #[cfg(feature = "redis")]
             Backend::Client(client) => redis.client(&client).await?,
-            #[cfg(not(feature = "redis-aio"))]
+            #[cfg(not(feature = "redis"))]
             Backend::FromEnv => {
                 redis_url_from_env()?;
                 return Err(Error::Config("this build has no Redis support".into()));
@@ -287,14 +298,14 @@ impl Context {
 }
 
 /// How the Redis backends connect, as the builder set it.
-#[cfg(feature = "redis-aio")]
+#[cfg(feature = "redis")]
 struct Redis<'a> {
     root_certificates: Option<&'a [u8]>,
     reconnect_window: Duration,
     runtime: &'a Arc<dyn Runtime>,
 }
 
-#[cfg(feature = "redis-aio")]
+#[cfg(feature = "redis")]
 impl Redis<'_> {
     async fn url(&self, url: &str) -> Result<Arc<dyn Transport>, Error> {
         let client = crate::transport::wire::client_for(url, self.root_certificates)?;
@@ -311,6 +322,7 @@ impl Redis<'_> {
         Ok(Arc::new(transport))
     }
 
+    #[cfg(feature = "cluster")]
     async fn cluster(&self, urls: &[String]) -> Result<Arc<dyn Transport>, Error> {
         let transport = crate::transport::cluster::ClusterTransport::connect(
             urls,
@@ -325,7 +337,7 @@ impl Redis<'_> {
 
 /// `REDIS_CLUSTER_URLS`: the comma-separated URLs of some nodes of a Redis Cluster,
 /// preferred to `REDIS_URL` when set.
-#[cfg(feature = "redis-aio")]
+#[cfg(feature = "redis")]
 fn redis_cluster_urls_from_env() -> Option<Vec<String>> {
     let urls: Vec<String> = std::env::var("REDIS_CLUSTER_URLS")
         .ok()?

@@ -8,11 +8,11 @@
 //! shape. How it batches (one pipeline per batch, one SUBSCRIBE naming many channels)
 //! is its own business; what to send, and what a reply means, is the engine's.
 
-#[cfg(all(not(loom), feature = "redis-aio"))]
+#[cfg(all(not(loom), feature = "cluster"))]
 pub mod cluster;
 mod custom;
 mod memory;
-#[cfg(all(not(loom), feature = "redis-aio"))]
+#[cfg(all(not(loom), feature = "redis"))]
 pub mod redis;
 #[cfg(feature = "redis")]
 pub mod wire;
