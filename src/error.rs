@@ -2,6 +2,7 @@
 
 use crate::io::ReplyError;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Why a request or a stream failed.
@@ -43,8 +44,10 @@ pub enum Error {
         /// The stream id.
         stream_id: String,
     },
-    /// The producer's source failed; the text is the source's own error.
-    Source(String),
+    /// The producer's source failed (or panicked). Its local reader gets the source's
+    /// own error, chain included ([`std::error::Error::source`]); readers elsewhere get
+    /// its message.
+    Source(SourceError),
     /// The stream was cancelled (by [`Engine::cancel`](crate::Engine::cancel), from
     /// any instance).
     Cancelled,
@@ -126,7 +129,7 @@ impl fmt::Display for Error {
             ),
             Error::Unsupported { what } => write!(f, "not supported by this stream's producer: {what}"),
             Error::Remote { kind, message } => write!(f, "the producer ended the stream ({kind}): {message}"),
-            Error::Source(message) => write!(f, "the stream's source failed: {message}"),
+            Error::Source(error) => write!(f, "the stream's source failed: {error}"),
             Error::AlreadyProducing { stream_id } => {
                 write!(f, "stream {stream_id:?} is already being produced by this engine")
             }
@@ -141,4 +144,97 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Redis { error, .. } => Some(error),
+            Error::Source(error) => error
+                .error()
+                .map(|e| e as &(dyn std::error::Error + 'static)),
+            _ => None,
+        }
+    }
+}
+
+/// A producer's source error: the message every reader is told, and, where the source
+/// failed (its local reader's copy), the error itself.
+///
+/// Two source errors are equal when their messages are.
+///
+/// ```
+/// use resumable_stream::SourceError;
+/// use std::error::Error as _;
+///
+/// let io = std::io::Error::new(std::io::ErrorKind::TimedOut, "the model timed out");
+/// let error = SourceError::from_error(io);
+/// assert_eq!(error.message(), "the model timed out");
+/// let original = error.error().unwrap();
+/// assert!(original.downcast_ref::<std::io::Error>().is_some());
+/// assert_eq!(SourceError::from("the model timed out"), error);
+/// ```
+#[derive(Clone)]
+pub struct SourceError {
+    message: String,
+    error: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl SourceError {
+    /// A source error known only by its message (as it reaches a reader elsewhere).
+    pub fn new(message: impl Into<String>) -> SourceError {
+        SourceError {
+            message: message.into(),
+            error: None,
+        }
+    }
+
+    /// The source's own error; its `Display` is the message.
+    pub fn from_error(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> SourceError {
+        let error: Box<dyn std::error::Error + Send + Sync> = error.into();
+        SourceError {
+            message: error.to_string(),
+            error: Some(Arc::from(error)),
+        }
+    }
+
+    /// What every reader is told.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The source's own error, where it failed (not for readers elsewhere).
+    pub fn error(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        self.error.as_deref()
+    }
+}
+
+impl From<&str> for SourceError {
+    fn from(message: &str) -> SourceError {
+        SourceError::new(message)
+    }
+}
+
+impl From<String> for SourceError {
+    fn from(message: String) -> SourceError {
+        SourceError::new(message)
+    }
+}
+
+impl PartialEq for SourceError {
+    fn eq(&self, other: &SourceError) -> bool {
+        self.message == other.message
+    }
+}
+
+impl Eq for SourceError {}
+
+impl fmt::Debug for SourceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.message, f)
+    }
+}
+
+impl fmt::Display for SourceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}

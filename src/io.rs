@@ -222,6 +222,8 @@ pub enum ReplyError {
     Connection(String),
 }
 
+impl std::error::Error for ReplyError {}
+
 impl fmt::Display for ReplyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -71,7 +71,7 @@ pub mod wire;
 
 pub use config::{Config, PubSub};
 pub use engine::{Engine, Stats};
-pub use error::Error;
+pub use error::{Error, SourceError};
 pub use event::{Event, Handle, Role, StreamState};
 pub use io::{Command, CommandId, Connection, Op, PubSubState, Reply, ReplyError};
 pub use memory::{ClientId, Delivery, MemoryRedis};

@@ -1317,7 +1317,7 @@ fn a_source_error_right_after_a_lost_chunk_comes_after_that_chunk() {
     let log = sim.log(1, r);
     assert_eq!(log.data, b"a b ", "{log:?}");
     assert!(
-        matches!(&log.error, Some(Error::Source(m)) if m == "boom"),
+        matches!(&log.error, Some(Error::Source(m)) if m.message() == "boom"),
         "{log:?}"
     );
 }

@@ -23,7 +23,7 @@ mod requests;
 mod resumer;
 
 use crate::config::{Config, PubSub};
-use crate::error::Error;
+use crate::error::{Error, SourceError};
 use crate::event::{Event, Handle};
 use crate::idmap::IdMap;
 use crate::io::{Command, CommandId, Reply, ReplyError};
@@ -285,13 +285,14 @@ impl Engine {
     }
 
     /// The source of the stream `handle` produces failed. The local reader and every
-    /// listener of ours get [`Error::Source`] with `message`; v1 listeners get a clean
+    /// listener of ours get [`Error::Source`] (the local reader with `error` itself, chain
+    /// included; listeners elsewhere with its message); v1 listeners get a clean
     /// end (v1 has no error signal); the sentinel says `DONE`.
     ///
     /// # Errors
     /// [`Error::NotProducing`] as for [`push_chunk`](Self::push_chunk).
-    pub fn fail(&mut self, handle: Handle, message: impl Into<String>) -> Result<(), Error> {
-        self.end_production(handle, Ending::SourceFailed(message.into()))
+    pub fn fail(&mut self, handle: Handle, error: impl Into<SourceError>) -> Result<(), Error> {
+        self.end_production(handle, Ending::SourceFailed(error.into()))
     }
 
     fn end_production(&mut self, handle: Handle, ending: Ending) -> Result<(), Error> {

@@ -39,7 +39,6 @@
 use resumable_stream_driver::mailbox::{mailbox, RecvTimeoutError, Sender};
 use resumable_stream_driver::reader::Reader;
 use resumable_stream_driver::{thread_starter, Builder, Context, Face, Parts, Runtime};
-use std::fmt::Display;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -261,7 +260,7 @@ impl ResumableStreamContext {
         F: FnOnce() -> I + Send + 'static,
         I: IntoIterator<Item = Result<B, E>>,
         B: Into<Bytes>,
-        E: Display,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let starter = thread_starter(make_stream);
         let opened = self
@@ -285,7 +284,7 @@ impl ResumableStreamContext {
         F: FnOnce() -> I + Send + 'static,
         I: IntoIterator<Item = Result<B, E>>,
         B: Into<Bytes>,
-        E: Display,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let starter = thread_starter(make_stream);
         let opened = self.core().create_new_resumable_stream(stream_id, starter);

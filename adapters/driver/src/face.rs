@@ -128,7 +128,7 @@ macro_rules! async_driver {
                 F: FnOnce() -> S + Send + 'static,
                 S: $crate::Stream<Item = ::std::result::Result<B, E>> + Send + 'static,
                 B: Into<$crate::Bytes>,
-                E: ::std::fmt::Display,
+                E: Into<Box<dyn ::std::error::Error + Send + Sync>>,
             {
                 let starter = $crate::task_starter(self.core.runtime().clone(), make_stream);
                 let opened = self.core.resumable_stream(stream_id, position.into(), starter);
@@ -150,7 +150,7 @@ macro_rules! async_driver {
                 F: FnOnce() -> S + Send + 'static,
                 S: $crate::Stream<Item = ::std::result::Result<B, E>> + Send + 'static,
                 B: Into<$crate::Bytes>,
-                E: ::std::fmt::Display,
+                E: Into<Box<dyn ::std::error::Error + Send + Sync>>,
             {
                 let starter = $crate::task_starter(self.core.runtime().clone(), make_stream);
                 let opened = self.core.create_new_resumable_stream(stream_id, starter);

@@ -13,9 +13,8 @@ use crate::runtime::Runtime;
 use bytes::Bytes;
 use futures_core::Stream;
 use futures_util::future;
-use resumable_stream::Handle;
+use resumable_stream::{Handle, SourceError};
 use std::any::Any;
-use std::fmt::Display;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -26,8 +25,8 @@ use std::task::Poll;
 pub enum SourceEnd {
     /// It yielded its last item.
     Finished,
-    /// It failed (or panicked), with this message for the readers' `Error::Source`.
-    Failed(String),
+    /// It failed (or panicked): the readers' `Error::Source`.
+    Failed(SourceError),
 }
 
 /// Producer `handle`'s loop: feed it, and drop it when the loop ends.
@@ -90,9 +89,9 @@ impl Production {
 impl Drop for Production {
     fn drop(&mut self) {
         if self.open {
-            let end = SourceEnd::Failed(
-                "the producer stopped before its source ended: its task was dropped, or its thread could not start".into(),
-            );
+            let end = SourceEnd::Failed(SourceError::new(
+                "the producer stopped before its source ended: its task was dropped, or its thread could not start",
+            ));
             self.hub.feed_source(self.handle, [], Some(end));
         }
         self.hub.forget_stop_signal(self.handle);
@@ -106,7 +105,7 @@ fn panicked(what: &str, payload: &(dyn Any + Send)) -> SourceEnd {
         .copied()
         .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
         .unwrap_or("a panic without a message");
-    SourceEnd::Failed(format!("{what} panicked: {message}"))
+    SourceEnd::Failed(SourceError::new(format!("{what} panicked: {message}")))
 }
 
 /// Calls `poll`, turning a panic into the source's end.
@@ -121,7 +120,7 @@ where
     F: FnOnce() -> S + Send + 'static,
     S: Stream<Item = Result<B, E>> + Send + 'static,
     B: Into<Bytes>,
-    E: Display,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     // The stream's hold is taken before the spawn: a task the runtime drops unrun
     // still ends its stream.
@@ -138,7 +137,7 @@ where
     F: FnOnce() -> I + Send + 'static,
     I: IntoIterator<Item = Result<B, E>>,
     B: Into<Bytes>,
-    E: Display,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     Box::new(move |hub: Hub, handle: Handle| {
         let production = Production::new(hub, handle);
@@ -159,7 +158,7 @@ where
     F: FnOnce() -> I,
     I: IntoIterator<Item = Result<B, E>>,
     B: Into<Bytes>,
-    E: Display,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let Some(items) = production.make(make_stream) else {
         return;
@@ -168,7 +167,9 @@ where
     loop {
         let fed = match catch_source_panic(|| items.next()) {
             Ok(Some(Ok(chunk))) => production.feed([chunk.into()], None),
-            Ok(Some(Err(error))) => production.feed([], Some(SourceEnd::Failed(error.to_string()))),
+            Ok(Some(Err(error))) => {
+                production.feed([], Some(SourceEnd::Failed(SourceError::from_error(error))))
+            }
             Ok(None) => production.feed([], Some(SourceEnd::Finished)),
             Err(end) => production.feed([], Some(end)),
         };
@@ -251,21 +252,21 @@ trait Source {
     fn poll_chunk(
         self: Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
-    ) -> Poll<Option<Result<Bytes, String>>>;
+    ) -> Poll<Option<Result<Bytes, SourceError>>>;
 }
 
 impl<S, B, E> Source for S
 where
     S: Stream<Item = Result<B, E>>,
     B: Into<Bytes>,
-    E: Display,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     fn poll_chunk(
         self: Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
-    ) -> Poll<Option<Result<Bytes, String>>> {
+    ) -> Poll<Option<Result<Bytes, SourceError>>> {
         self.poll_next(cx)
-            .map(|item| item.map(|item| item.map(Into::into).map_err(|e| e.to_string())))
+            .map(|item| item.map(|item| item.map(Into::into).map_err(SourceError::from_error)))
     }
 }
 
@@ -285,8 +286,8 @@ fn pull<S: Source>(
                     });
                 }
             }
-            Poll::Ready(Some(Err(message))) => {
-                return Poll::Ready(Pulled::End(SourceEnd::Failed(message)))
+            Poll::Ready(Some(Err(error))) => {
+                return Poll::Ready(Pulled::End(SourceEnd::Failed(error)))
             }
             Poll::Ready(None) => return Poll::Ready(Pulled::End(SourceEnd::Finished)),
             Poll::Pending if batch.is_empty() => return Poll::Pending,

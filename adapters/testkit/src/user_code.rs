@@ -38,7 +38,7 @@ fn open(context: &dyn Context, id: &str, source: Source) -> Box<dyn Reader> {
 }
 
 fn is_panic_error(error: &Option<Error>, what: &str, message: &str) -> bool {
-    matches!(error, Some(Error::Source(text)) if text.contains(what) && text.contains("panicked") && text.contains(message))
+    matches!(error, Some(Error::Source(text)) if text.message().contains(what) && text.message().contains("panicked") && text.message().contains(message))
 }
 
 /// A source that panics mid-stream ends the stream as a source error, for its local

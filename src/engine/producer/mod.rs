@@ -13,7 +13,7 @@ mod listeners;
 use super::outbox::{Expect, Outbox, Timer};
 use super::{redis_error, unexpected, Next};
 use crate::config::Config;
-use crate::error::Error;
+use crate::error::{Error, SourceError};
 use crate::event::{Event, Handle, Role};
 use crate::io::{Op, Reply, ReplyError};
 use crate::wire::{Control, ErrorKind, Incoming, StreamNames, DONE_MESSAGE, DONE_VALUE};
@@ -39,7 +39,7 @@ enum Phase {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Ending {
     Clean,
-    SourceFailed(String),
+    SourceFailed(SourceError),
     Cancelled,
 }
 
@@ -49,9 +49,9 @@ impl Ending {
     fn control(&self, next: u64) -> Control {
         match self {
             Ending::Clean => Control::End { next },
-            Ending::SourceFailed(message) => Control::Error {
+            Ending::SourceFailed(error) => Control::Error {
                 kind: ErrorKind::Source,
-                message: message.clone(),
+                message: error.message().to_owned(),
                 next: Some(next),
             },
             Ending::Cancelled => Control::Cancelled { next: Some(next) },
@@ -62,9 +62,9 @@ impl Ending {
     fn event(&self, handle: Handle) -> Event {
         match self {
             Ending::Clean => Event::End { handle },
-            Ending::SourceFailed(message) => Event::Failed {
+            Ending::SourceFailed(error) => Event::Failed {
                 handle,
-                error: Error::Source(message.clone()),
+                error: Error::Source(error.clone()),
             },
             Ending::Cancelled => Event::Failed {
                 handle,

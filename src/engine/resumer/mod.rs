@@ -571,7 +571,7 @@ impl Resumer {
 /// The error an extended producer's control message stands for.
 fn remote_error(stream_id: &str, kind: ErrorKind, message: String) -> Error {
     match kind {
-        ErrorKind::Source => Error::Source(message),
+        ErrorKind::Source => Error::Source(message.into()),
         ErrorKind::Truncated => Error::Truncated {
             stream_id: stream_id.to_owned(),
         },
