@@ -43,6 +43,7 @@ pub struct Config {
 /// assert_eq!(config.pubsub(), PubSub::Sharded);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum PubSub {
     /// `PUBLISH` / `SUBSCRIBE` / `UNSUBSCRIBE`, as the npm and PyPI libraries use: the
     /// default, and the only choice that interoperates with them. In a Redis Cluster

@@ -12,6 +12,7 @@ pub struct Handle(pub u64);
 
 /// The state [`Engine::has_existing_stream`](crate::Engine::has_existing_stream) reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum StreamState {
     /// No stream with that id exists (or its sentinel expired).
     None,
@@ -19,6 +20,21 @@ pub enum StreamState {
     Active,
     /// The stream finished.
     Done,
+}
+
+impl StreamState {
+    /// `none`, `active` or `done`, as a status page or a JSON answer spells it.
+    ///
+    /// ```
+    /// assert_eq!(resumable_stream::StreamState::Active.as_str(), "active");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamState::None => "none",
+            StreamState::Active => "active",
+            StreamState::Done => "done",
+        }
+    }
 }
 
 /// How the stream a handle reads is obtained.
@@ -41,6 +57,7 @@ pub enum Role {
 /// [`Failed`](Event::Failed) comes first. After `Started` come any number of
 /// [`Data`](Event::Data) and then exactly one [`End`](Event::End) or `Failed`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event {
     /// The request has a stream to read, in the given role.
     Started {

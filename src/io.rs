@@ -19,6 +19,7 @@ pub struct CommandId(pub u64);
 /// Order matters only within one connection: a driver keeps the engine's order per
 /// connection, and may pipeline freely.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Connection {
     /// The ordinary request/response connection (INCR, SET, GET, PUBLISH).
     Commands,
@@ -47,6 +48,7 @@ pub enum PubSubState {
 /// Keys, channels and payloads are [`Bytes`] shared with the engine's own state: cloning
 /// a command never copies a chunk.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Op {
     /// `INCR key`
     Incr {
@@ -186,6 +188,7 @@ pub struct Command {
 
 /// A successful reply, in the shape of RESP without interpretation.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Reply {
     /// Nil (a missing key).
     Nil,
@@ -213,6 +216,7 @@ impl fmt::Display for Reply {
 
 /// A command that did not succeed.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ReplyError {
     /// Redis answered with an error reply; the text as Redis sent it
     /// (for example `ERR value is not an integer or out of range`).

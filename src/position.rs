@@ -14,6 +14,7 @@
 /// assert_eq!(position, Ok(Position::Chunk(7)));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Position {
     /// From the beginning (the v1 request carries no `skipCharacters`).
     Start,

@@ -24,6 +24,7 @@ use bytes::{Bytes, BytesMut};
 
 /// The unit `skipCharacters` is counted in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum SkipUnit {
     /// UTF-16 code units: what JavaScript's `string.length` counts, so what a browser
     /// client counts. The TypeScript library's unit, and the default.

@@ -72,6 +72,7 @@ pub(super) enum Timer {
 /// None of these is an error for any stream: each counts an input that could not
 /// belong to a live stream and was dropped without disturbing one.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Stats {
     /// Request messages that did not decode (bad JSON, wrong types, bad listener id).
     pub malformed_requests: u64,

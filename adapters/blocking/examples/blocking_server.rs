@@ -44,9 +44,7 @@
 //! of the [`SseBody`] reader (one read is one event), flushed each time.
 
 use resumable_stream::Role;
-use resumable_stream_blocking::{
-    Error, Position, ResumableStream, ResumableStreamContext, StreamState,
-};
+use resumable_stream_blocking::{Error, Position, ResumableStream, ResumableStreamContext};
 use std::convert::Infallible;
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -174,12 +172,7 @@ fn route(app: &App, request: Request) {
         } else {
             match ctx.has_existing_stream(id) {
                 Ok(state) => {
-                    let state = match state {
-                        StreamState::None => "none",
-                        StreamState::Active => "active",
-                        StreamState::Done => "done",
-                    };
-                    let json = serde_json::json!({ "state": state }).to_string();
+                    let json = serde_json::json!({ "state": state.as_str() }).to_string();
                     text(200, json).with_header(header("Content-Type", "application/json"))
                 }
                 Err(error) => error_response(id, &error),
@@ -263,6 +256,7 @@ fn stream_route(app: &App, request: Request, id: &str, query: &str) {
         (Role::Producer, _) | (_, Position::Start) => serde_json::json!("start"),
         (Role::Resumer, Position::Chunk(n)) => serde_json::json!({ "chunk": n }),
         (Role::Resumer, Position::Units(n)) => serde_json::json!({ "offset": n }),
+        (Role::Resumer, other) => serde_json::json!(format!("{other:?}")),
     };
     let role = match chunks.role() {
         Role::Producer => "producer",
@@ -374,7 +368,7 @@ impl SseBody {
         self.read = 0;
         let json = |text: &str| serde_json::Value::from(text).to_string();
         match chunks.next_timeout(CUT_POLL) {
-            Err(()) => {
+            Err(_) => {
                 self.idle += CUT_POLL;
                 if self.idle >= KEEP_ALIVE {
                     self.idle = Duration::ZERO;

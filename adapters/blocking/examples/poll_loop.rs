@@ -15,7 +15,6 @@ use bytes::Bytes;
 use resumable_stream::{
     ClientId, Command, Config, Connection, Engine, Event, MemoryRedis, Op, Reply, ReplyError, Role,
 };
-use resumable_stream_driver::transport::wire::{pipeline, replies, to_reply_error};
 use std::collections::VecDeque;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -43,6 +42,30 @@ trait Backend {
     fn next_message(&mut self) -> Option<(Vec<u8>, Bytes)>;
 }
 
+/// A redis-rs reply as the engine's neutral one.
+fn reply(value: redis::Value) -> Result<Reply, ReplyError> {
+    match value {
+        redis::Value::Nil => Ok(Reply::Nil),
+        redis::Value::Int(n) => Ok(Reply::Integer(n)),
+        redis::Value::BulkString(data) => Ok(Reply::Data(Bytes::from(data))),
+        redis::Value::Okay => Ok(Reply::Ok),
+        redis::Value::ServerError(error) => Err(ReplyError::Server(format!(
+            "{} {}",
+            error.code(),
+            error.details().unwrap_or_default()
+        ))),
+        other => Ok(Reply::Other(format!("{other:?}"))),
+    }
+}
+
+/// A redis-rs failure as the engine's: Redis's refusal, or a lost connection.
+fn reply_error(error: &redis::RedisError) -> ReplyError {
+    match error.code() {
+        Some(code) => ReplyError::Server(format!("{code} {}", error.detail().unwrap_or_default())),
+        None => ReplyError::Connection(error.to_string()),
+    }
+}
+
 /// Real Redis: a command connection (pipelines) and one in subscriber mode.
 struct Redis<'a> {
     commands: redis::Connection,
@@ -53,10 +76,34 @@ impl Backend for Redis<'_> {
     fn execute(&mut self, batch: &[Command]) -> Vec<Result<Reply, ReplyError>> {
         // Everything queued goes as one pipeline. `req_packed_commands` keeps each
         // command's error reply apart instead of failing the whole pipeline.
-        let packed = pipeline(batch).get_packed_pipeline();
-        let result =
-            redis::ConnectionLike::req_packed_commands(&mut self.commands, &packed, 0, batch.len());
-        replies(result, batch.len())
+        let mut pipe = redis::pipe();
+        for command in batch {
+            match &command.op {
+                Op::Incr { key } => pipe.cmd("INCR").arg(key.as_ref()),
+                Op::Get { key } => pipe.cmd("GET").arg(key.as_ref()),
+                Op::Set {
+                    key,
+                    value,
+                    expire_seconds,
+                } => pipe
+                    .cmd("SET")
+                    .arg(key.as_ref())
+                    .arg(value.as_ref())
+                    .arg("EX")
+                    .arg(*expire_seconds),
+                Op::Publish { channel, message } => {
+                    pipe.cmd("PUBLISH").arg(channel.as_ref()).arg(message.as_ref())
+                }
+                // This loop runs classic pub/sub on the command connection only; other
+                // commands (sharded, subscriptions) never come here.
+                op => pipe.cmd("ECHO").arg(op.name()),
+            };
+        }
+        let packed = pipe.get_packed_pipeline();
+        match redis::ConnectionLike::req_packed_commands(&mut self.commands, &packed, 0, batch.len()) {
+            Ok(values) => values.into_iter().map(reply).collect(),
+            Err(error) => vec![Err(reply_error(&error)); batch.len()],
+        }
     }
 
     fn subscription(&mut self, op: &Op) -> Result<Reply, ReplyError> {
@@ -66,12 +113,12 @@ impl Backend for Redis<'_> {
             _ => return Err(ReplyError::Connection("not a pub/sub command".into())),
         };
         // redis-rs returns once Redis confirmed: that confirmation is the reply.
-        result.map(|()| Reply::Ok).map_err(|e| to_reply_error(&e))
+        result.map(|()| Reply::Ok).map_err(|e| reply_error(&e))
     }
 
     fn next_message(&mut self) -> Option<(Vec<u8>, Bytes)> {
         // The read timeout (TICK) makes this return `Err(timeout)` when nothing came.
-        // A real driver would also report other errors: `handle_connection_lost`.
+        // A real driver would also report a dropped connection: `handle_pubsub_state`.
         let message = self.pubsub.get_message().ok()?;
         let channel = message.get_channel::<Vec<u8>>().ok()?;
         Some((channel, Bytes::copy_from_slice(message.get_payload_bytes())))
@@ -128,12 +175,11 @@ fn drive(backend: &mut dyn Backend, stream_id: &str) -> bool {
         let mut batch = Vec::new();
         loop {
             while let Some(command) = engine.poll_command() {
-                match command.op.connection() {
-                    Connection::Commands => batch.push(command),
-                    Connection::PubSub => {
-                        let reply = backend.subscription(&command.op);
-                        engine.handle_reply(Instant::now(), command.id, reply);
-                    }
+                if command.op.connection() == Connection::PubSub {
+                    let reply = backend.subscription(&command.op);
+                    engine.handle_reply(Instant::now(), command.id, reply);
+                } else {
+                    batch.push(command);
                 }
             }
             if batch.is_empty() {

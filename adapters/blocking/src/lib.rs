@@ -36,9 +36,7 @@
 
 #![forbid(unsafe_code)]
 
-use resumable_stream_driver::mailbox::{mailbox, RecvTimeoutError, Sender};
-use resumable_stream_driver::reader::Reader;
-use resumable_stream_driver::{thread_starter, Builder, Context, Face, Parts, Runtime};
+use resumable_stream_driver::{thread_starter, Builder, Context, Face, Parts, Reader, Runtime};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,7 +45,7 @@ pub use resumable_stream::{
     Config, Error, Position, PubSub, ReplyError, Role, SkipUnit, Stats, StreamState,
 };
 pub use resumable_stream_driver::{
-    Cancelled, Inbox, MemoryBackend, Publisher, Subscriber, Transport,
+    Cancelled, Inbox, MemoryBackend, Publisher, Subscriber, TimedOut, Transport,
 };
 
 /// What [`ResumableStreamContext::resume_existing_stream`] found.
@@ -137,7 +135,7 @@ impl std::fmt::Debug for ResumableStreamContext {
 struct IoThread {
     runtime: Arc<Smol>,
     /// Dropping it ends the thread.
-    _stop: Sender<()>,
+    _stop: smol::channel::Sender<()>,
 }
 
 /// The I/O thread's executor, as the shared driver needs it.
@@ -166,7 +164,7 @@ impl IoThread {
         let runtime = Arc::new(Smol {
             executor: smol::Executor::new(),
         });
-        let (stop, stopped) = mailbox::<()>();
+        let (stop, stopped) = smol::channel::bounded::<()>(1);
         let executor = runtime.clone();
         std::thread::Builder::new()
             .name("resumable-stream-io".into())
@@ -189,10 +187,10 @@ impl Face for ResumableStreamContext {
     fn build(parts: Parts) -> Self::Built {
         let io = IoThread::start()?;
         // Connected on the I/O thread, where its connections will live.
-        let (answer, answered) = mailbox();
+        let (answer, answered) = smol::channel::bounded(1);
         let runtime = io.runtime();
         io.runtime.spawn(Box::pin(async move {
-            let _ = answer.send(parts.connect(runtime).await);
+            let _ = answer.send(parts.connect(runtime).await).await;
         }));
         let core = answered.recv_blocking().unwrap_or(Err(Error::Closed))?;
         Ok(ResumableStreamContext::assemble(core, io))
@@ -370,21 +368,16 @@ impl ResumableStream {
         self.reader.chunk_position()
     }
 
-    /// Like [`Iterator::next`], but waits at most `timeout`; `Err(())` when it passed.
-    #[allow(clippy::result_unit_err)]
-    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Result<Bytes, Error>>, ()> {
-        if self.reader.is_finished() {
-            return Ok(None);
-        }
-        match self
-            .reader
-            .receiver()
-            .recv_deadline(Instant::now() + timeout)
-        {
-            Ok(item) => Ok(self.reader.accept(Some(item))),
-            Err(RecvTimeoutError::Closed) => Ok(self.reader.accept(None)),
-            Err(RecvTimeoutError::Timeout) => Err(()),
-        }
+    /// Like [`Iterator::next`], but waits at most `timeout`; `Err(TimedOut)` when it
+    /// passed with nothing to read.
+    ///
+    /// # Errors
+    /// [`TimedOut`] when `timeout` passed first.
+    pub fn next_timeout(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<Option<Result<Bytes, Error>>, TimedOut> {
+        self.reader.next_before(Instant::now() + timeout)
     }
 }
 
@@ -392,10 +385,6 @@ impl Iterator for ResumableStream {
     type Item = Result<Bytes, Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.reader.is_finished() {
-            return None;
-        }
-        let item = self.reader.receiver().recv_blocking();
-        self.reader.accept(item)
+        self.reader.next_blocking()
     }
 }

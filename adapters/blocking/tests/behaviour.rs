@@ -36,7 +36,7 @@ type Items = Box<dyn Iterator<Item = Result<String, String>> + Send>;
 fn items(source: Source) -> impl FnOnce() -> Items + Send + 'static {
     move || match source.make() {
         Made::Manual(feed) => Box::new(std::iter::from_fn(move || {
-            Some(match feed.recv_blocking()? {
+            Some(match feed.recv_blocking().ok()? {
                 Item::Chunk(chunk) => Ok(chunk),
                 Item::Fail(message) => Err(message),
                 Item::Panic(message) => panic!("{message}"),

@@ -24,7 +24,6 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use futures_util::{stream, Stream, StreamExt};
 use resumable_stream_tokio::{
     Cancelled, Config, Error, ResumableStream, ResumableStreamContext, Resumed, Role, SkipUnit,
-    StreamState,
 };
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -260,12 +259,8 @@ async fn context(target: &Target, config: Config) -> Result<ResumableStreamConte
 
 async fn state(target: Target) -> Result<Exit, Exit> {
     let ctx = context(&target, Config::default()).await?;
-    let state = match ctx.has_existing_stream(&target.id).await? {
-        StreamState::None => "none",
-        StreamState::Active => "active",
-        StreamState::Done => "done",
-    };
-    println!("{state}");
+    let state = ctx.has_existing_stream(&target.id).await?;
+    println!("{}", state.as_str());
     Ok(Exit::ok())
 }
 

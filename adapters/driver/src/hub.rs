@@ -426,8 +426,10 @@ impl Hub {
         let mut chunks = std::mem::take(&mut inner.staged_chunks);
         while let Some(command) = inner.engine.poll_command() {
             match command.op.connection() {
-                Connection::Commands => commands.push_back(command),
                 Connection::PubSub => subscriptions.push_back(command),
+                // The command connection, and any a later engine adds before this
+                // driver knows it: the transport answers what it cannot run.
+                _ => commands.push_back(command),
             }
         }
         for (queue, staged) in [

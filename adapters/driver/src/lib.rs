@@ -28,14 +28,24 @@ mod builder;
 mod context;
 #[cfg(not(loom))]
 mod face;
+// The structures threads share are public only for the loom models.
+#[cfg(loom)]
 pub mod hub;
+#[cfg(not(loom))]
+mod hub;
+#[cfg(loom)]
 pub mod mailbox;
+#[cfg(not(loom))]
+mod mailbox;
+#[cfg(loom)]
 pub mod production;
-pub mod reader;
-pub mod request;
-pub mod runtime;
+#[cfg(not(loom))]
+mod production;
+mod reader;
+mod request;
+mod runtime;
 mod sync;
-pub mod transport;
+mod transport;
 
 #[cfg(not(loom))]
 pub use builder::{Builder, Face, Parts};
@@ -43,10 +53,14 @@ pub use builder::{Builder, Face, Parts};
 pub use context::Context;
 #[cfg(not(loom))]
 pub use face::ResumableStream;
+pub use hub::Starter;
 pub use production::{task_starter, thread_starter};
-pub use request::{Answer, Cancelled, Request, Resumed};
+pub use reader::{Reader, TimedOut};
+pub use request::{Answer, Cancelled, Opened, Request, Resumed};
 pub use runtime::Runtime;
-pub use transport::{Inbox, MemoryBackend, Publisher, Subscriber, Transport};
+pub use transport::{
+    CustomTransport, Inbox, MemoryBackend, MemoryConnection, Publisher, Subscriber, Transport,
+};
 
 // For the `async_driver!` macro's expansion in the drivers.
 #[doc(hidden)]

@@ -3,13 +3,27 @@
 //! from the engine when dropped before the end.
 
 use crate::hub::{Hub, ReaderItem};
-use crate::mailbox::Receiver;
+use crate::mailbox::{Receiver, RecvTimeoutError};
 use bytes::Bytes;
 use resumable_stream::{Error, Handle, Role};
 use std::collections::VecDeque;
 use std::task::{Context, Poll};
 
-/// A reader's mailbox and state; drivers wrap it in a `Stream` or an `Iterator`.
+/// A deadline passed with nothing to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimedOut;
+
+impl std::fmt::Display for TimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("nothing to read before the deadline")
+    }
+}
+
+impl std::error::Error for TimedOut {}
+
+/// One reader's end of a stream: what the hub routes to it, its chunk position, and
+/// its detach when dropped before the end. Drivers wrap it in a `Stream` or an
+/// `Iterator`.
 pub struct Reader {
     receiver: Receiver<ReaderItem>,
     handle: Handle,
@@ -23,7 +37,7 @@ pub struct Reader {
 
 impl Reader {
     /// The reader of `handle`, receiving from `receiver`.
-    pub fn new(hub: Hub, handle: Handle, role: Role, receiver: Receiver<ReaderItem>) -> Reader {
+    pub(crate) fn new(hub: Hub, handle: Handle, role: Role, receiver: Receiver<ReaderItem>) -> Reader {
         Reader {
             receiver,
             handle,
@@ -51,9 +65,36 @@ impl Reader {
         self.finished
     }
 
-    /// The mailbox to wait on.
-    pub fn receiver(&self) -> &Receiver<ReaderItem> {
-        &self.receiver
+    /// Waits on the thread for what the reader sees next: a chunk, the error that ends
+    /// the stream, or its end (`None`).
+    pub fn next_blocking(&mut self) -> Option<Result<Bytes, Error>> {
+        if self.finished {
+            return None;
+        }
+        if let Some(item) = self.taken.pop_front() {
+            return self.accept(Some(item));
+        }
+        let item = self.receiver.recv_blocking();
+        self.accept(item)
+    }
+
+    /// [`next_blocking`](Self::next_blocking), waiting no later than `deadline`:
+    /// `Err(TimedOut)` when it passed with nothing to see.
+    pub fn next_before(
+        &mut self,
+        deadline: std::time::Instant,
+    ) -> Result<Option<Result<Bytes, Error>>, TimedOut> {
+        if self.finished {
+            return Ok(None);
+        }
+        if let Some(item) = self.taken.pop_front() {
+            return Ok(self.accept(Some(item)));
+        }
+        match self.receiver.recv_deadline(deadline) {
+            Ok(item) => Ok(self.accept(Some(item))),
+            Err(RecvTimeoutError::Closed) => Ok(self.accept(None)),
+            Err(RecvTimeoutError::Timeout) => Err(TimedOut),
+        }
     }
 
     /// Waits (asynchronously) for what the reader sees next: a chunk, the error that
@@ -77,7 +118,7 @@ impl Reader {
     }
 
     /// Takes what the mailbox gave (`None`: it ended) and returns what the reader sees.
-    pub fn accept(&mut self, item: Option<ReaderItem>) -> Option<Result<Bytes, Error>> {
+    fn accept(&mut self, item: Option<ReaderItem>) -> Option<Result<Bytes, Error>> {
         match item {
             Some(Ok(chunk)) => {
                 self.position = chunk.index;

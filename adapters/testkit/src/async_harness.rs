@@ -225,7 +225,7 @@ impl<C: AsyncContext, E: Executor> harness::Reader for Reader<C, E> {
 fn chunks(source: Source) -> Box<dyn FnOnce() -> Chunks + Send> {
     Box::new(move || match source.make() {
         Made::Manual(feed) => futures_util::stream::unfold(feed, |feed| async move {
-            let item = match feed.recv().await? {
+            let item = match feed.recv().await.ok()? {
                 Item::Chunk(chunk) => Ok(chunk),
                 Item::Fail(message) => Err(message),
                 Item::Panic(message) => panic!("{message}"),

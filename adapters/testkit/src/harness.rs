@@ -5,7 +5,7 @@ use crate::setup::Setup;
 use crate::store::Store;
 use bytes::Bytes;
 use resumable_stream::{Config, Error, Position, Role, Stats, StreamState};
-use resumable_stream_driver::mailbox::{mailbox, Receiver, Sender};
+use async_channel::{Receiver, Sender};
 use resumable_stream_driver::Cancelled;
 
 /// A source for a producer: chunks fed by the test, or a fixed list, possibly behind
@@ -72,23 +72,23 @@ pub struct Feed(Sender<Item>);
 impl Feed {
     /// The next chunk.
     pub fn chunk(&self, chunk: impl Into<String>) {
-        let _ = self.0.send(Item::Chunk(chunk.into()));
+        let _ = self.0.try_send(Item::Chunk(chunk.into()));
     }
 
     /// The source fails with `message`.
     pub fn fail(&self, message: impl Into<String>) {
-        let _ = self.0.send(Item::Fail(message.into()));
+        let _ = self.0.try_send(Item::Fail(message.into()));
     }
 
     /// The source panics with `message` when next pulled.
     pub fn panic(&self, message: impl Into<String>) {
-        let _ = self.0.send(Item::Panic(message.into()));
+        let _ = self.0.try_send(Item::Panic(message.into()));
     }
 }
 
 /// A source the test feeds by hand.
 pub fn manual() -> (Feed, Source) {
-    let (tx, rx) = mailbox();
+    let (tx, rx) = async_channel::unbounded();
     (Feed(tx), Source::Manual(rx))
 }
 

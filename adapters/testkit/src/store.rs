@@ -190,9 +190,10 @@ impl Store {
                 .expect("PUBLISH"),
             Store::Custom(store) => store.publish_raw(channel, message),
             Store::Cluster(cluster, pubsub) => {
-                let command = match pubsub {
-                    PubSub::Classic => "PUBLISH",
-                    PubSub::Sharded => "SPUBLISH",
+                let command = if *pubsub == PubSub::Sharded {
+                    "SPUBLISH"
+                } else {
+                    "PUBLISH"
                 };
                 redis::cmd(command)
                     .arg(channel)

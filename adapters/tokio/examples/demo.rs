@@ -55,7 +55,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::{stream, Stream, StreamExt};
 use resumable_stream_tokio::{
-    Error, Position, ResumableStream, ResumableStreamContext, Role, StreamState,
+    Error, Position, ResumableStream, ResumableStreamContext, Role,
 };
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -194,6 +194,7 @@ async fn stream_handler(
                 (Role::Producer, _) | (_, Position::Start) => serde_json::json!("start"),
                 (Role::Resumer, Position::Chunk(n)) => serde_json::json!({ "chunk": n }),
                 (Role::Resumer, Position::Units(n)) => serde_json::json!({ "offset": n }),
+                (Role::Resumer, other) => serde_json::json!(format!("{other:?}")),
             };
             let role = match chunks.role() {
                 Role::Producer => "producer",
@@ -246,14 +247,7 @@ async fn state_handler(State(app): State<App>, Path(id): Path<String>) -> Respon
         return bad_id();
     }
     match app.ctx.has_existing_stream(&id).await {
-        Ok(state) => {
-            let state = match state {
-                StreamState::None => "none",
-                StreamState::Active => "active",
-                StreamState::Done => "done",
-            };
-            Json(serde_json::json!({ "state": state })).into_response()
-        }
+        Ok(state) => Json(serde_json::json!({ "state": state.as_str() })).into_response(),
         Err(error) => error_response(&id, &error),
     }
 }

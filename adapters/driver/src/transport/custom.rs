@@ -94,6 +94,10 @@ impl Transport for CustomTransport {
                     | Op::Unsubscribe { .. }
                     | Op::SSubscribe { .. }
                     | Op::SUnsubscribe { .. } => Err(wrong_connection(&command.op)),
+                    op => Err(ReplyError::Server(format!(
+                        "ERR a publisher and subscriber cannot run {}",
+                        op.name()
+                    ))),
                 };
                 replies.push(reply);
             }
