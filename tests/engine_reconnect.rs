@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use resumable_stream::sim::Sim;
-use resumable_stream::{Config, Error, PubSubState, Role};
+use resumable_stream::{Config, Connection, Error, PubSubState, ReplyError, Role};
 use std::time::Duration;
 
 const MS: Duration = Duration::from_millis(1);
@@ -75,4 +75,54 @@ fn a_long_interruption_is_no_producer_death() {
     let log = sim.log(1, r);
     assert_eq!(log.data, b"before during after");
     assert!(log.ended && log.error.is_none(), "{log:?}");
+}
+
+/// The transport says the pub/sub connection is back, but the resumer's subscription
+/// fails again (a Cluster shard still down when the others answer): the resumer does
+/// not wait for ever for a restore that may never be reported; the liveness bound runs
+/// again from the failed subscription and ends it with `ProducerGone`.
+#[test]
+fn a_subscription_that_fails_after_a_restore_cannot_wait_for_ever() {
+    let mut sim = Sim::new(2, MS, Config::default());
+    let p = sim.engine(0).resumable_stream("s", None);
+    sim.settle();
+    sim.engine(0)
+        .push_chunk(p, Bytes::from_static(b"before "))
+        .unwrap();
+    let r = sim.engine(1).resumable_stream("s", None);
+    sim.settle();
+    assert_eq!(sim.log(1, r).data, b"before ");
+
+    sim.partition(1, true);
+    let now = sim.now();
+    sim.engine(1)
+        .handle_pubsub_state(now, PubSubState::Interrupted);
+    sim.advance(Duration::from_secs(10));
+    let restored = sim.now();
+    let restored_at = sim.elapsed();
+    let engine = sim.engine(1);
+    engine.handle_pubsub_state(restored, PubSubState::Restored);
+    // The subscription the restore sends fails as the shard is still away.
+    let mut failed = 0;
+    while let Some(command) = engine.poll_command() {
+        if command.op.connection() == Connection::PubSub {
+            let refused = ReplyError::Connection("connection refused".into());
+            engine.handle_reply(restored, command.id, Err(refused));
+            failed += 1;
+        }
+    }
+    assert_eq!(failed, 1, "one subscription sent again");
+    sim.advance(Duration::from_secs(30));
+    let log = sim.log(1, r);
+    assert!(
+        matches!(log.error, Some(Error::ProducerGone { .. })),
+        "{log:?}"
+    );
+    // Three heartbeats of 2 s from the failed subscription, plus the simulator's
+    // millisecond links.
+    let ended = log.final_at.expect("ended") - restored_at;
+    assert!(
+        ended <= Duration::from_millis(6_100),
+        "ended {ended:?} after the restore"
+    );
 }

@@ -83,6 +83,11 @@ pub(super) struct Resumer {
 }
 
 impl Resumer {
+    /// The stream's id.
+    pub(super) fn stream_id(&self) -> &str {
+        &self.stream_id
+    }
+
     /// The resumer of `stream_id` for request `handle`, listening on `listener_id`'s
     /// channel (`token` marks its control messages): subscribes first, so that no
     /// answer to its request is lost.
@@ -249,8 +254,13 @@ impl Resumer {
             // is back.
             (Expect::Resubscribe, Err(ReplyError::Connection(error))) => {
                 log::debug!(
-                    "resumable-stream: a subscription waits for the next reconnect: {error}"
+                    "resumable-stream: the subscription of a reader of {:?} waits for the next reconnect: {error}",
+                    self.stream_id
                 );
+                // The transport called the connection back, yet this subscription
+                // failed: if no new interruption pauses it, the liveness bound runs
+                // again, so that a subscription never restored cannot wait for ever.
+                self.restart_liveness(now, out);
                 Next::Stay
             }
             (Expect::Resubscribe, Err(error)) => {

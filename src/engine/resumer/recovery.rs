@@ -52,6 +52,17 @@ impl Resumer {
         self.liveness_at = None;
     }
 
+    /// The liveness bound of an extended producer, paused while the connection was
+    /// down, starts again from `now`.
+    pub(super) fn restart_liveness(&mut self, now: Instant, out: &mut Outbox) {
+        if matches!(self.peer, Peer::Extended { .. }) {
+            self.last_heard = Some(now);
+            let at = now + liveness_window(self.heartbeat);
+            self.liveness_at = Some(at);
+            out.arm(self.handle, Timer::Liveness, at);
+        }
+    }
+
     /// Subscribed again after a reconnect: ask again from what was received, or send
     /// the first request again if no answer had come.
     pub(super) fn resume_after_reconnect(
@@ -62,11 +73,7 @@ impl Resumer {
     ) {
         match self.peer {
             Peer::Extended { .. } => {
-                // The liveness bound, paused while the connection was down, starts again.
-                self.last_heard = Some(now);
-                let at = now + liveness_window(self.heartbeat);
-                self.liveness_at = Some(at);
-                out.arm(self.handle, Timer::Liveness, at);
+                self.restart_liveness(now, out);
                 self.ask_again(now, self.received_through(), config, out);
             }
             Peer::V1 => {}

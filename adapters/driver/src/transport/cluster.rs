@@ -36,9 +36,7 @@ use crate::runtime::Runtime;
 use bytes::Bytes;
 use futures_util::future::{self, BoxFuture, Either};
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{
-    MultipleNodeRoutingInfo, ResponsePolicy, Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr,
-};
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{PushInfo, PushKind, Value};
 use resumable_stream::cluster::key_slot;
 use resumable_stream::{Command, Error, Op, PubSubState, Reply, ReplyError};
@@ -223,13 +221,47 @@ fn redirected(reply: &Result<Reply, ReplyError>) -> bool {
         if ["MOVED ", "ASK ", "TRYAGAIN", "CLUSTERDOWN"].iter().any(|p| text.starts_with(p)))
 }
 
-/// `PING` to every master: succeeds once every shard answers.
+/// `PING` to the master of every slot range `CLUSTER SLOTS` names, by its address:
+/// succeeds once each shard's master answers. (A `PING` routed to all masters, or to a
+/// slot's master, would succeed without the dead one: redis-rs answers from a replica
+/// of the shard, or any node, while it cannot reach the master, and the slot map keeps
+/// a dead master until its replica takes over.)
 async fn ping_masters(mut connection: ClusterConnection) -> redis::RedisResult<Value> {
-    let routing = RoutingInfo::MultiNode((
-        MultipleNodeRoutingInfo::AllMasters,
-        Some(ResponsePolicy::AllSucceeded),
-    ));
-    connection.route_command(redis::cmd("PING"), routing).await
+    let any_node = RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random);
+    let mut slots_command = redis::cmd("CLUSTER");
+    slots_command.arg("SLOTS");
+    let slots = connection.route_command(slots_command, any_node).await?;
+    let Value::Array(ranges) = slots else {
+        return Err(unreadable("CLUSTER SLOTS did not answer an array"));
+    };
+    for range in ranges {
+        // [start, end, [host, port, id, ...], replicas...]
+        let Value::Array(fields) = range else {
+            return Err(unreadable("a CLUSTER SLOTS range is not an array"));
+        };
+        let Some(Value::Array(master)) = fields.get(2) else {
+            return Err(unreadable("a CLUSTER SLOTS range names no master"));
+        };
+        let (Some(host), Some(Value::Int(port))) = (master.first(), master.get(1)) else {
+            return Err(unreadable("a CLUSTER SLOTS master has no address"));
+        };
+        let host = match host {
+            Value::BulkString(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+            Value::SimpleString(text) => text.clone(),
+            _ => return Err(unreadable("a CLUSTER SLOTS master's host is not a string")),
+        };
+        let port = u16::try_from(*port).map_err(|_| unreadable("a port out of range"))?;
+        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
+        connection
+            .route_command(redis::cmd("PING"), routing)
+            .await?;
+    }
+    Ok(Value::Okay)
+}
+
+/// A reply of the cluster this transport cannot read.
+fn unreadable(what: &'static str) -> redis::RedisError {
+    redis::RedisError::from((redis::ErrorKind::Parse, what))
 }
 
 impl Transport for ClusterTransport {
