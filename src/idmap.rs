@@ -1,6 +1,7 @@
 //! Maps keyed by the engine's own sequence numbers (command ids, handles): one multiply
-//! per key instead of SipHash. Drivers use them too, for their maps keyed by handles. The keys are counters the engine hands out, never input
-//! from Redis or clients, so there is nothing to flood.
+//! per key instead of SipHash, which a chunk's dispatch would otherwise pay. Drivers
+//! use [`HandleMap`] for their maps keyed by handles. The keys are counters the engine
+//! hands out, never input from Redis or clients, so there is nothing to flood.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -26,7 +27,17 @@ impl Hasher for IdHasher {
 }
 
 /// A map keyed by engine-issued ids.
-pub type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+pub(crate) type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+
+/// A map keyed by stream [`Handle`](crate::Handle)s, hashed with [`IdHasher`]: what a
+/// driver keeps per stream of the engine (its readers, its producers).
+///
+/// ```
+/// use resumable_stream::HandleMap;
+/// let readers: HandleMap<Vec<u8>> = HandleMap::default();
+/// assert!(readers.is_empty());
+/// ```
+pub type HandleMap<V> = HashMap<crate::Handle, V, BuildHasherDefault<IdHasher>>;
 
 #[cfg(test)]
 mod tests {

@@ -190,6 +190,17 @@ impl Engine {
         }
     }
 
+    /// The id of the stream `handle` reads, produces or asks about, while the engine
+    /// knows the handle: for log records and errors that name the stream.
+    pub fn stream_id(&self, handle: Handle) -> Option<&str> {
+        match self.machines.get(&handle)? {
+            Machine::Opening(opening) => Some(&opening.stream_id),
+            Machine::Checking(checking) => checking.stream_id(),
+            Machine::Producer(p) => Some(p.stream_id()),
+            Machine::Resumer(r) => Some(r.stream_id()),
+        }
+    }
+
     /// How many listeners the stream `handle` produces is publishing to.
     pub fn listener_count(&self, handle: Handle) -> Option<usize> {
         match self.machines.get(&handle) {
@@ -335,7 +346,8 @@ impl Engine {
         if expect == Expect::Write {
             if let Err(error) = reply {
                 self.out.stats.failed_writes += 1;
-                log::warn!("resumable-stream: a write failed: {error}");
+                let stream_id = self.stream_id(handle).unwrap_or("a finished stream");
+                log::warn!("resumable-stream: a write for {stream_id:?} failed: {error}");
             }
             return;
         }

@@ -143,6 +143,15 @@ pub(super) struct Checking {
     retry: Option<Opening>,
 }
 
+impl Checking {
+    /// The stream checked, when the check may resume it.
+    pub(super) fn stream_id(&self) -> Option<&str> {
+        self.retry
+            .as_ref()
+            .map(|opening| opening.stream_id.as_str())
+    }
+}
+
 /// What the check found.
 pub(super) enum Checked {
     /// The stream is active again: the idempotent request resumes it.

@@ -15,7 +15,7 @@ use crate::production::SourceEnd;
 use crate::request::{Answer, Cancelled, Opened, Request, Resumed};
 use crate::sync::{downgrade, lock, Arc, Mutex, Weak};
 use bytes::Bytes;
-use resumable_stream::idmap::IdMap;
+use resumable_stream::HandleMap;
 use resumable_stream::{
     Command, Connection, Engine, Error, Event, Handle, Reply, ReplyError, Role, StreamState,
 };
@@ -42,10 +42,6 @@ pub struct Chunk {
 /// or thread it starts, so that a slow or panicking `make_stream` delays or fails
 /// only its own stream.
 pub type Starter = Box<dyn FnOnce(Hub, Handle) + Send>;
-
-/// A map keyed by handles: one multiply per key instead of SipHash, which a chunk's
-/// dispatch would otherwise pay.
-type HandleMap<V> = IdMap<Handle, V>;
 
 /// Who waits for what the engine says of a handle: a request, typed by what it
 /// answers, or the reader of an open stream.
@@ -283,19 +279,14 @@ impl Hub {
         end: Option<SourceEnd>,
     ) -> bool {
         let result = self.with_engine(|engine| {
-            for chunk in chunks {
-                engine.push_chunk(handle, chunk)?;
-            }
-            match end {
-                None => Ok(true),
-                Some(SourceEnd::Finished) => engine.finish(handle).map(|()| false),
-                Some(SourceEnd::Failed(message)) => engine.fail(handle, message).map(|()| false),
-            }
+            let fed = feed(engine, handle, chunks, end);
+            fed.map_err(|error| (engine.stream_id(handle).map(str::to_owned), error))
         });
         match result {
             Ok(more) => more,
-            Err(error) => {
-                log::debug!("resumable-stream: producer {handle:?} stops: {error}");
+            Err((stream_id, error)) => {
+                let stream_id = stream_id.as_deref().unwrap_or("a finished stream");
+                log::debug!("resumable-stream: the producer of {stream_id:?} stops: {error}");
                 false
             }
         }
@@ -618,4 +609,21 @@ fn deliver(
         }
     }
     chunks.clear();
+}
+
+/// Gives the engine what producer `handle`'s source gave; whether it wants more.
+fn feed(
+    engine: &mut Engine,
+    handle: Handle,
+    chunks: impl IntoIterator<Item = Bytes>,
+    end: Option<SourceEnd>,
+) -> Result<bool, Error> {
+    for chunk in chunks {
+        engine.push_chunk(handle, chunk)?;
+    }
+    match end {
+        None => Ok(true),
+        Some(SourceEnd::Finished) => engine.finish(handle).map(|()| false),
+        Some(SourceEnd::Failed(message)) => engine.fail(handle, message).map(|()| false),
+    }
 }

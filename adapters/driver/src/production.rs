@@ -140,6 +140,7 @@ where
     E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     Box::new(move |hub: Hub, handle: Handle| {
+        let stream_id = hub.with_engine(|engine| engine.stream_id(handle).map(str::to_owned));
         let production = Production::new(hub, handle);
         let spawned = std::thread::Builder::new()
             .name("resumable-stream-producer".into())
@@ -147,7 +148,10 @@ where
         if let Err(error) = spawned {
             // The closure, and the `Production` in it, is dropped: the stream fails
             // as a source error.
-            log::error!("resumable-stream: cannot start a producer thread: {error}");
+            let stream_id = stream_id.as_deref().unwrap_or("a stopped stream");
+            log::error!(
+                "resumable-stream: cannot start the producer thread of {stream_id:?}: {error}"
+            );
         }
     })
 }

@@ -111,6 +111,11 @@ pub(super) struct Producer {
 }
 
 impl Producer {
+    /// The stream's id.
+    pub(super) fn stream_id(&self) -> &str {
+        &self.stream_id
+    }
+
     /// The producer of `stream_id` for request `handle`: subscribes to its request
     /// channel first, so that no request sent once the sentinel says "active" is lost.
     pub(super) fn start(
