@@ -56,6 +56,10 @@ step "licenses, bans and sources (cargo deny; advisories need a network this mac
 command -v cargo-deny >/dev/null 2>&1 || cargo install --locked cargo-deny@0.20.2
 cargo deny --workspace --log-level error check licenses bans sources
 
+step "packaging: every crate packages and its package builds on its own (cargo package)"
+# The test kit (publish = false) is packaged too, so that its manifest stays valid.
+cargo package --workspace --allow-dirty --quiet
+
 step "tests"
 cargo test --workspace --all-targets
 

@@ -12,9 +12,9 @@
 //! does), redis-rs picks tokio only inside a tokio runtime and async-io everywhere
 //! else, so each driver keeps its own runtime: our test suite runs both in one build.
 //!
-//! async-std itself is deprecated upstream in favour of smol; since both sit on
-//! async-io, the same code serves smol users (`AsyncStd::spawn` needs only async-std's
-//! global executor).
+//! async-std itself is discontinued upstream in favour of smol (advisory
+//! RUSTSEC-2025-0052): this driver stays for the services that still run on it, and
+//! new code on async-io should use `resumable-stream-smol`, the same API on smol.
 //!
 //! ```no_run
 //! use futures_util::{stream, StreamExt};
@@ -39,8 +39,12 @@ use std::time::Instant;
 
 pub use bytes::Bytes;
 pub use resumable_stream::{
-    Config, Error, Position, PubSub, ReplyError, Role, SkipUnit, Stats, StreamState,
+    Config, Error, Position, PubSub, ReplyError, Role, SkipUnit, SourceError, Stats, StreamState,
 };
+/// The Redis client (redis-rs) whose types the builder's `redis_client` and
+/// `redis_connections` take, at the version this driver was built with.
+#[cfg(feature = "redis")]
+pub use resumable_stream_driver::redis;
 pub use resumable_stream_driver::{
     Cancelled, Inbox, MemoryBackend, Publisher, ResumableStream, Subscriber, Transport,
 };

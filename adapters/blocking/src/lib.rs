@@ -1,7 +1,8 @@
 //! # resumable-stream-blocking
 //!
-//! The blocking driver of [`resumable_stream`], for servers without an async runtime:
-//! plain `std` threads and redis-rs's synchronous connections. Streams are
+//! The blocking driver of [`resumable_stream`], for servers without an async runtime
+//! (tiny_http, a thread per request): a blocking API over the same transports as the
+//! async drivers, run on a private I/O thread (see [Threads](#threads)). Streams are
 //! `Iterator<Item = Result<Bytes, Error>>`; a producer's source is an iterator pulled on
 //! its own thread, which keeps running when its reader goes away.
 //!
@@ -42,8 +43,12 @@ use std::time::{Duration, Instant};
 
 pub use bytes::Bytes;
 pub use resumable_stream::{
-    Config, Error, Position, PubSub, ReplyError, Role, SkipUnit, Stats, StreamState,
+    Config, Error, Position, PubSub, ReplyError, Role, SkipUnit, SourceError, Stats, StreamState,
 };
+/// The Redis client (redis-rs) whose types the builder's `redis_client` and
+/// `redis_connections` take, at the version this driver was built with.
+#[cfg(feature = "redis")]
+pub use resumable_stream_driver::redis;
 pub use resumable_stream_driver::{
     Cancelled, Inbox, MemoryBackend, Publisher, Subscriber, TimedOut, Transport,
 };

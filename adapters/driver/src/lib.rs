@@ -62,6 +62,12 @@ pub use transport::{
     CustomTransport, Inbox, MemoryBackend, MemoryConnection, Publisher, Subscriber, Transport,
 };
 
+/// The Redis client this crate runs on (redis-rs), whose types
+/// [`Builder::redis_client`] and [`Builder::redis_connections`] take: use this one, so
+/// that its version is the one the driver was built with.
+#[cfg(feature = "redis")]
+pub use redis;
+
 // For the `async_driver!` macro's expansion in the drivers.
 #[doc(hidden)]
 pub use bytes::Bytes;

@@ -60,8 +60,12 @@ use std::time::Instant;
 
 pub use bytes::Bytes;
 pub use resumable_stream::{
-    Config, Error, Position, PubSub, ReplyError, Role, SkipUnit, Stats, StreamState,
+    Config, Error, Position, PubSub, ReplyError, Role, SkipUnit, SourceError, Stats, StreamState,
 };
+/// The Redis client (redis-rs) whose types the builder's `redis_client` and
+/// `redis_connections` take, at the version this driver was built with.
+#[cfg(feature = "redis")]
+pub use resumable_stream_driver::redis;
 pub use resumable_stream_driver::{
     Cancelled, Inbox, MemoryBackend, Publisher, ResumableStream, Subscriber, Transport,
 };
