@@ -45,11 +45,14 @@ async fn server(ctx: ResumableStreamContext) -> std::net::SocketAddr {
     serve(router).await
 }
 
+/// Request headers: names and raw values.
+type Headers = &'static [(&'static str, &'static [u8])];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_positions_are_400_with_a_one_line_reason() {
     let ctx = ResumableStreamContext::in_memory();
     let addr = server(ctx.clone()).await;
-    let cases: [(&str, &[(&str, &[u8])]); 15] = [
+    let cases: [(&str, Headers); 15] = [
         ("/s/p?offset=abc", &[]),
         ("/s/p?offset=-1", &[]),
         ("/s/p?offset=%2B1", &[]),
