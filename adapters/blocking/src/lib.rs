@@ -423,6 +423,22 @@ impl ResumableStream {
     /// This stream as the body of a server-sent events response: `retry:`, one event
     /// per chunk (its id the chunk position), keep-alives while the producer is
     /// silent, then `event: end` or `event: error` (see [`resumable_stream::sse`]).
+    /// Write each item to the response and flush it.
+    ///
+    /// ```
+    /// use resumable_stream_blocking::{ResumableStreamContext, SseOptions};
+    /// use std::convert::Infallible;
+    ///
+    /// let ctx = ResumableStreamContext::in_memory();
+    /// let source = || ["one\n", "two\r\n"].map(Ok::<_, Infallible>);
+    /// let stream = ctx.resumable_stream("s", source, None).unwrap().unwrap();
+    /// let body: Vec<_> = stream.into_sse(SseOptions::default()).collect();
+    /// assert_eq!(body[0], "retry: 1000\n\n");
+    /// assert_eq!(body[1], "id: 1\ndata: one\ndata: \n\n");
+    /// assert_eq!(body[2], "id: 2\nevent: bytes\ndata: dHdvDQo=\n\n"); // "two\r\n" in base64
+    /// assert_eq!(body[3], "event: end\ndata: \n\n");
+    /// assert_eq!(body.len(), 4);
+    /// ```
     pub fn into_sse(self, options: SseOptions) -> SseIter<ResumableStream> {
         SseIter::new(self, options)
     }
