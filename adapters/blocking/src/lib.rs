@@ -331,6 +331,15 @@ impl ResumableStreamContext {
     /// instance: in the same Redis (or memory), under the key prefix, with the
     /// sentinels' TTL.
     ///
+    /// ```
+    /// let ctx = resumable_stream_blocking::ResumableStreamContext::in_memory();
+    /// assert_eq!(ctx.active_stream("chat-1")?, None);
+    /// ctx.set_active_stream("chat-1", "chat-1:a")?;
+    /// ctx.set_active_stream("chat-1", "chat-1:b")?; // a new message, a new stream
+    /// assert_eq!(ctx.active_stream("chat-1")?.as_deref(), Some("chat-1:b"));
+    /// # Ok::<(), resumable_stream_blocking::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// Redis failures, [`Error::ShuttingDown`], [`Error::Closed`].
     pub fn set_active_stream(&self, owner: &str, stream_id: &str) -> Result<(), Error> {
