@@ -45,6 +45,8 @@ check_server() {
   grep -q '"role":"resumer"' "/tmp/smoke-$name.resumed"
   grep -q '"from":{"chunk":5}' "/tmp/smoke-$name.by-id"
   grep -q '^event: end' "/tmp/smoke-$name.full"
+  # The answer's CRLF cannot be in a data line: it travels as base64.
+  grep -q '^event: bytes' "/tmp/smoke-$name.full"
   grep -q '^event: end' "/tmp/smoke-$name.resumed"
   grep -q '^event: end' "/tmp/smoke-$name.by-id"
   python3 - "/tmp/smoke-$name.full" "/tmp/smoke-$name.resumed" "/tmp/smoke-$name.by-id" "/tmp/smoke-$name.answer" <<'PY'
@@ -53,7 +55,7 @@ def events(path):
     """(id, bytes) of each chunk event: text events (data lines joined with LF), or
     `bytes` events (base64), as resumable_stream::sse frames them."""
     out = []
-    for block in open(path, encoding="utf-8").read().split("\n\n"):
+    for block in open(path, encoding="utf-8", newline="").read().split("\n\n"):
         lines = block.split("\n")
         kinds = [l[6:].strip() for l in lines if l.startswith("event:")]
         if kinds and kinds != ["bytes"]:
@@ -67,7 +69,7 @@ def events(path):
 def text(path):
     return b"".join(t for _, t in events(path)).decode("utf-8")
 full, resumed, by_id = text(sys.argv[1]), text(sys.argv[2]), text(sys.argv[3])
-answer = open(sys.argv[4], encoding="utf-8").read()
+answer = open(sys.argv[4], encoding="utf-8", newline="").read()
 assert full == answer, (full, answer)
 ids = [i for i, _ in events(sys.argv[1])]
 assert ids == list(range(1, len(ids) + 1)), ids

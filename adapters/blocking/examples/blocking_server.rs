@@ -66,12 +66,13 @@ use demo_common::{is_plain_id, port_from_args_or_env};
 const PAGE: &str = include_str!("../../tokio/examples/demo.html");
 
 /// The simulated model's answer (about 90 words). Accents, CJK and an emoji outside the
-/// Basic Multilingual Plane (two UTF-16 units) make a wrong resume offset visible.
+/// Basic Multilingual Plane (two UTF-16 units) make a wrong resume offset visible; the
+/// CRLF travels as an `event: bytes` (a CR cannot be in an SSE data line).
 const ANSWER: &str = "Here is a résumé of resumable streams, served by plain threads. The \
 server that starts a stream keeps every token it has sent, so a reader that loses its \
 connection can come back, say \"héllo\" again, and ask for the rest. Offsets are counted the \
 way a browser counts them, in UTF-16 code units: 日本 costs two, and the rocket 🚀 costs two \
-on its own.\nTry it: cut the connection halfway, reload the page, or open a second tab. Every \
+on its own.\r\nTry it: cut the connection halfway, reload the page, or open a second tab. Every \
 reader ends with the same text, naïve façade and all. ✨";
 
 /// How often an SSE response waiting for the next chunk checks whether it was cut.

@@ -73,11 +73,12 @@ const PAGE: &str = include_str!("demo.html");
 
 /// The simulated model's answer. It mixes accents, CJK and an emoji outside the Basic
 /// Multilingual Plane (two UTF-16 units) so that a resume offset counted by the browser
-/// is visibly right or wrong, and a newline, which SSE cannot carry inside a line.
+/// is visibly right or wrong, and a CRLF: a CR cannot travel in an SSE data line, so
+/// that token goes as an `event: bytes` (base64) and the page decodes it.
 const ANSWER: &str = "Here is a résumé of resumable streams. The server that starts a stream \
 keeps every token it has sent, so a reader that loses its connection can come back, say \
 \"héllo\" again, and ask for the rest. Offsets are counted the way a browser counts them, in \
-UTF-16 code units: 日本 costs two, and the rocket 🚀 costs two on its own.\nTry it: cut the \
+UTF-16 code units: 日本 costs two, and the rocket 🚀 costs two on its own.\r\nTry it: cut the \
 connection halfway, reload the page, or open a second tab. Every reader ends with the same \
 text, naïve façade and all. ✨";
 
