@@ -238,4 +238,111 @@ mod tests {
         );
         assert_eq!(encode_retry(Duration::from_millis(1500)), "retry: 1500\n\n");
     }
+
+    /// The WHATWG event stream interpretation, minimally: lines end at CRLF, LF or CR;
+    /// `event`, `data`, `id` fields; comments ignored; dispatch on a blank line unless
+    /// the data buffer is empty. Returns (type, data, last id) per dispatched event.
+    fn parse(stream: &[u8]) -> Vec<(String, String, String)> {
+        let text = String::from_utf8(stream.to_vec()).expect("an SSE body is UTF-8");
+        let (mut events, mut data, mut kind, mut id) =
+            (Vec::new(), String::new(), String::new(), String::new());
+        let mut lines = Vec::new();
+        let mut rest = text.as_str();
+        while let Some(end) = rest.find(['\r', '\n']) {
+            lines.push(&rest[..end]);
+            let skip = if rest[end..].starts_with("\r\n") {
+                2
+            } else {
+                1
+            };
+            rest = &rest[end + skip..];
+        }
+        for line in lines {
+            if line.is_empty() {
+                if !data.is_empty() {
+                    data.pop();
+                    let kind = if kind.is_empty() {
+                        "message".to_owned()
+                    } else {
+                        kind.clone()
+                    };
+                    events.push((kind, std::mem::take(&mut data), id.clone()));
+                }
+                kind.clear();
+                data.clear();
+                continue;
+            }
+            if line.starts_with(':') {
+                continue;
+            }
+            let (field, value) = line.split_once(':').unwrap_or((line, ""));
+            let value = value.strip_prefix(' ').unwrap_or(value);
+            match field {
+                "event" => kind = value.to_owned(),
+                "data" => {
+                    data.push_str(value);
+                    data.push('\n');
+                }
+                "id" => id = value.to_owned(),
+                _ => {}
+            }
+        }
+        events
+    }
+
+    #[test]
+    fn random_chunks_round_trip_exactly_through_a_whatwg_parser() {
+        // Bytes that end lines, look like fields, or are not UTF-8 on their own.
+        let alphabet: &[&[u8]] = &[
+            b"\r",
+            b"\n",
+            b"\r\n",
+            b"\0",
+            b":",
+            b" ",
+            b"data: ",
+            b"event: end",
+            b"id: 9",
+            b"a",
+            b"\xC3",
+            b"\xA9",
+            "é".as_bytes(),
+            "🚀".as_bytes(),
+            b"\xF0\x9F",
+            b"\xFF",
+        ];
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut body = Vec::new();
+        let mut chunks = Vec::new();
+        for index in 1..=3000u64 {
+            let mut chunk = Vec::new();
+            for _ in 0..next() % 8 {
+                chunk.extend_from_slice(alphabet[(next() % alphabet.len() as u64) as usize]);
+            }
+            body.extend_from_slice(&encode_chunk(&chunk, Some(index)));
+            if index % 97 == 0 {
+                body.extend_from_slice(KEEP_ALIVE);
+            }
+            chunks.push(chunk);
+        }
+        body.extend_from_slice(&encode_end());
+        let events = parse(&body);
+        assert_eq!(events.len(), chunks.len() + 1);
+        for (i, ((kind, data, id), chunk)) in events.iter().zip(&chunks).enumerate() {
+            assert_eq!(
+                decode_chunk(kind, data).as_ref(),
+                Some(chunk),
+                "chunk {i}: {kind} {data:?}"
+            );
+            assert_eq!(id, &(i as u64 + 1).to_string());
+        }
+        let last = events.last().unwrap();
+        assert_eq!((last.0.as_str(), last.1.as_str()), ("end", ""));
+    }
 }
