@@ -46,7 +46,8 @@ pub use resumable_stream::{
 #[cfg(feature = "redis")]
 pub use resumable_stream_driver::redis;
 pub use resumable_stream_driver::{
-    Cancelled, Inbox, MemoryBackend, Publisher, ResumableStream, Subscriber, Transport,
+    Cancelled, Inbox, MemoryBackend, Publisher, ResumableStream, SseOptions, SseStream, Subscriber,
+    Transport,
 };
 
 /// The async-std runtime: its global executor runs the context's loops and producers.

@@ -50,7 +50,8 @@ pub use resumable_stream::{
 #[cfg(feature = "redis")]
 pub use resumable_stream_driver::redis;
 pub use resumable_stream_driver::{
-    Cancelled, Inbox, MemoryBackend, Publisher, Subscriber, TimedOut, Transport,
+    BlockingChunks, Cancelled, Inbox, MemoryBackend, Publisher, SseIter, SseOptions, Subscriber,
+    TimedOut, Transport,
 };
 
 /// What [`ResumableStreamContext::resume_existing_stream`] found.
@@ -330,6 +331,39 @@ impl ResumableStreamContext {
         self.core().cancel(stream_id).wait()
     }
 
+    /// Records `stream_id` as `owner`'s active stream (a chat's, a job's), replacing
+    /// the one before, for [`active_stream`](Self::active_stream) to find from any
+    /// instance: in the same Redis (or memory), under the key prefix, with the
+    /// sentinels' TTL.
+    ///
+    /// ```
+    /// let ctx = resumable_stream_blocking::ResumableStreamContext::in_memory();
+    /// assert_eq!(ctx.active_stream("chat-1")?, None);
+    /// ctx.set_active_stream("chat-1", "chat-1:a")?;
+    /// ctx.set_active_stream("chat-1", "chat-1:b")?; // a new message, a new stream
+    /// assert_eq!(ctx.active_stream("chat-1")?.as_deref(), Some("chat-1:b"));
+    /// # Ok::<(), resumable_stream_blocking::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// Redis failures, [`Error::ShuttingDown`], [`Error::Closed`].
+    pub fn set_active_stream(&self, owner: &str, stream_id: &str) -> Result<(), Error> {
+        self.core()
+            .set_active_stream(owner, stream_id)
+            .wait()
+            .map(drop)
+    }
+
+    /// `owner`'s active stream, as last recorded by
+    /// [`set_active_stream`](Self::set_active_stream): `None` if none is (or it
+    /// expired).
+    ///
+    /// # Errors
+    /// Redis failures, [`Error::ShuttingDown`], [`Error::Closed`].
+    pub fn active_stream(&self, owner: &str) -> Result<Option<String>, Error> {
+        self.core().active_stream(owner).wait()
+    }
+
     /// Counters of the inputs the engine dropped (malformed requests, stray messages).
     pub fn stats(&self) -> Stats {
         self.core().stats()
@@ -383,6 +417,44 @@ impl ResumableStream {
         timeout: Duration,
     ) -> Result<Option<Result<Bytes, Error>>, TimedOut> {
         self.reader.next_before(Instant::now() + timeout)
+    }
+}
+
+impl resumable_stream_driver::BlockingChunks for ResumableStream {
+    fn next_timeout(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<Option<Result<Bytes, Error>>, TimedOut> {
+        ResumableStream::next_timeout(self, timeout)
+    }
+
+    fn chunk_position(&self) -> Option<u64> {
+        ResumableStream::chunk_position(self)
+    }
+}
+
+impl ResumableStream {
+    /// This stream as the body of a server-sent events response: `retry:`, one event
+    /// per chunk (its id the chunk position), keep-alives while the producer is
+    /// silent, then `event: end` or `event: error` (see [`resumable_stream::sse`]).
+    /// Write each item to the response and flush it.
+    ///
+    /// ```
+    /// use resumable_stream_blocking::{ResumableStreamContext, SseOptions};
+    /// use std::convert::Infallible;
+    ///
+    /// let ctx = ResumableStreamContext::in_memory();
+    /// let source = || ["one\n", "two\r\n"].map(Ok::<_, Infallible>);
+    /// let stream = ctx.resumable_stream("s", source, None).unwrap().unwrap();
+    /// let body: Vec<_> = stream.into_sse(SseOptions::default()).collect();
+    /// assert_eq!(body[0], "retry: 1000\n\n");
+    /// assert_eq!(body[1], "id: 1\ndata: one\ndata: \n\n");
+    /// assert_eq!(body[2], "id: 2\nevent: bytes\ndata: dHdvDQo=\n\n"); // "two\r\n" in base64
+    /// assert_eq!(body[3], "event: end\ndata: \n\n");
+    /// assert_eq!(body.len(), 4);
+    /// ```
+    pub fn into_sse(self, options: SseOptions) -> SseIter<ResumableStream> {
+        SseIter::new(self, options)
     }
 }
 

@@ -39,7 +39,8 @@ pub use resumable_stream::{
 #[cfg(feature = "redis")]
 pub use resumable_stream_driver::redis;
 pub use resumable_stream_driver::{
-    Cancelled, Inbox, MemoryBackend, Publisher, ResumableStream, Subscriber, Transport,
+    Cancelled, Inbox, MemoryBackend, Publisher, ResumableStream, SseOptions, SseStream, Subscriber,
+    Transport,
 };
 
 /// smol's global executor, as the shared driver needs it.

@@ -67,7 +67,8 @@ pub use resumable_stream::{
 #[cfg(feature = "redis")]
 pub use resumable_stream_driver::redis;
 pub use resumable_stream_driver::{
-    Cancelled, Inbox, MemoryBackend, Publisher, ResumableStream, Subscriber, Transport,
+    Cancelled, Inbox, MemoryBackend, Publisher, ResumableStream, SseOptions, SseStream, Subscriber,
+    Transport,
 };
 
 /// The tokio runtime the context is built on: its loops and producers run there.
