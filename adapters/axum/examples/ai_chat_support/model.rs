@@ -111,4 +111,3 @@ pub fn ui_message_stream(
         .chain(paced)
         .chain(stream::iter(tail.map(Ok)))
 }
-
