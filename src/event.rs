@@ -111,6 +111,16 @@ pub enum Event {
         /// The reader.
         handle: Handle,
     },
+    /// The answer to [`Engine::active_stream`](crate::Engine::active_stream) and
+    /// [`Engine::set_active_stream`](crate::Engine::set_active_stream): the owner's
+    /// active stream, as the request found or left it.
+    ActiveStream {
+        /// The request.
+        handle: Handle,
+        /// The stream id recorded for the owner; `None` when none is (never recorded,
+        /// or expired with the sentinels' TTL).
+        stream_id: Option<String>,
+    },
     /// The request or the stream failed; nothing follows for this handle.
     Failed {
         /// The request or reader.
@@ -132,6 +142,7 @@ impl Event {
             | Event::Cancelled { handle }
             | Event::StopSource { handle }
             | Event::End { handle }
+            | Event::ActiveStream { handle, .. }
             | Event::Failed { handle, .. } => *handle,
         }
     }

@@ -67,6 +67,7 @@ mod position;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 pub mod skip;
+pub mod sse;
 pub mod wire;
 
 pub use config::{Config, PubSub};

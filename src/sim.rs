@@ -427,6 +427,7 @@ fn record(logs: &mut HashMap<Handle, ReaderLog>, event: Event, at: Duration) {
         Event::NotFound { .. } => log.not_found = true,
         Event::State { state, .. } => log.state = Some(state),
         Event::Failed { error, .. } => log.error = Some(error),
+        Event::ActiveStream { .. } => {}
     }
 }
 

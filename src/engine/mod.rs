@@ -16,6 +16,7 @@
 //! The drain rule: after any request or input, call `poll_command` and `poll_event`
 //! until both return `None`, then sleep until `poll_timeout`.
 
+mod active;
 mod outbox;
 mod producer;
 mod reconnect;

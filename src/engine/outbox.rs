@@ -47,6 +47,10 @@ pub(super) enum Expect {
     Request,
     /// A write whose reply only matters if it fails.
     Write,
+    /// The `SET` of an owner's active stream (`engine/active.rs`).
+    ActiveSet,
+    /// The `GET` of an owner's active stream.
+    ActiveGet,
 }
 
 /// The deadlines a machine can have; each machine keeps the instant of its own, so

@@ -66,11 +66,13 @@ impl Opening {
             Expect::Incr => self.on_incr(reply),
             Expect::ResumeGet => self.on_resume_get(reply),
             Expect::StateGet => self.on_state_get(reply),
+            Expect::ActiveSet => self.on_active_set(reply),
+            Expect::ActiveGet => self.on_active_get(reply),
             _ => Decision::Wait,
         }
     }
 
-    fn fail(&self, error: Error) -> Decision {
+    pub(super) fn fail(&self, error: Error) -> Decision {
         Decision::Answer(Event::Failed {
             handle: self.handle,
             error,

@@ -73,6 +73,17 @@ impl Names {
         }
     }
 
+    /// `{prefix}:rs:active:{owner}`: the key holding the id of `owner`'s active stream
+    /// (an extension of ours: see [`Engine::set_active_stream`](crate::Engine::set_active_stream)).
+    ///
+    /// ```
+    /// use resumable_stream::wire::Names;
+    /// assert_eq!(Names::new("resumable-stream").active("chat-7"), "resumable-stream:rs:active:chat-7");
+    /// ```
+    pub fn active(&self, owner: &str) -> Bytes {
+        self.join("active", owner.as_bytes())
+    }
+
     /// `{prefix}:rs:chunk:{listener_id}`, the channel a resumer listens on.
     pub fn chunk_channel(&self, listener_id: &str) -> Bytes {
         self.join("chunk", listener_id.as_bytes())

@@ -42,7 +42,8 @@ pub use resumable_stream::{
     Config, Error, Position, PubSub, ReplyError, Role, SkipUnit, Stats, StreamState,
 };
 pub use resumable_stream_driver::{
-    Cancelled, Inbox, MemoryBackend, Publisher, ResumableStream, Subscriber, Transport,
+    Cancelled, Inbox, MemoryBackend, Publisher, ResumableStream, SseOptions, SseStream, Subscriber,
+    Transport,
 };
 
 /// The async-std runtime: its global executor runs the context's loops and producers.

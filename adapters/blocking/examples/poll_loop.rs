@@ -91,16 +91,22 @@ impl Backend for Redis<'_> {
                     .arg(value.as_ref())
                     .arg("EX")
                     .arg(*expire_seconds),
-                Op::Publish { channel, message } => {
-                    pipe.cmd("PUBLISH").arg(channel.as_ref()).arg(message.as_ref())
-                }
+                Op::Publish { channel, message } => pipe
+                    .cmd("PUBLISH")
+                    .arg(channel.as_ref())
+                    .arg(message.as_ref()),
                 // This loop runs classic pub/sub on the command connection only; other
                 // commands (sharded, subscriptions) never come here.
                 op => pipe.cmd("ECHO").arg(op.name()),
             };
         }
         let packed = pipe.get_packed_pipeline();
-        match redis::ConnectionLike::req_packed_commands(&mut self.commands, &packed, 0, batch.len()) {
+        match redis::ConnectionLike::req_packed_commands(
+            &mut self.commands,
+            &packed,
+            0,
+            batch.len(),
+        ) {
             Ok(values) => values.into_iter().map(reply).collect(),
             Err(error) => vec![Err(reply_error(&error)); batch.len()],
         }

@@ -45,7 +45,8 @@ pub use resumable_stream::{
     Config, Error, Position, PubSub, ReplyError, Role, SkipUnit, Stats, StreamState,
 };
 pub use resumable_stream_driver::{
-    Cancelled, Inbox, MemoryBackend, Publisher, Subscriber, TimedOut, Transport,
+    Cancelled, Inbox, MemoryBackend, Publisher, SseIter, SseOptions, Subscriber, TimedOut,
+    Transport,
 };
 
 /// What [`ResumableStreamContext::resume_existing_stream`] found.
@@ -325,6 +326,30 @@ impl ResumableStreamContext {
         self.core().cancel(stream_id).wait()
     }
 
+    /// Records `stream_id` as `owner`'s active stream (a chat's, a job's), replacing
+    /// the one before, for [`active_stream`](Self::active_stream) to find from any
+    /// instance: in the same Redis (or memory), under the key prefix, with the
+    /// sentinels' TTL.
+    ///
+    /// # Errors
+    /// Redis failures, [`Error::ShuttingDown`], [`Error::Closed`].
+    pub fn set_active_stream(&self, owner: &str, stream_id: &str) -> Result<(), Error> {
+        self.core()
+            .set_active_stream(owner, stream_id)
+            .wait()
+            .map(drop)
+    }
+
+    /// `owner`'s active stream, as last recorded by
+    /// [`set_active_stream`](Self::set_active_stream): `None` if none is (or it
+    /// expired).
+    ///
+    /// # Errors
+    /// Redis failures, [`Error::ShuttingDown`], [`Error::Closed`].
+    pub fn active_stream(&self, owner: &str) -> Result<Option<String>, Error> {
+        self.core().active_stream(owner).wait()
+    }
+
     /// Counters of the inputs the engine dropped (malformed requests, stray messages).
     pub fn stats(&self) -> Stats {
         self.core().stats()
@@ -378,6 +403,28 @@ impl ResumableStream {
         timeout: Duration,
     ) -> Result<Option<Result<Bytes, Error>>, TimedOut> {
         self.reader.next_before(Instant::now() + timeout)
+    }
+}
+
+impl resumable_stream_driver::BlockingChunks for ResumableStream {
+    fn next_timeout(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<Option<Result<Bytes, Error>>, TimedOut> {
+        ResumableStream::next_timeout(self, timeout)
+    }
+
+    fn chunk_position(&self) -> Option<u64> {
+        ResumableStream::chunk_position(self)
+    }
+}
+
+impl ResumableStream {
+    /// This stream as the body of a server-sent events response: `retry:`, one event
+    /// per chunk (its id the chunk position), keep-alives while the producer is
+    /// silent, then `event: end` or `event: error` (see [`resumable_stream::sse`]).
+    pub fn into_sse(self, options: SseOptions) -> SseIter<ResumableStream> {
+        SseIter::new(self, options)
     }
 }
 

@@ -119,6 +119,25 @@ impl Context {
             .request(|engine| engine.cancel(stream_id), Waiter::Cancel)
     }
 
+    /// Records `stream_id` as `owner`'s active stream (a chat's, a job's), for
+    /// [`active_stream`](Self::active_stream) to find from any instance: in the same
+    /// Redis (or memory), under the key prefix, with the sentinels' TTL. Resolves to
+    /// `Some(stream_id)`.
+    pub fn set_active_stream(&self, owner: &str, stream_id: &str) -> Request<Option<String>> {
+        self.hub().request(
+            |engine| engine.set_active_stream(owner, stream_id),
+            Waiter::Active,
+        )
+    }
+
+    /// `owner`'s active stream, as last recorded by
+    /// [`set_active_stream`](Self::set_active_stream); `None` if none is (or it
+    /// expired).
+    pub fn active_stream(&self, owner: &str) -> Request<Option<String>> {
+        self.hub()
+            .request(|engine| engine.active_stream(owner), Waiter::Active)
+    }
+
     /// Shuts the context down gracefully: at once it takes no new request (they fail
     /// with [`Error::ShuttingDown`](resumable_stream::Error::ShuttingDown)); the
     /// streams it produces run to their end, their readers and listeners served; the

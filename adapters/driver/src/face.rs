@@ -197,6 +197,41 @@ macro_rules! async_driver {
                 self.core.cancel(stream_id).await
             }
 
+            /// Records `stream_id` as `owner`'s active stream (a chat's, a job's),
+            /// replacing the one before, for
+            /// [`active_stream`](Self::active_stream) to find from any instance: in
+            /// the same Redis (or memory), under the key prefix, with the sentinels'
+            /// TTL.
+            ///
+            /// # Errors
+            /// Redis failures, [`Error::ShuttingDown`], [`Error::Closed`].
+            pub async fn set_active_stream(
+                &self,
+                owner: &str,
+                stream_id: &str,
+            ) -> ::std::result::Result<(), $crate::Error> {
+                self.core.set_active_stream(owner, stream_id).await.map(drop)
+            }
+
+            /// `owner`'s active stream, as last recorded by
+            /// [`set_active_stream`](Self::set_active_stream): `None` if none is (or
+            /// it expired).
+            ///
+            /// # Errors
+            /// Redis failures, [`Error::ShuttingDown`], [`Error::Closed`].
+            pub async fn active_stream(
+                &self,
+                owner: &str,
+            ) -> ::std::result::Result<Option<String>, $crate::Error> {
+                self.core.active_stream(owner).await
+            }
+
+            /// The SSE body of `stream` (see [`SseStream`](
+            /// $crate::SseStream)), its keep-alives timed on this context's runtime.
+            pub fn sse(&self, stream: ResumableStream, options: $crate::SseOptions) -> $crate::SseStream {
+                $crate::SseStream::new(stream, self.core.runtime().clone(), options)
+            }
+
             /// Counters of the inputs the engine dropped (malformed requests, stray
             /// messages).
             pub fn stats(&self) -> $crate::Stats {

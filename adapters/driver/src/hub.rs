@@ -70,6 +70,8 @@ pub enum Waiter {
     State(Sender<Result<StreamState, Error>>),
     /// `cancel`.
     Cancel(Sender<Result<Cancelled, Error>>),
+    /// `active_stream` and `set_active_stream`.
+    Active(Sender<Result<Option<String>, Error>>),
     /// The reader of an open stream.
     Reader(Sender<ReaderItem>),
 }
@@ -89,6 +91,7 @@ impl Waiter {
             Waiter::Resume(answer) => drop(answer.send(Err(error))),
             Waiter::State(answer) => drop(answer.send(Err(error))),
             Waiter::Cancel(answer) => drop(answer.send(Err(error))),
+            Waiter::Active(answer) => drop(answer.send(Err(error))),
             Waiter::Reader(reader) => drop(reader.send(Err(error))),
         }
     }
@@ -583,6 +586,10 @@ fn dispatch(inner: &mut Inner, event: Event, after: &mut Vec<AfterUnlock>) {
                 Event::Done { .. } => Cancelled::AlreadyDone,
                 _ => Cancelled::NotFound,
             }));
+            None
+        }
+        (Waiter::Active(answer), Event::ActiveStream { stream_id, .. }) => {
+            let _ = answer.send(Ok(stream_id));
             None
         }
         (waiter, event) => {

@@ -44,6 +44,8 @@ mod production;
 mod reader;
 mod request;
 mod runtime;
+#[cfg(not(loom))]
+mod sse;
 mod sync;
 mod transport;
 
@@ -58,6 +60,8 @@ pub use production::{task_starter, thread_starter};
 pub use reader::{Reader, TimedOut};
 pub use request::{Answer, Cancelled, Opened, Request, Resumed};
 pub use runtime::Runtime;
+#[cfg(not(loom))]
+pub use sse::{BlockingChunks, SseIter, SseOptions, SseStream};
 pub use transport::{
     CustomTransport, Inbox, MemoryBackend, MemoryConnection, Publisher, Subscriber, Transport,
 };

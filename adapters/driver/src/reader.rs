@@ -37,7 +37,12 @@ pub struct Reader {
 
 impl Reader {
     /// The reader of `handle`, receiving from `receiver`.
-    pub(crate) fn new(hub: Hub, handle: Handle, role: Role, receiver: Receiver<ReaderItem>) -> Reader {
+    pub(crate) fn new(
+        hub: Hub,
+        handle: Handle,
+        role: Role,
+        receiver: Receiver<ReaderItem>,
+    ) -> Reader {
         Reader {
             receiver,
             handle,

@@ -100,6 +100,14 @@ impl Answer for StreamState {
     }
 }
 
+impl sealed::Sealed for Option<String> {}
+impl Answer for Option<String> {
+    type Raw = Option<String>;
+    fn finish(raw: Option<String>, _: &Hub) -> Option<String> {
+        raw
+    }
+}
+
 impl sealed::Sealed for Cancelled {}
 impl Answer for Cancelled {
     type Raw = Cancelled;

@@ -35,7 +35,8 @@ pub use resumable_stream::{
     Config, Error, Position, PubSub, ReplyError, Role, SkipUnit, Stats, StreamState,
 };
 pub use resumable_stream_driver::{
-    Cancelled, Inbox, MemoryBackend, Publisher, ResumableStream, Subscriber, Transport,
+    Cancelled, Inbox, MemoryBackend, Publisher, ResumableStream, SseOptions, SseStream, Subscriber,
+    Transport,
 };
 
 /// smol's global executor, as the shared driver needs it.

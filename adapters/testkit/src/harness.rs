@@ -3,9 +3,9 @@
 
 use crate::setup::Setup;
 use crate::store::Store;
+use async_channel::{Receiver, Sender};
 use bytes::Bytes;
 use resumable_stream::{Config, Error, Position, Role, Stats, StreamState};
-use async_channel::{Receiver, Sender};
 use resumable_stream_driver::Cancelled;
 
 /// A source for a producer: chunks fed by the test, or a fixed list, possibly behind

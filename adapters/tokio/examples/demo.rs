@@ -54,9 +54,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::{stream, Stream, StreamExt};
-use resumable_stream_tokio::{
-    Error, Position, ResumableStream, ResumableStreamContext, Role,
-};
+use resumable_stream_tokio::{Error, Position, ResumableStream, ResumableStreamContext, Role};
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};

@@ -63,7 +63,8 @@ pub use resumable_stream::{
     Config, Error, Position, PubSub, ReplyError, Role, SkipUnit, Stats, StreamState,
 };
 pub use resumable_stream_driver::{
-    Cancelled, Inbox, MemoryBackend, Publisher, ResumableStream, Subscriber, Transport,
+    Cancelled, Inbox, MemoryBackend, Publisher, ResumableStream, SseOptions, SseStream, Subscriber,
+    Transport,
 };
 
 /// The tokio runtime the context is built on: its loops and producers run there.
