@@ -40,7 +40,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use resumable_stream_tokio::ResumableStreamContext;
+use resumable_stream_axum::{ai_sdk, ResumableStreamContext};
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -49,8 +49,6 @@ use std::time::Duration;
 mod model;
 #[path = "ai_chat_support/request.rs"]
 mod request;
-#[path = "ai_chat_support/routes.rs"]
-mod routes;
 
 const PAGE: &str = include_str!("ai_chat_support/page.html");
 
@@ -114,11 +112,9 @@ async fn chat(State(app): State<App>, Json(body): Json<serde_json::Value>) -> Re
         Err(reason) => return (StatusCode::BAD_REQUEST, reason).into_response(),
     };
     println!("chat {}: answering {:?}", request.chat_id, request.prompt);
-    let interval = app.token_interval;
-    let (prompt, message_id) = (request.prompt, request.message_id);
-    // Runs only once the stream is created; from then on to its end, whoever reads.
-    let model = move || model::ui_message_stream(&prompt, message_id, interval);
-    routes::start_chat(&app.ctx, &request.chat_id, model).await
+    // The answer becomes the chat's active stream and runs to its end, whoever reads.
+    let answer = model::ui_message_stream(&request.prompt, request.message_id, app.token_interval);
+    ai_sdk::start(&app.ctx, &request.chat_id, answer).await
 }
 
 /// `GET /api/chat/{id}/stream`: the chat's active stream from its start, or 204.
@@ -126,7 +122,7 @@ async fn resume(State(app): State<App>, Path(chat_id): Path<String>) -> Response
     if !request::is_plain_id(&chat_id) {
         return (StatusCode::BAD_REQUEST, "not a chat id").into_response();
     }
-    routes::resume_chat(&app.ctx, &chat_id).await
+    ai_sdk::resume(&app.ctx, &chat_id).await
 }
 
 /// `GET /api/answer?prompt=..`.
