@@ -19,7 +19,9 @@
 //       (the server answered 204);
 //   (e) a new message in the same chat starts a new stream, and a resume follows that
 //       one, not the first;
-//   (f) a body without a user message is refused with 400.
+//   (f) a body without a user message is refused with 400;
+//   (g) the body of the AI SDK's resume guide (`{ id, message }`, the last message
+//       only, from prepareSendMessagesRequest) is answered alike.
 // The last line is `NAME: N passed, M failed`; exits 0 only when nothing failed, and
 // never runs longer than WATCHDOG_MS.
 
@@ -259,6 +261,19 @@ try {
   check("(f) a body without a user message is refused with 400 and a reason",
     refused?.statusCode === 400 && String(refused?.responseBody ?? "").length > 0,
     `${refused ? `status ${refused.statusCode}: ${refused.responseBody}` : "it was accepted"}`);
+
+  // (g) The body of the AI SDK's resume guide: the last message only.
+  stage = "(g) a body with the last message only";
+  const lastOnly = new DefaultChatTransport({
+    api: `${baseA}/api/chat`,
+    fetch: recordingFetch,
+    prepareSendMessagesRequest: ({ id, messages }) => ({ body: { id, message: messages[messages.length - 1] } }),
+  });
+  const chatG = unique("chat");
+  const single = await within(STEP_MS, lastOnly.sendMessages({
+    chatId: chatG, messages: [userMessage(prompts.whole)], trigger: "submit-message", messageId: undefined,
+  }), "POST /api/chat with { id, message }");
+  await checkWhole("(g) { id, message }", (await readChunks(single)).chunks, want.whole);
 } catch (error) {
   failures.push(String(error));
   console.log(`  FAIL  ${stage}: ${(error?.message ?? String(error)).split("\n")[0]}`);

@@ -1,7 +1,8 @@
 //! Reading the body the AI SDK's `DefaultChatTransport` posts to `POST /api/chat`:
 //! `{ id, messages, trigger, messageId, ... }`, where `messages` are UI messages
-//! (`{ id, role, parts: [{ type: "text", text }, ..] }`). Anything else in the body
-//! (fields a `body` option of `useChat` adds) is ignored.
+//! (`{ id, role, parts: [{ type: "text", text }, ..] }`), or `{ id, message }` with the
+//! last message only. Anything else in the body (fields a `body` option of `useChat`
+//! adds) is ignored.
 //!
 //! Every way a body can be wrong is a one-line reason for a 400, never a panic.
 
@@ -14,9 +15,9 @@ pub struct ChatRequest {
     pub chat_id: String,
     /// The text of the last user message: the prompt the model answers.
     pub prompt: String,
-    /// The id the assistant message gets (sent in the stream's `start` part): the
-    /// chat id and the message's place in the chat, so a regenerated answer replaces
-    /// the one before.
+    /// The id the assistant message gets (sent in the stream's `start` part): derived
+    /// from the user message it answers (else from its place in the chat), so a
+    /// regenerated answer replaces the one before.
     pub message_id: String,
 }
 
@@ -42,10 +43,19 @@ pub fn parse(body: &Value) -> Result<ChatRequest, String> {
         None | Some("submit-message" | "regenerate-message") => {}
         Some(other) => return Err(format!("unknown trigger {other:?}")),
     }
-    let messages = body
-        .get("messages")
-        .and_then(Value::as_array)
-        .ok_or("the body needs \"messages\", an array of UI messages")?;
+    // `messages` is what DefaultChatTransport sends; `message` (the last one only) is
+    // what the AI SDK's resume guide has `prepareSendMessagesRequest` send instead.
+    let single;
+    let messages = match (body.get("messages"), body.get("message")) {
+        (Some(messages), _) => messages
+            .as_array()
+            .ok_or("\"messages\" must be an array of UI messages")?,
+        (None, Some(message)) => {
+            single = [message.clone()];
+            &single[..]
+        }
+        (None, None) => return Err("the body needs \"messages\", an array of UI messages".into()),
+    };
     let (place, last_user) = messages
         .iter()
         .enumerate()
@@ -68,6 +78,9 @@ pub fn parse(body: &Value) -> Result<ChatRequest, String> {
     Ok(ChatRequest {
         chat_id: chat_id.to_owned(),
         prompt,
-        message_id: format!("{chat_id}-{}", place + 1),
+        message_id: match last_user.get("id").and_then(Value::as_str) {
+            Some(user_id) => format!("{user_id}-answer"),
+            None => format!("{chat_id}-{}", place + 1),
+        },
     })
 }
