@@ -4,7 +4,7 @@
 # of scripts/aisdk/package.json and its lock) through sendMessages and reconnectToStream:
 # a chat streams whole; a chat cut after a few deltas is resumed whole; after the end,
 # and for a chat that never ran, a reconnect gets 204; a new message in a chat starts a
-# new stream. Three setups:
+# new stream; a stop ends an answer with an error part. Three setups:
 #
 #   1. one ai_chat in memory;
 #   2. two ai_chat instances on one private redis-server: sent to the first, resumed

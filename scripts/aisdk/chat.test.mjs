@@ -21,7 +21,9 @@
 //       one, not the first;
 //   (f) a body without a user message is refused with 400;
 //   (g) the body of the AI SDK's resume guide (`{ id, message }`, the last message
-//       only, from prepareSendMessagesRequest) is answered alike.
+//       only, from prepareSendMessagesRequest) is answered alike;
+//   (h) POST /api/chat/{id}/stop (on the other instance) stops a running answer: its
+//       reader gets an error part and no finish, and a reconnect then gets null.
 // The last line is `NAME: N passed, M failed`; exits 0 only when nothing failed, and
 // never runs longer than WATCHDOG_MS.
 
@@ -274,6 +276,22 @@ try {
     chatId: chatG, messages: [userMessage(prompts.whole)], trigger: "submit-message", messageId: undefined,
   }), "POST /api/chat with { id, message }");
   await checkWhole("(g) { id, message }", (await readChunks(single)).chunks, want.whole);
+
+  // (h) A stop from the other instance: the answer ends with an error part, no finish.
+  stage = "(h) a stop";
+  const chatH = unique("chat");
+  const stopping = await send(chatH, [userMessage(prompts.cut)]);
+  const early = await readChunks(stopping, (chunks) => deltasOf(chunks).length >= 3);
+  const stopAnswer = await within(STEP_MS, fetch(`${baseB}/api/chat/${chatH}/stop`, { method: "POST" }), "POST stop");
+  const stopped = await stopAnswer.json();
+  check("(h) POST /api/chat/{id}/stop stops the running answer", stopped.stopped === "cancelled", JSON.stringify(stopped));
+  const tail = await readChunks(early.reader);
+  const stoppedChunks = [...early.chunks, ...tail.chunks];
+  const types = stoppedChunks.map((c) => c.type);
+  check("(h) the stopped answer ends with an error part, short of the whole answer, without finish",
+    types[types.length - 1] === "error" && !types.includes("finish") && deltasOf(stoppedChunks).length < want.cut.tokens,
+    `${deltasOf(stoppedChunks).length} of ${want.cut.tokens} deltas; last parts ${types.slice(-3).join(", ")}`);
+  check("(h) after the stop, reconnectToStream returns null", (await reconnect(chatH)) === null, `status ${lastExchange().status}`);
 } catch (error) {
   failures.push(String(error));
   console.log(`  FAIL  ${stage}: ${(error?.message ?? String(error)).split("\n")[0]}`);
