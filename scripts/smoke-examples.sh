@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs each example for real on the in-memory backend: the hand-driven poll loop to
 # its end, and both SSE servers (tokio + axum, blocking + tiny_http) through one whole
-# stream, a resume by UTF-16 offset and one by Last-Event-ID, a malformed Last-Event-ID,
+# stream, a resume by UTF-16 offset and one by Last-Event-ID, a malformed Last-Event-ID and offset,
 # the answer route and a state query, on loopback ports of their own. (The page itself
 # is tested in a browser by scripts/browser-test.sh.)
 set -euo pipefail
@@ -32,13 +32,14 @@ check_server() {
   curl -fsSN --max-time 30 "$base/api/stream/smoke" >"/tmp/smoke-$name.full" &
   local full=$!
   sleep 1
-  curl -fsSN --max-time 30 "$base/api/stream/smoke?skip=10" >"/tmp/smoke-$name.resumed" &
+  curl -fsSN --max-time 30 "$base/api/stream/smoke?offset=10" >"/tmp/smoke-$name.resumed" &
   local resumed=$!
-  # The browser's reconnection: Last-Event-ID wins over the stale skip in the URL.
-  curl -fsSN --max-time 30 -H 'Last-Event-ID: 5' "$base/api/stream/smoke?skip=3" >"/tmp/smoke-$name.by-id"
+  # The browser's reconnection: Last-Event-ID wins over the stale offset in the URL.
+  curl -fsSN --max-time 30 -H 'Last-Event-ID: 5' "$base/api/stream/smoke?offset=3" >"/tmp/smoke-$name.by-id"
   wait "$full"
   wait "$resumed"
   [ "$(curl -s -o /dev/null -w '%{http_code}' -H 'Last-Event-ID: 5x' "$base/api/stream/smoke")" = 400 ]
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "$base/api/stream/smoke?offset=-1")" = 400 ]
   curl -fsS "$base/api/answer" >"/tmp/smoke-$name.answer"
   grep -q '"role":"producer"' "/tmp/smoke-$name.full"
   grep -q '"role":"resumer"' "/tmp/smoke-$name.resumed"
@@ -47,21 +48,24 @@ check_server() {
   grep -q '^event: end' "/tmp/smoke-$name.resumed"
   grep -q '^event: end' "/tmp/smoke-$name.by-id"
   python3 - "/tmp/smoke-$name.full" "/tmp/smoke-$name.resumed" "/tmp/smoke-$name.by-id" "/tmp/smoke-$name.answer" <<'PY'
-import json, sys
+import base64, sys
 def events(path):
-    """(id, text) of each chunk event."""
+    """(id, bytes) of each chunk event: text events (data lines joined with LF), or
+    `bytes` events (base64), as resumable_stream::sse frames them."""
     out = []
     for block in open(path, encoding="utf-8").read().split("\n\n"):
         lines = block.split("\n")
-        if any(l.startswith("event:") for l in lines):
+        kinds = [l[6:].strip() for l in lines if l.startswith("event:")]
+        if kinds and kinds != ["bytes"]:
             continue
-        data = [json.loads(l[5:].strip()) for l in lines if l.startswith("data:")]
+        data = "\n".join(l[6:] if l.startswith("data: ") else l[5:] for l in lines if l.startswith("data:"))
         ids = [int(l[3:].strip()) for l in lines if l.startswith("id:")]
-        if data:
-            out.append((ids[0] if ids else None, "".join(data)))
+        if any(l.startswith("data:") for l in lines):
+            chunk = base64.b64decode(data, validate=True) if kinds else data.encode("utf-8")
+            out.append((ids[0] if ids else None, chunk))
     return out
 def text(path):
-    return "".join(t for _, t in events(path))
+    return b"".join(t for _, t in events(path)).decode("utf-8")
 full, resumed, by_id = text(sys.argv[1]), text(sys.argv[2]), text(sys.argv[3])
 answer = open(sys.argv[4], encoding="utf-8").read()
 assert full == answer, (full, answer)
@@ -69,11 +73,11 @@ ids = [i for i, _ in events(sys.argv[1])]
 assert ids == list(range(1, len(ids) + 1)), ids
 units = full.encode("utf-16-le")
 assert resumed == units[20:].decode("utf-16-le"), (full, resumed)
-after_5 = "".join(t for i, t in events(sys.argv[1]) if i > 5)
+after_5 = b"".join(t for i, t in events(sys.argv[1]) if i > 5).decode("utf-8")
 assert by_id == after_5, (by_id, after_5)
 print(f"  {len(full)} characters in {len(ids)} events with ids 1..{len(ids)}; the resumes from UTF-16 offset 10 and from Last-Event-ID 5 match")
 PY
-  [ "$(curl -s -o /dev/null -w '%{http_code}' "$base/api/stream/smoke")" = 422 ]
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "$base/api/stream/smoke")" = 204 ]
   local state
   state="$(curl -fsS "$base/api/state/smoke")"
   grep -q '"done"' <<<"$state"

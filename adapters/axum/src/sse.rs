@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::Stream;
 use resumable_stream_tokio::{ResumableStreamContext, Resumed, SseOptions, SseStream};
+use std::convert::Infallible;
 
 /// The headers of every streaming response here: `text/event-stream`, no caching, and
 /// `x-accel-buffering: no` so that nginx passes each event on at once.
@@ -28,6 +29,26 @@ pub(crate) fn stream_headers(response: &mut Response) {
 /// `x-accel-buffering: no`). Make the stream with
 /// [`ResumableStreamContext::sse`] to choose its [`SseOptions`].
 pub fn sse_body(events: SseStream) -> Response {
+    sse_response(events)
+}
+
+/// Any stream of SSE bytes as a 200 response with the streaming headers, as
+/// [`sse_body`]: for an [`SseStream`] with events of the application's own around it
+/// (made with [`resumable_stream::sse::encode_event`]).
+///
+/// ```
+/// use futures_util::{stream, StreamExt};
+/// use resumable_stream_axum::{framing, sse_response, SseStream};
+///
+/// fn with_status(events: SseStream) -> axum::response::Response {
+///     let status = framing::encode_event("status", r#"{"model":"demo"}"#);
+///     sse_response(stream::once(async move { Ok(status) }).chain(events))
+/// }
+/// ```
+pub fn sse_response<S>(events: S) -> Response
+where
+    S: Stream<Item = Result<Bytes, Infallible>> + Send + 'static,
+{
     let mut response = Response::new(Body::from_stream(events));
     stream_headers(&mut response);
     response

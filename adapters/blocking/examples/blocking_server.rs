@@ -23,13 +23,13 @@
 //! to resume):
 //!
 //! - `GET /`: the page (the tokio demo's `demo.html`).
-//! - `GET /api/stream/{id}?skip=N&client=C`: creates the stream `id` or resumes it: at
-//!   the chunk position in a `Last-Event-ID` header (a malformed one is refused with
-//!   400), else after the first `N` UTF-16 code units. SSE: `event: meta`
-//!   (`{"role":..,"from":"start"|{"chunk":N}|{"offset":N}}`), one unnamed event per
-//!   chunk whose data is the chunk's text as a JSON string and whose id is its chunk
-//!   position, then `event: end` (data `done`), or `event: failed` with the message. A
-//!   finished stream answers 422 "Stream is already done".
+//! - `GET /api/stream/{id}?offset=N&client=C`: creates the stream `id` or resumes it: at
+//!   the chunk position in a `Last-Event-ID` header, else after the first `N` UTF-16
+//!   code units (the rules of `resumable-stream-axum`'s `StartAt`; a malformed one is
+//!   refused with 400). SSE: `event: meta`
+//!   (`{"role":..,"from":"start"|{"chunk":N}|{"offset":N}}`), then the events of
+//!   `resumable_stream::sse` (one per chunk, its id the chunk position, then
+//!   `event: end` or `event: error`). A finished stream answers 204.
 //! - `POST /api/cut/{client}`: closes the SSE responses the page `client` has open here.
 //! - `GET /api/state/{id}`: `{"state":"none"|"active"|"done"}`.
 //! - `GET /api/answer`: the whole simulated answer.
@@ -40,23 +40,28 @@
 //! `Request::respond` copies a body of unknown length through tiny_http's chunked
 //! encoder, which buffers 8 KiB and only flushes at the end: the events of a short
 //! answer would all arrive at once. So the SSE response is written by hand on
-//! `Request::into_writer`: the status line and headers, then one HTTP chunk per read
-//! of the [`SseBody`] reader (one read is one event), flushed each time.
+//! `Request::into_writer`: the status line and headers, then one HTTP chunk per item
+//! of the stream's [`SseIter`] (one event, or a keep-alive), flushed each time.
 
-use resumable_stream::Role;
-use resumable_stream_blocking::{Error, Position, ResumableStream, ResumableStreamContext};
+use resumable_stream::{sse, Role};
+use resumable_stream_axum::http::{HeaderMap, HeaderValue};
+use resumable_stream_axum::{status_for, StartAt, LAST_EVENT_ID_HEADER};
+use resumable_stream_blocking::{
+    BlockingChunks, Bytes, Error, Position, ResumableStream, ResumableStreamContext, SseIter,
+    SseOptions, TimedOut,
+};
 use std::convert::Infallible;
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tiny_http::{HTTPVersion, Header, Method, Request, Response, Server};
 
 /// The tokio demo's page: the two servers are interchangeable behind it.
 #[path = "../../tokio/examples/support/demo_common.rs"]
 mod demo_common;
-use demo_common::{is_plain_id, port_from_args_or_env, Utf8Decoder};
+use demo_common::{is_plain_id, port_from_args_or_env};
 
 const PAGE: &str = include_str!("../../tokio/examples/demo.html");
 
@@ -69,15 +74,11 @@ way a browser counts them, in UTF-16 code units: 日本 costs two, and the rocke
 on its own.\nTry it: cut the connection halfway, reload the page, or open a second tab. Every \
 reader ends with the same text, naïve façade and all. ✨";
 
-/// An SSE comment is sent after this long without an event, so that proxies keep the
-/// connection open and a vanished client is noticed (the write fails).
-const KEEP_ALIVE: Duration = Duration::from_secs(15);
-
 /// How often an SSE response waiting for the next chunk checks whether it was cut.
 const CUT_POLL: Duration = Duration::from_millis(100);
 
 /// How long the browser waits before reconnecting a dropped `EventSource` (SSE `retry`).
-const RECONNECT_DELAY_MS: u64 = 500;
+const RECONNECT_DELAY: Duration = Duration::from_millis(500);
 
 /// The open SSE responses, by the page (`client`) that opened them: a cut sets their
 /// flags.
@@ -191,27 +192,23 @@ fn query_param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
         .next_back()
 }
 
-/// Where a request asks to start: a `Last-Event-ID` header (sent by the browser's own
-/// reconnection) wins over `?skip`.
-fn requested_position(request: &Request, query: &str) -> Result<Position, &'static str> {
-    let last_event_id = request
+/// Where a request asks to start, by the rules of `resumable-stream-axum`'s `StartAt`
+/// (plain functions over `http` types): a `Last-Event-ID` header (sent by the
+/// browser's own reconnection) wins over `?offset`; anything malformed is refused.
+fn requested_position(request: &Request, query: &str) -> Result<Position, String> {
+    let mut headers = HeaderMap::new();
+    for h in request
         .headers()
         .iter()
-        .find(|h| h.field.equiv("Last-Event-ID"));
-    if let Some(h) = last_event_id {
-        return h
-            .value
-            .as_str()
-            .trim()
-            .parse::<u64>()
-            .map(Position::Chunk)
-            .map_err(|_| "Last-Event-ID must be a chunk position (a non-negative integer)");
+        .filter(|h| h.field.equiv(LAST_EVENT_ID_HEADER))
+    {
+        let value = HeaderValue::from_bytes(h.value.as_bytes())
+            .map_err(|_| "Last-Event-ID is not a valid header value".to_owned())?;
+        headers.append(LAST_EVENT_ID_HEADER, value);
     }
-    match query_param(query, "skip").map(str::parse::<u64>) {
-        None | Some(Ok(0)) => Ok(Position::Start),
-        Some(Ok(skip)) => Ok(Position::Units(skip)),
-        Some(Err(_)) => Err("skip must be a non-negative integer"),
-    }
+    StartAt::parse(&headers, Some(query))
+        .map(|StartAt(position)| position)
+        .map_err(|refused| refused.to_string())
 }
 
 /// `POST /api/cut/{client}`: flags that client's open SSE responses, which end at their
@@ -231,7 +228,7 @@ fn cut(app: &App, client: &str) -> usize {
     cut
 }
 
-/// `GET /api/stream/{id}?skip=N&client=C`: the whole protocol is one call,
+/// `GET /api/stream/{id}?offset=N&client=C`: the whole protocol is one call,
 /// create-or-resume.
 fn stream_route(app: &App, request: Request, id: &str, query: &str) {
     if !is_plain_id(id) {
@@ -239,7 +236,7 @@ fn stream_route(app: &App, request: Request, id: &str, query: &str) {
     }
     let position = match requested_position(&request, query) {
         Ok(position) => position,
-        Err(message) => return send(request, text(400, message)),
+        Err(reason) => return send(request, text(400, reason)),
     };
 
     // The factory runs only if this request becomes the producer; its iterator is then
@@ -248,7 +245,7 @@ fn stream_route(app: &App, request: Request, id: &str, query: &str) {
     let make_stream = move || simulated_llm(interval);
     let chunks = match app.ctx.resumable_stream(id, make_stream, position) {
         Ok(Some(chunks)) => chunks,
-        Ok(None) => return send(request, text(422, "Stream is already done")),
+        Ok(None) => return send(request, text(204, "")),
         Err(error) => return send(request, error_response(id, &error)),
     };
     // A producer's reader starts at the beginning (there was nothing to skip).
@@ -264,47 +261,58 @@ fn stream_route(app: &App, request: Request, id: &str, query: &str) {
     };
     println!("stream {id}: {role}, from {from}");
     let meta = serde_json::json!({ "role": role, "from": from }).to_string();
-    let flag = Arc::new(AtomicBool::new(false));
+    let cut = Arc::new(AtomicBool::new(false));
     if let Some(client) = query_param(query, "client").filter(|c| is_plain_id(c)) {
         let mut connections = app.connections.lock().unwrap_or_else(|e| e.into_inner());
         connections.retain(|(_, flag)| flag.strong_count() > 0);
-        connections.push((client.to_owned(), Arc::downgrade(&flag)));
+        connections.push((client.to_owned(), Arc::downgrade(&cut)));
     }
-    let mut body = SseBody::new(chunks, &meta, flag);
+    // The page's `meta` event, then the stream's events (`resumable_stream::sse`).
+    let options = SseOptions::default().retry(Some(RECONNECT_DELAY));
+    let chunks = Cuttable {
+        chunks,
+        cut: cut.clone(),
+    };
+    let events =
+        std::iter::once(sse::encode_event("meta", &meta)).chain(SseIter::new(chunks, options));
 
     if *request.http_version() < HTTPVersion(1, 1) {
-        // No chunked encoding in HTTP/1.0: tiny_http reads the body to its end and
-        // sends it with a Content-Length. Correct, just not progressive.
-        let sse = Response::new(200.into(), sse_headers(), body, None, None);
+        // No chunked encoding in HTTP/1.0: the whole body at once, with a
+        // Content-Length. Correct, just not progressive.
+        let body: Vec<u8> = events.flat_map(|event| event.to_vec()).collect();
+        let sse = Response::new(200.into(), sse_headers(), &body[..], Some(body.len()), None);
         return send(request, sse);
     }
     let mut out = request.into_writer();
-    match write_sse(&mut out, &mut body) {
-        Ok(()) if body.was_cut() => println!("stream {id}: cut"),
+    match write_sse(&mut out, events, &cut) {
+        Ok(()) if cut.load(Ordering::Relaxed) => println!("stream {id}: cut"),
         Ok(()) => println!("stream {id}: sent to the end"),
-        // The client went away: dropping `body` detaches this reader. A producer's
+        // The client went away: dropping the events detaches this reader. A producer's
         // source keeps running for its other readers.
         Err(error) => println!("stream {id}: the client left ({error})"),
     }
 }
 
-/// Writes a 200 SSE response with chunked encoding: one HTTP chunk per read of `body`,
-/// flushed at once, so that each event reaches the client as it is produced.
-fn write_sse(out: &mut dyn Write, body: &mut impl Read) -> io::Result<()> {
+/// Writes a 200 SSE response with chunked encoding: one HTTP chunk per event, flushed
+/// at once, so that each event reaches the client as it is produced. A cut ends the
+/// body early, as a dropped connection would (no final event).
+fn write_sse(
+    out: &mut dyn Write,
+    events: impl Iterator<Item = Bytes>,
+    cut: &AtomicBool,
+) -> io::Result<()> {
     out.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n")?;
     for h in sse_headers() {
         write!(out, "{}: {}\r\n", h.field, h.value)?;
     }
     out.write_all(b"\r\n")?;
     out.flush()?;
-    let mut buf = [0; 8192];
-    loop {
-        let n = body.read(&mut buf)?;
-        if n == 0 {
+    for event in events {
+        if cut.load(Ordering::Relaxed) {
             break;
         }
-        write!(out, "{n:x}\r\n")?;
-        out.write_all(&buf[..n])?;
+        write!(out, "{:x}\r\n", event.len())?;
+        out.write_all(&event)?;
         out.write_all(b"\r\n")?;
         out.flush()?;
     }
@@ -314,126 +322,41 @@ fn write_sse(out: &mut dyn Write, body: &mut impl Read) -> io::Result<()> {
 
 fn sse_headers() -> Vec<Header> {
     vec![
-        header("Content-Type", "text/event-stream"),
+        header("Content-Type", sse::CONTENT_TYPE),
         header("Cache-Control", "no-cache"),
         // Asks nginx-style proxies not to buffer the stream either.
         header("X-Accel-Buffering", "no"),
     ]
 }
 
-/// The SSE bytes of a [`ResumableStream`], as a `std::io::Read`: each `read` returns
-/// (part of) one event, waiting for the next chunk when the last event is all read.
-struct SseBody {
-    /// `None` once the last event (`end` or `failed`) is queued, or the body was cut.
-    chunks: Option<ResumableStream>,
-    decoder: Utf8Decoder,
-    /// The current event, and how much of it was read.
-    event: Vec<u8>,
-    read: usize,
-    /// Set by `POST /api/cut/{client}`: the body ends early, as a dropped connection.
+/// The stream, its waits cut short when its page asks for a cut (checked every
+/// [`CUT_POLL`]), so that a cut ends a silent response at once too.
+struct Cuttable {
+    chunks: ResumableStream,
     cut: Arc<AtomicBool>,
-    /// How long the stream has been silent, for the keep-alive comment.
-    idle: Duration,
 }
 
-impl SseBody {
-    fn new(chunks: ResumableStream, meta: &str, cut: Arc<AtomicBool>) -> SseBody {
-        let mut body = SseBody {
-            chunks: Some(chunks),
-            decoder: Utf8Decoder::default(),
-            event: format!("retry: {RECONNECT_DELAY_MS}\n").into_bytes(),
-            read: 0,
-            cut,
-            idle: Duration::ZERO,
-        };
-        push_event(&mut body.event, Some("meta"), meta);
-        body
-    }
-
-    fn was_cut(&self) -> bool {
-        self.cut.load(Ordering::Relaxed)
-    }
-
-    /// Waits for the stream's next item and makes it the current event (possibly
-    /// empty: a chunk that only began a character, or a check for a cut). `false` at
-    /// the end of the body.
-    fn next_event(&mut self) -> bool {
-        if self.was_cut() {
-            self.chunks = None;
-        }
-        let Some(chunks) = self.chunks.as_mut() else {
-            return false;
-        };
-        self.event.clear();
-        self.read = 0;
-        let json = |text: &str| serde_json::Value::from(text).to_string();
-        match chunks.next_timeout(CUT_POLL) {
-            Err(_) => {
-                self.idle += CUT_POLL;
-                if self.idle >= KEEP_ALIVE {
-                    self.idle = Duration::ZERO;
-                    self.event.extend_from_slice(b": keep-alive\n\n");
-                }
-                return true;
+impl BlockingChunks for Cuttable {
+    fn next_timeout(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<Option<Result<Bytes, Error>>, TimedOut> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if self.cut.load(Ordering::Relaxed) || left.is_zero() {
+                return Err(TimedOut);
             }
-            Ok(Some(Ok(bytes))) => {
-                let text = self.decoder.push(&bytes);
-                if !text.is_empty() {
-                    push_event(&mut self.event, None, &json(&text));
-                    // The id says "resume after everything up to here"; while the
-                    // decoder holds the start of a character, that is not yet true.
-                    if let (Some(position), true) =
-                        (chunks.chunk_position(), self.decoder.is_clear())
-                    {
-                        // Before the blank line that ends the event.
-                        self.event.pop();
-                        self.event
-                            .extend_from_slice(format!("id: {position}\n\n").as_bytes());
-                    }
-                }
-            }
-            Ok(Some(Err(error))) => {
-                push_event(&mut self.event, Some("failed"), &error.to_string());
-                self.chunks = None;
-            }
-            Ok(None) => {
-                let tail = std::mem::take(&mut self.decoder).finish();
-                if !tail.is_empty() {
-                    push_event(&mut self.event, None, &json(&tail));
-                }
-                // Browsers ignore events with empty data, hence a word.
-                push_event(&mut self.event, Some("end"), "done");
-                self.chunks = None;
+            match self.chunks.next_timeout(left.min(CUT_POLL)) {
+                Err(TimedOut) => {}
+                item => return item,
             }
         }
-        self.idle = Duration::ZERO;
-        true
     }
-}
 
-impl Read for SseBody {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.read == self.event.len() {
-            if !self.next_event() {
-                return Ok(0);
-            }
-        }
-        let n = buf.len().min(self.event.len() - self.read);
-        buf[..n].copy_from_slice(&self.event[self.read..self.read + n]);
-        self.read += n;
-        Ok(n)
+    fn chunk_position(&self) -> Option<u64> {
+        self.chunks.chunk_position()
     }
-}
-
-/// Appends one SSE event; `data` gets one `data:` line per line of text.
-fn push_event(out: &mut Vec<u8>, name: Option<&str>, data: &str) {
-    if let Some(name) = name {
-        out.extend_from_slice(format!("event: {name}\n").as_bytes());
-    }
-    for line in data.lines() {
-        out.extend_from_slice(format!("data: {line}\n").as_bytes());
-    }
-    out.push(b'\n');
 }
 
 /// The simulated LLM: each word with the whitespace after it, one every `interval`.
@@ -456,16 +379,13 @@ fn bad_id() -> Response<io::Cursor<Vec<u8>>> {
     )
 }
 
+/// The error's status by the table of `resumable-stream-axum` (`status_for`).
 fn error_response(id: &str, error: &Error) -> Response<io::Cursor<Vec<u8>>> {
     println!("stream {id}: {error}");
-    // A resume that no producer answered is the upstream failing to answer in time.
-    let status = match error {
-        Error::AckTimeout { .. } => 504,
-        // A chunk position asked of a v1 producer: the page reconnects by offset.
-        Error::Unsupported { .. } => 409,
-        _ => 500,
-    };
-    text(status, error.to_string())
+    text(
+        status_for(error).as_u16(),
+        error.to_string().replace(['\r', '\n'], " "),
+    )
 }
 
 fn text(status: u16, body: impl Into<String>) -> Response<io::Cursor<Vec<u8>>> {

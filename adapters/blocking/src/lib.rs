@@ -45,8 +45,8 @@ pub use resumable_stream::{
     Config, Error, Position, PubSub, ReplyError, Role, SkipUnit, Stats, StreamState,
 };
 pub use resumable_stream_driver::{
-    Cancelled, Inbox, MemoryBackend, Publisher, SseIter, SseOptions, Subscriber, TimedOut,
-    Transport,
+    BlockingChunks, Cancelled, Inbox, MemoryBackend, Publisher, SseIter, SseOptions, Subscriber,
+    TimedOut, Transport,
 };
 
 /// What [`ResumableStreamContext::resume_existing_stream`] found.

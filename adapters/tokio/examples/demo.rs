@@ -24,7 +24,7 @@
 //!   (the page's "Cut connection" button asks the server to close it), the browser's
 //!   `EventSource` reconnects by itself and sends `Last-Event-ID: N`; the server resumes
 //!   at `Position::Chunk(N)`.
-//! - **Character offset.** `?skip=N` resumes after the first `N` UTF-16 code units
+//! - **Character offset.** `?offset=N` resumes after the first `N` UTF-16 code units
 //!   (what JavaScript's `string.length` counts): the page keeps the text it received in
 //!   `sessionStorage`, so a reload resumes after it (`Position::Units(N)`).
 //! - **From the start.** A second tab (or another instance on the same Redis) asks
@@ -33,14 +33,15 @@
 //! # Routes
 //!
 //! - `GET /`: the page (`demo.html`, inline script, no external assets).
-//! - `GET /api/stream/{id}?skip=N&client=C`: creates the stream `id` or resumes it. A
-//!   `Last-Event-ID` header wins over `skip`; a malformed one is refused with 400 (the
-//!   page then reconnects with `skip`). The answer is SSE: first `event: meta`
+//! - `GET /api/stream/{id}?offset=N&client=C`: creates the stream `id` or resumes it,
+//!   where `resumable-stream-axum`'s `StartAt` says (a `Last-Event-ID` header wins over
+//!   `offset`; a malformed one is refused with 400 and the page then reconnects by
+//!   offset). The answer is SSE: first `event: meta`
 //!   (`{"role":"producer"|"resumer","from":...}` where `from` is `"start"`,
-//!   `{"chunk":N}` or `{"offset":N}`), then one unnamed event per chunk whose data is
-//!   the chunk's text as a JSON string and whose id is the chunk position, then
-//!   `event: end`, or `event: failed` with a message if the stream failed. A stream that
-//!   already finished answers 422 "Stream is already done".
+//!   `{"chunk":N}` or `{"offset":N}`), then the events of `resumable_stream::sse`: one
+//!   per chunk (text, or `event: bytes` with base64), its id the chunk position, then
+//!   `event: end`, or `event: error` with a message if the stream failed. A stream that
+//!   already finished answers 204.
 //! - `POST /api/cut/{client}`: closes every SSE connection the page `client` has open
 //!   here, as a network failure would (the stream itself goes on).
 //! - `GET /api/state/{id}`: `{"state":"none"|"active"|"done"}` (`has_existing_stream`).
@@ -48,29 +49,31 @@
 //! - `GET /healthz`: `ok`.
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::{stream, Stream, StreamExt};
-use resumable_stream_tokio::{Error, Position, ResumableStream, ResumableStreamContext, Role};
+use resumable_stream_axum::{
+    framing, sse_response, ErrorResponse, Position, ResumableStreamContext, Role, SseOptions,
+    StartAt,
+};
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 use tokio::sync::broadcast;
 
-/// The page, kept in its own file so that it reads as HTML.
 #[path = "support/demo_common.rs"]
 mod demo_common;
-use demo_common::{is_plain_id, port_from_args_or_env, Utf8Decoder};
+use demo_common::{is_plain_id, port_from_args_or_env};
 
+/// The page, kept in its own file so that it reads as HTML.
 const PAGE: &str = include_str!("demo.html");
 
 /// The simulated model's answer. It mixes accents, CJK and an emoji outside the Basic
 /// Multilingual Plane (two UTF-16 units) so that a resume offset counted by the browser
-/// is visibly right or wrong, and a newline so that the JSON encoding of events matters.
+/// is visibly right or wrong, and a newline, which SSE cannot carry inside a line.
 const ANSWER: &str = "Here is a résumé of resumable streams. The server that starts a stream \
 keeps every token it has sent, so a reader that loses its connection can come back, say \
 \"héllo\" again, and ask for the rest. Offsets are counted the way a browser counts them, in \
@@ -141,80 +144,58 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Where a request asks to start, and how the page is told.
-fn requested_position(
-    headers: &HeaderMap,
-    query: &HashMap<String, String>,
-) -> Result<Position, &'static str> {
-    if let Some(value) = headers.get("last-event-id") {
-        // Sent by the browser's own reconnection: the id of the last event it got.
-        let id = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        return id
-            .map(Position::Chunk)
-            .ok_or("Last-Event-ID must be a chunk position (a non-negative integer)");
-    }
-    match query.get("skip").map(|s| s.parse::<u64>()) {
-        None | Some(Ok(0)) => Ok(Position::Start),
-        Some(Ok(skip)) => Ok(Position::Units(skip)),
-        Some(Err(_)) => Err("skip must be a non-negative integer"),
-    }
-}
-
-/// `GET /api/stream/{id}?skip=N&client=C`: the whole protocol is one call,
-/// create-or-resume.
+/// `GET /api/stream/{id}?offset=N&client=C`: the whole protocol is one call,
+/// create-or-resume; the page is told how in a first `meta` event.
 async fn stream_handler(
     State(app): State<App>,
     Path(id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
+    StartAt(position): StartAt,
 ) -> Response {
     if !is_plain_id(&id) {
         return bad_id();
     }
-    let position = match requested_position(&headers, &query) {
-        Ok(position) => position,
-        Err(message) => return (StatusCode::BAD_REQUEST, message).into_response(),
-    };
-    let client = query.get("client").cloned().unwrap_or_default();
-
     // The factory runs only if this request becomes the producer; from then on the
     // source runs to its end even if this client goes away, for the other readers.
     let interval = app.token_interval;
-    let make_stream = move || simulated_llm(interval);
-    match app.ctx.resumable_stream(&id, make_stream, position).await {
-        Ok(Some(chunks)) => {
-            // A producer's reader always starts at the beginning (there was nothing
-            // to skip), so it reports "start" and the page starts its text afresh.
-            let from = match (chunks.role(), position) {
-                (Role::Producer, _) | (_, Position::Start) => serde_json::json!("start"),
-                (Role::Resumer, Position::Chunk(n)) => serde_json::json!({ "chunk": n }),
-                (Role::Resumer, Position::Units(n)) => serde_json::json!({ "offset": n }),
-                (Role::Resumer, other) => serde_json::json!(format!("{other:?}")),
-            };
-            let role = match chunks.role() {
-                Role::Producer => "producer",
-                Role::Resumer => "resumer",
-            };
-            println!("stream {id}: {role}, from {from}");
-            let meta = serde_json::json!({ "role": role, "from": from });
-            let meta = Event::default()
-                .event("meta")
-                .retry(RECONNECT_DELAY)
-                .data(meta.to_string());
-            let cut = cut_signal(app.cuts.subscribe(), client);
-            let events = stream::once(async { Ok(meta) })
-                .chain(sse_events(chunks))
-                .take_until(cut);
-            Sse::new(events)
-                .keep_alive(KeepAlive::default())
-                .into_response()
+    let chunks = match app
+        .ctx
+        .resumable_stream(&id, move || simulated_llm(interval), position)
+        .await
+    {
+        Ok(Some(chunks)) => chunks,
+        Ok(None) => return StatusCode::NO_CONTENT.into_response(),
+        Err(error) => {
+            println!("stream {id}: {error}");
+            return ErrorResponse(error).into_response();
         }
-        Ok(None) => (StatusCode::UNPROCESSABLE_ENTITY, "Stream is already done").into_response(),
-        Err(error) => error_response(&id, &error),
-    }
+    };
+    // A producer's reader always starts at the beginning (there was nothing to skip).
+    let from = match (chunks.role(), position) {
+        (Role::Producer, _) | (_, Position::Start) => serde_json::json!("start"),
+        (_, Position::Chunk(n)) => serde_json::json!({ "chunk": n }),
+        (_, Position::Units(n)) => serde_json::json!({ "offset": n }),
+        (_, other) => serde_json::json!(format!("{other:?}")),
+    };
+    let role = match chunks.role() {
+        Role::Producer => "producer",
+        Role::Resumer => "resumer",
+    };
+    println!("stream {id}: {role}, from {from}");
+    let meta = framing::encode_event(
+        "meta",
+        &serde_json::json!({ "role": role, "from": from }).to_string(),
+    );
+    let events = app
+        .ctx
+        .sse(chunks, SseOptions::default().retry(Some(RECONNECT_DELAY)));
+    let client = query.get("client").cloned().unwrap_or_default();
+    let cut = cut_signal(app.cuts.subscribe(), client);
+    sse_response(
+        stream::once(async { Ok(meta) })
+            .chain(events)
+            .take_until(cut),
+    )
 }
 
 /// Resolves when `client` is cut (never for a request that named no client).
@@ -246,7 +227,7 @@ async fn state_handler(State(app): State<App>, Path(id): Path<String>) -> Respon
     }
     match app.ctx.has_existing_stream(&id).await {
         Ok(state) => Json(serde_json::json!({ "state": state.as_str() })).into_response(),
-        Err(error) => error_response(&id, &error),
+        Err(error) => ErrorResponse(error).into_response(),
     }
 }
 
@@ -256,19 +237,6 @@ fn bad_id() -> Response {
         "ids are 1 to 64 characters of A-Z, a-z, 0-9, '-' and '_'",
     )
         .into_response()
-}
-
-fn error_response(id: &str, error: &Error) -> Response {
-    println!("stream {id}: {error}");
-    let status = match error {
-        // A resume that no producer answered is the upstream failing to answer in time.
-        Error::AckTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-        // A chunk position asked of a v1 producer (Node or Python on the same Redis):
-        // the page reconnects with an offset instead.
-        Error::Unsupported { .. } => StatusCode::CONFLICT,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    (status, error.to_string()).into_response()
 }
 
 /// The simulated LLM: each word with the whitespace after it, one every `interval`.
@@ -283,46 +251,4 @@ fn simulated_llm(
             Some((Ok(token), tokens))
         },
     )
-}
-
-/// One SSE event per chunk, with the chunk position as its id, then `end`; or `failed`
-/// with the message, and nothing after.
-///
-/// Chunk text is sent as a JSON string: SSE splits data on newlines, JSON has none.
-fn sse_events(chunks: ResumableStream) -> impl Stream<Item = Result<Event, Infallible>> {
-    let text_event = |text: &str| Event::default().data(serde_json::Value::from(text).to_string());
-    stream::unfold(
-        Some((chunks, Utf8Decoder::default())),
-        move |state| async move {
-            let (mut chunks, mut decoder) = state?;
-            let (events, next) = match chunks.next().await {
-                Some(Ok(bytes)) => {
-                    let mut event = text_event(&decoder.push(&bytes));
-                    // The id says "resume after everything up to here"; while the
-                    // decoder holds the start of a character, that is not yet true.
-                    if let (Some(position), true) = (chunks.chunk_position(), decoder.is_clear()) {
-                        event = event.id(position.to_string());
-                    }
-                    (vec![event], Some((chunks, decoder)))
-                }
-                Some(Err(error)) => (
-                    vec![Event::default().event("failed").data(error.to_string())],
-                    None,
-                ),
-                None => {
-                    let mut last = Vec::new();
-                    let tail = decoder.finish();
-                    if !tail.is_empty() {
-                        last.push(text_event(&tail));
-                    }
-                    // Browsers ignore events with empty data, hence a word.
-                    last.push(Event::default().event("end").data("done"));
-                    (last, None)
-                }
-            };
-            Some((events, next))
-        },
-    )
-    .flat_map(stream::iter)
-    .map(Ok)
 }

@@ -1,0 +1,207 @@
+//! The AI SDK's two routes through real servers: `POST` streams a new answer (bytes as
+//! they are, `x-vercel-ai-ui-message-stream: v1`), `GET {chatId}/stream` on another
+//! instance replays the active answer from its start, 204 when the chat never ran or
+//! its answer finished, and a new message starts a new stream; in memory and on a
+//! private redis-server.
+
+mod support;
+
+use axum::extract::{Path, State};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use bytes::Bytes;
+use futures_util::{stream, StreamExt};
+use resumable_stream_axum::{ai_sdk, Config, ResumableStreamContext};
+use support::{gated, request, serve, Backend, Sources};
+
+#[derive(Clone)]
+struct App {
+    ctx: ResumableStreamContext,
+    sources: Sources,
+}
+
+/// The AI SDK's request body carries the chat id as `id`.
+async fn chat(State(app): State<App>, body: String) -> Response {
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let chat_id = body["id"].as_str().unwrap().to_owned();
+    ai_sdk::start(&app.ctx, &chat_id, app.sources.take()).await
+}
+
+async fn reconnect(State(app): State<App>, Path(id): Path<String>) -> Response {
+    ai_sdk::resume(&app.ctx, &id).await
+}
+
+async fn server(ctx: ResumableStreamContext, sources: Sources) -> std::net::SocketAddr {
+    let router = Router::new()
+        .route("/api/chat", post(chat))
+        .route("/api/chat/{id}/stream", get(reconnect))
+        .with_state(App { ctx, sources });
+    serve(router).await
+}
+
+/// An answer in the UI message stream protocol, one part per chunk.
+fn answer(text: &str) -> Vec<Bytes> {
+    let mut parts = vec![
+        r#"{"type":"start","messageId":"m1"}"#.to_owned(),
+        r#"{"type":"text-start","id":"t1"}"#.to_owned(),
+    ];
+    for word in text.split_inclusive(' ') {
+        parts
+            .push(serde_json::json!({"type": "text-delta", "id": "t1", "delta": word}).to_string());
+    }
+    parts.push(r#"{"type":"text-end","id":"t1"}"#.to_owned());
+    parts.push(r#"{"type":"finish"}"#.to_owned());
+    parts.push("[DONE]".to_owned());
+    parts
+        .into_iter()
+        .map(|p| Bytes::from(format!("data: {p}\n\n")))
+        .collect()
+}
+
+fn joined(chunks: &[Bytes]) -> Vec<u8> {
+    chunks.iter().flat_map(|c| c.iter().copied()).collect()
+}
+
+fn post_body(chat_id: &str) -> Vec<u8> {
+    serde_json::json!({"id": chat_id, "messages": [], "trigger": "submit-message"})
+        .to_string()
+        .into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_streams_and_get_resumes_from_the_start_or_answers_204() {
+    for backend in Backend::both() {
+        let name = backend.name();
+        let sources = Sources::default();
+        let a = server(backend.context(Config::default()).await, sources.clone()).await;
+        let ctx_b = backend.context(Config::default()).await;
+        let b = server(ctx_b.clone(), sources.clone()).await;
+
+        // A chat that never ran.
+        let never = request(b, "GET", "/api/chat/never-ran/stream", &[], b"").await;
+        assert_eq!(never.status, 204, "{name}");
+
+        // The first message: its answer waits halfway.
+        let first = answer("Resumable streams survive a lost connection, and a reload. ");
+        let (open, gate) = tokio::sync::oneshot::channel();
+        sources.push(gated(first[..4].to_vec(), gate, first[4..].to_vec()));
+        let mut posted = request(
+            a,
+            "POST",
+            "/api/chat",
+            &[("content-type", b"application/json")],
+            &post_body("c1"),
+        )
+        .await;
+        assert_eq!(posted.status, 200, "{name}");
+        assert_eq!(posted.header("x-vercel-ai-ui-message-stream"), Some("v1"));
+        assert_eq!(posted.header("content-type"), Some("text/event-stream"));
+        let mut received = Vec::new();
+        while received.len() < joined(&first[..4]).len() {
+            received.extend(posted.next_piece().await.expect("the first parts"));
+        }
+        // The connection is cut here (the AI SDK then reconnects): dropped.
+        drop(posted);
+
+        // Another instance resumes the chat from its start.
+        let resumed = request(b, "GET", "/api/chat/c1/stream", &[], b"").await;
+        assert_eq!(resumed.status, 200, "{name}");
+        assert_eq!(resumed.header("x-vercel-ai-ui-message-stream"), Some("v1"));
+        open.send(()).unwrap();
+        assert_eq!(
+            resumed.body().await,
+            joined(&first),
+            "{name}: the whole answer, exactly"
+        );
+        let first_stream = ctx_b.active_stream("c1").await.unwrap().expect("recorded");
+        assert!(first_stream.starts_with("c1:"), "{first_stream}");
+
+        // Finished: 204.
+        assert_eq!(
+            request(b, "GET", "/api/chat/c1/stream", &[], b"")
+                .await
+                .status,
+            204
+        );
+        assert_eq!(
+            request(a, "GET", "/api/chat/c1/stream", &[], b"")
+                .await
+                .status,
+            204
+        );
+
+        // A new message in the same chat is a new stream; a reconnect finds it.
+        let second = answer("A second answer. ");
+        let (open, gate) = tokio::sync::oneshot::channel();
+        sources.push(gated(second[..2].to_vec(), gate, second[2..].to_vec()));
+        let posted = request(a, "POST", "/api/chat", &[], &post_body("c1")).await;
+        assert_eq!(posted.status, 200);
+        let second_stream = ctx_b.active_stream("c1").await.unwrap().expect("recorded");
+        assert_ne!(first_stream, second_stream);
+        let resumed = request(b, "GET", "/api/chat/c1/stream", &[], b"").await;
+        assert_eq!(resumed.status, 200);
+        open.send(()).unwrap();
+        assert_eq!(resumed.body().await, joined(&second), "{name}");
+        assert_eq!(posted.body().await, joined(&second), "{name}");
+        assert_eq!(
+            request(b, "GET", "/api/chat/c1/stream", &[], b"")
+                .await
+                .status,
+            204
+        );
+        println!("{name}: {first_stream} then {second_stream}: resumed whole on the other instance, then 204");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_answer_ends_with_an_error_part_and_bad_chat_ids_are_400() {
+    let sources = Sources::default();
+    let a = server(ResumableStreamContext::in_memory(), sources.clone()).await;
+    let failing = stream::iter([Ok(Bytes::from("data: {\"type\":\"start\"}\n\n"))])
+        .chain(stream::iter([Err(std::io::Error::other(
+            "the model failed",
+        ))]))
+        .boxed();
+    sources.push(failing);
+    let body = request(a, "POST", "/api/chat", &[], &post_body("c2"))
+        .await
+        .body()
+        .await;
+    let body = String::from_utf8(body).unwrap();
+    assert!(
+        body.starts_with("data: {\"type\":\"start\"}\n\n"),
+        "{body:?}"
+    );
+    let last = body.trim_end().rsplit("\n\n").next().unwrap();
+    let part: serde_json::Value =
+        serde_json::from_str(last.strip_prefix("data: ").unwrap()).unwrap();
+    assert_eq!(part["type"], "error");
+    assert!(
+        part["errorText"]
+            .as_str()
+            .unwrap()
+            .contains("the model failed"),
+        "{part}"
+    );
+
+    let long = "x".repeat(ai_sdk::MAX_CHAT_ID_LEN + 1);
+    assert_eq!(
+        request(a, "POST", "/api/chat", &[], &post_body(&long))
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        request(a, "POST", "/api/chat", &[], &post_body(""))
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        request(a, "GET", &format!("/api/chat/{long}/stream"), &[], b"")
+            .await
+            .status,
+        400
+    );
+}

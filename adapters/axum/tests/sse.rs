@@ -1,0 +1,256 @@
+//! SSE through a real axum server and a raw HTTP client on loopback, parsed as a
+//! browser does: adversarial chunks arrive exactly, ids are chunk positions that
+//! resume exactly, keep-alives while the producer is silent, and a final `end` or
+//! `error` event; in memory and on a private redis-server.
+
+mod support;
+
+use axum::extract::{Path, State};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use bytes::Bytes;
+use futures_util::{stream, StreamExt};
+use resumable_stream::skip::catch_up;
+use resumable_stream_axum::{
+    resumable_sse, resume_sse, sse_body, Config, ResumableStreamContext, SkipUnit, SseOptions,
+    StartAt,
+};
+use std::time::Duration;
+use support::{gated, read_sse, read_until_chunks, request, serve, Backend, Sources, SseParser};
+
+#[derive(Clone)]
+struct App {
+    ctx: ResumableStreamContext,
+    sources: Sources,
+}
+
+async fn create_or_resume(State(app): State<App>, Path(id): Path<String>, at: StartAt) -> Response {
+    let source = app.sources.take();
+    resumable_sse(&app.ctx, &id, move || source, at).await
+}
+
+async fn resume_only(State(app): State<App>, Path(id): Path<String>, at: StartAt) -> Response {
+    resume_sse(&app.ctx, &id, at).await
+}
+
+/// Keep-alives every 100 ms of silence.
+async fn chatty(State(app): State<App>, Path(id): Path<String>) -> Response {
+    let source = app.sources.take();
+    match app.ctx.resumable_stream(&id, move || source, None).await {
+        Ok(Some(stream)) => {
+            let options = SseOptions::default().keep_alive(Some(Duration::from_millis(100)));
+            sse_body(app.ctx.sse(stream, options))
+        }
+        other => panic!("{:?}", other.map(|s| s.is_some())),
+    }
+}
+
+async fn server(ctx: ResumableStreamContext, sources: Sources) -> std::net::SocketAddr {
+    let router = Router::new()
+        .route("/s/{id}", get(create_or_resume))
+        .route("/r/{id}", get(resume_only))
+        .route("/k/{id}", get(chatty))
+        .with_state(App { ctx, sources });
+    serve(router).await
+}
+
+/// Chunks that try every way to end a line or an event early, or to be mangled.
+fn adversarial() -> Vec<Bytes> {
+    let chunks: Vec<&[u8]> = vec![
+        b"plain text ",
+        b"x\r\n\r\nevent: end\r\ndata: forged",
+        b"\n\n",
+        b"data: fake\n\nid: 999\n\n",
+        b"\0nul\0",
+        b"\r",
+        b"lone\rcr",
+        b"\r\n",
+        b"caf\xC3",
+        b"\xA9 split",
+        b"\xF0\x9F",
+        b"\x9A\x80 rocket split in two",
+        b"\xFF\x00\x80\xFEbinary",
+        b": looks like a comment\n",
+        b" leading space",
+        "\u{FEFF}bom inside".as_bytes(),
+        b"retry: 1\n",
+        b"trailing newline\n",
+        b"event: error\ndata: not really",
+        "héllo 日本 ✨".as_bytes(),
+    ];
+    let mut chunks: Vec<Bytes> = chunks.into_iter().map(Bytes::from_static).collect();
+    chunks.push(Bytes::from("long line ".repeat(2000)));
+    chunks
+}
+
+fn joined<C: AsRef<[u8]>>(chunks: &[C]) -> Vec<u8> {
+    chunks
+        .iter()
+        .flat_map(|c| c.as_ref().iter().copied())
+        .collect()
+}
+
+/// The checks every whole body passes: no U+FFFD from decoding, one final event and
+/// last, ids increasing and ending at `last_id`, and consecutive from 1 for the
+/// producer's own reader (a resumer's catch-up is one event: its id jumps).
+fn check_well_formed(parser: &SseParser, last_id: u64, producer: bool, end: &str) {
+    assert_eq!(
+        parser.replacement_chars, 0,
+        "the SSE text itself is always UTF-8"
+    );
+    let finals = parser
+        .events
+        .iter()
+        .filter(|e| e.event_type == "end" || e.event_type == "error")
+        .count();
+    assert_eq!(finals, 1, "exactly one final event: {:?}", parser.events);
+    assert_eq!(parser.last().map(|e| e.event_type.as_str()), Some(end));
+    let ids: Vec<u64> = parser
+        .events
+        .iter()
+        .filter(|e| e.event_type == "message" || e.event_type == "bytes")
+        .map(|e| e.last_event_id.parse().unwrap())
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    assert_eq!(ids.last(), Some(&last_id));
+    if producer {
+        assert_eq!(ids, (1..=last_id).collect::<Vec<_>>());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adversarial_chunks_arrive_exactly_and_resume_exactly() {
+    for backend in Backend::both() {
+        let sources = Sources::default();
+        let a = server(backend.context(Config::default()).await, sources.clone()).await;
+        // A second instance on the same backend serves the resumes.
+        let b = server(backend.context(Config::default()).await, sources.clone()).await;
+        let chunks = adversarial();
+        let half = chunks.len() / 2;
+        let (open, gate) = tokio::sync::oneshot::channel();
+        sources.push(gated(
+            chunks[..half].to_vec(),
+            gate,
+            chunks[half..].to_vec(),
+        ));
+
+        let mut whole = request(a, "GET", "/s/adv", &[], b"").await;
+        assert_eq!(whole.status, 200);
+        assert_eq!(whole.header("content-type"), Some("text/event-stream"));
+        assert_eq!(whole.header("cache-control"), Some("no-cache"));
+        assert_eq!(whole.header("x-accel-buffering"), Some("no"));
+        let mut parser = SseParser::default();
+        read_until_chunks(&mut whole, &mut parser, half).await;
+
+        // Mid-stream: by Last-Event-ID (a chunk position), by UTF-16 offset, from the start.
+        let by_id = request(b, "GET", "/s/adv", &[("last-event-id", b"3")], b"").await;
+        let units = 40;
+        let by_offset = request(b, "GET", &format!("/r/adv?offset={units}"), &[], b"").await;
+        let from_start = request(b, "GET", "/r/adv", &[], b"").await;
+        for response in [&by_id, &by_offset, &from_start] {
+            assert_eq!(response.status, 200, "{}", backend.name());
+        }
+        open.send(()).unwrap();
+
+        while let Some(piece) = whole.next_piece().await {
+            parser.feed(&piece);
+        }
+        let by_id = read_sse(by_id).await;
+        let by_offset = read_sse(by_offset).await;
+        let from_start = read_sse(from_start).await;
+
+        assert_eq!(
+            parser.chunks(),
+            chunks.iter().map(|c| c.to_vec()).collect::<Vec<_>>()
+        );
+        assert_eq!(parser.retry, Some(1000));
+        check_well_formed(&parser, chunks.len() as u64, true, "end");
+        assert_eq!(joined(&by_id.chunks()), joined(&chunks[3..]));
+        check_well_formed(&by_id, chunks.len() as u64, false, "end");
+        let rest = catch_up(&chunks, units, SkipUnit::Utf16);
+        assert_eq!(joined(&by_offset.chunks()), rest.to_vec());
+        assert_eq!(joined(&from_start.chunks()), joined(&chunks));
+        check_well_formed(&from_start, chunks.len() as u64, false, "end");
+        check_well_formed(&by_offset, chunks.len() as u64, false, "end");
+        let bytes_events = parser
+            .events
+            .iter()
+            .filter(|e| e.event_type == "bytes")
+            .count();
+        println!(
+            "{}: {} chunks ({bytes_events} as base64), resumed exactly by Last-Event-ID 3, offset {units} and from the start",
+            backend.name(),
+            chunks.len()
+        );
+
+        // Finished: 204, which stops a browser's EventSource from reconnecting.
+        let done = request(b, "GET", "/s/adv", &[], b"").await;
+        assert_eq!(done.status, 204);
+        assert_eq!(request(b, "GET", "/r/adv", &[], b"").await.status, 204);
+        assert_eq!(request(a, "GET", "/r/nobody", &[], b"").await.status, 404);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_stream_ends_with_an_error_event_and_a_finished_one_with_end() {
+    for backend in Backend::both() {
+        let sources = Sources::default();
+        let a = server(backend.context(Config::default()).await, sources.clone()).await;
+        let b = server(backend.context(Config::default()).await, sources.clone()).await;
+        let (open, gate) = tokio::sync::oneshot::channel();
+        let failing = gated(vec![Bytes::from("partial")], gate, vec![])
+            .chain(stream::iter([Err(std::io::Error::other(
+                "the model\r\nfailed",
+            ))]))
+            .boxed();
+        sources.push(failing);
+        let mut local = request(a, "GET", "/s/fails", &[], b"").await;
+        let mut parser = SseParser::default();
+        read_until_chunks(&mut local, &mut parser, 1).await;
+        let remote = request(b, "GET", "/s/fails", &[("last-event-id", b"0")], b"").await;
+        assert_eq!(remote.status, 200);
+        open.send(()).unwrap();
+        while let Some(piece) = local.next_piece().await {
+            parser.feed(&piece);
+        }
+        let remote = read_sse(remote).await;
+        for (who, parser) in [("local", &parser), ("remote", &remote)] {
+            check_well_formed(parser, 1, who == "local", "error");
+            let error = parser.last().unwrap();
+            assert!(error.data.contains("the model  failed"), "{who}: {error:?}");
+            assert!(!error.data.contains(['\r', '\n']));
+            assert_eq!(parser.chunks(), [b"partial".to_vec()]);
+            println!("{} {who}: error event {:?}", backend.name(), error.data);
+        }
+        sources.push(stream::iter([Ok(Bytes::from("whole"))]).boxed());
+        let ended = read_sse(request(a, "GET", "/s/ends", &[], b"").await).await;
+        check_well_formed(&ended, 1, true, "end");
+        assert_eq!(ended.last().unwrap().data, "");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alives_flow_while_the_producer_is_silent() {
+    let sources = Sources::default();
+    let a = server(ResumableStreamContext::in_memory(), sources.clone()).await;
+    let silent = stream::iter([Ok(Bytes::from("before "))])
+        .chain(stream::once(async {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            Ok(Bytes::from("after"))
+        }))
+        .boxed();
+    sources.push(silent);
+    let parser = read_sse(request(a, "GET", "/k/quiet", &[], b"").await).await;
+    println!(
+        "{} keep-alive comments in 700 ms of silence (one per 100 ms)",
+        parser.comments
+    );
+    assert!(
+        parser.comments >= 2,
+        "keep-alives while silent: {}",
+        parser.comments
+    );
+    assert_eq!(joined(&parser.chunks()), b"before after");
+    check_well_formed(&parser, 2, true, "end");
+}
