@@ -60,7 +60,7 @@ else
   mkdir -p "$NODE_DIR"
   cp scripts/aisdk/package.json scripts/aisdk/package-lock.json "$NODE_DIR/"
   # `ai` declares engines.node >= 22: npm warns (EBADENGINE) and installs.
-  (cd "$NODE_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+  (cd "$NODE_DIR" && npm ci --no-audit --no-fund)
 fi
 node -e '
   const dir = process.argv[1];
