@@ -331,6 +331,15 @@ impl ResumableStreamContext {
     /// instance: in the same Redis (or memory), under the key prefix, with the
     /// sentinels' TTL.
     ///
+    /// ```
+    /// let ctx = resumable_stream_blocking::ResumableStreamContext::in_memory();
+    /// assert_eq!(ctx.active_stream("chat-1")?, None);
+    /// ctx.set_active_stream("chat-1", "chat-1:a")?;
+    /// ctx.set_active_stream("chat-1", "chat-1:b")?; // a new message, a new stream
+    /// assert_eq!(ctx.active_stream("chat-1")?.as_deref(), Some("chat-1:b"));
+    /// # Ok::<(), resumable_stream_blocking::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// Redis failures, [`Error::ShuttingDown`], [`Error::Closed`].
     pub fn set_active_stream(&self, owner: &str, stream_id: &str) -> Result<(), Error> {
@@ -423,6 +432,22 @@ impl ResumableStream {
     /// This stream as the body of a server-sent events response: `retry:`, one event
     /// per chunk (its id the chunk position), keep-alives while the producer is
     /// silent, then `event: end` or `event: error` (see [`resumable_stream::sse`]).
+    /// Write each item to the response and flush it.
+    ///
+    /// ```
+    /// use resumable_stream_blocking::{ResumableStreamContext, SseOptions};
+    /// use std::convert::Infallible;
+    ///
+    /// let ctx = ResumableStreamContext::in_memory();
+    /// let source = || ["one\n", "two\r\n"].map(Ok::<_, Infallible>);
+    /// let stream = ctx.resumable_stream("s", source, None).unwrap().unwrap();
+    /// let body: Vec<_> = stream.into_sse(SseOptions::default()).collect();
+    /// assert_eq!(body[0], "retry: 1000\n\n");
+    /// assert_eq!(body[1], "id: 1\ndata: one\ndata: \n\n");
+    /// assert_eq!(body[2], "id: 2\nevent: bytes\ndata: dHdvDQo=\n\n"); // "two\r\n" in base64
+    /// assert_eq!(body[3], "event: end\ndata: \n\n");
+    /// assert_eq!(body.len(), 4);
+    /// ```
     pub fn into_sse(self, options: SseOptions) -> SseIter<ResumableStream> {
         SseIter::new(self, options)
     }

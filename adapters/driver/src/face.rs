@@ -226,8 +226,8 @@ macro_rules! async_driver {
                 self.core.active_stream(owner).await
             }
 
-            /// The SSE body of `stream` (see [`SseStream`](
-            /// $crate::SseStream)), its keep-alives timed on this context's runtime.
+            /// The SSE body of `stream`: an [`SseStream`], its keep-alives timed on this
+            /// context's runtime.
             pub fn sse(&self, stream: ResumableStream, options: $crate::SseOptions) -> $crate::SseStream {
                 $crate::SseStream::new(stream, self.core.runtime().clone(), options)
             }
