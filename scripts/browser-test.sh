@@ -12,6 +12,9 @@
 #   4. the same with the blocking server as the first instance and the tokio demo as
 #      the second (two drivers sharing one stream).
 #
+# Then the ai_chat example's page (tests/browser/ai_chat.test.mjs), in memory and on two
+# instances on the same redis-server: see ai_chat_pages below.
+#
 # Installs what it needs, idempotently: chromium, node and redis-server with apt-get;
 # playwright-core (pinned) with npm in $RS_BROWSER_NODE_DIR (default
 # /tmp/rs-browser-node), outside the source tree. Servers listen on free 127.0.0.1
@@ -132,6 +135,38 @@ run "tokio demo, in memory" --base "$TOKIO_MEM"
 run "blocking server, in memory" --base "$BLOCKING_MEM"
 run "two tokio instances on one Redis" --base "$TOKIO_A" --second "$TOKIO_B"
 run "blocking then tokio instance on one Redis" --base "$BLOCKING_A" --second "$TOKIO_B"
+
+# The ai_chat example's page (tests/browser/ai_chat.test.mjs): a chat in the Vercel AI
+# SDK's protocol, cut and resumed, reloaded and resumed (GET /api/chat/{id}/stream, as
+# useChat({ resume: true }) asks on mount), followed from a second tab; in memory, and
+# on two instances sharing the private redis-server (the second tab on the second).
+ai_chat_pages() {
+  local memory a b
+  step "the ai_chat servers"
+  cargo build -q -p resumable-stream-axum --example ai_chat || { failed=$((failed + 1)); return; }
+  start_server ai-chat-memory ai_chat || { failed=$((failed + 1)); return; }
+  memory="$URL"
+  start_server ai-chat-redis-a ai_chat "$REDIS_URL_PRIVATE" || { failed=$((failed + 1)); return; }
+  a="$URL"
+  start_server ai-chat-redis-b ai_chat "$REDIS_URL_PRIVATE" || { failed=$((failed + 1)); return; }
+  b="$URL"
+  echo "ai_chat $memory (in memory); $a and $b on redis $REDIS_URL_PRIVATE"
+  local name
+  for name in "ai_chat, in memory" "ai_chat, two instances on one Redis"; do
+    step "browser: $name"
+    local where=(--base "$memory")
+    [ "$name" = "ai_chat, in memory" ] || where=(--base "$a" --second "$b")
+    if RS_BROWSER_NODE_DIR="$NODE_DIR" CHROMIUM="$CHROMIUM" \
+      timeout --kill-after=10 180 node tests/browser/ai_chat.test.mjs --name "$name" "${where[@]}"; then
+      passed=$((passed + 1))
+    else
+      failed=$((failed + 1))
+      echo "--- server logs of the failed run ---"
+      tail -n 20 "$WORK"/ai-chat-*.log
+    fi
+  done
+}
+ai_chat_pages
 
 echo
 echo "$passed passed, $failed failed"
