@@ -8,7 +8,8 @@
 # with TLS, is all they need) and in memory, the
 # doc examples, the loom models, the cargo-fuzz targets (corpus replay and a short
 # run each), the examples, and the interop matrix with the
-# deployed Node and Python libraries.
+# deployed Node and Python libraries, and the Vercel AI SDK's client against the
+# ai_chat example.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -81,6 +82,9 @@ bash scripts/smoke-examples.sh
 
 step "the demo page in a headless browser (chromium): cut, reload, second tab, two instances"
 bash scripts/browser-test.sh
+
+step "the Vercel AI SDK's own client (npm ai 7.x, DefaultChatTransport) against the ai_chat example, in memory and on two instances on one Redis"
+bash scripts/aisdk-test.sh
 
 step "the fault suite: Redis restarted, connections dropped, a malformed flood, producers killed"
 # --bins: the killed-producer scenario runs the CLI binary built next to the example.

@@ -23,7 +23,7 @@ pub enum Position {
     Units(u64),
     /// From this chunk index (0 is the first chunk): for SSE `Last-Event-ID`. Needs a
     /// producer of ours (extension `fromChunk`); a v1 producer is refused with
-    /// [`Error::Unsupported`].
+    /// [`Error::Unsupported`](crate::Error::Unsupported).
     Chunk(u64),
 }
 

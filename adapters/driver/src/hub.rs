@@ -36,9 +36,9 @@ pub struct Chunk {
 }
 
 /// Starts pulling the source of a stream this caller produces, once the engine says
-/// so: a task on an async runtime, or a thread. Called with the hub and the handle to
-/// feed through a [`Production`](crate::production::Production), never under the
-/// hub's lock; it must return at once and call the user's `make_stream` on the task
+/// so: a task on an async runtime, or a thread ([`task_starter`](crate::task_starter),
+/// [`thread_starter`](crate::thread_starter)). Called with the hub and the handle to
+/// feed, never under the hub's lock; it must return at once and call the user's `make_stream` on the task
 /// or thread it starts, so that a slow or panicking `make_stream` delays or fails
 /// only its own stream.
 pub type Starter = Box<dyn FnOnce(Hub, Handle) + Send>;
