@@ -62,10 +62,12 @@
 use arbitrary::{Arbitrary, Unstructured};
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use resumable_stream::wire::{Control, Extension, Incoming, ResumeRequest, DONE_MESSAGE};
+use resumable_stream::wire::{
+    Control, ErrorKind, Extension, Incoming, ResumeRequest, DONE_MESSAGE,
+};
 use resumable_stream::{
     ClientId, Command, CommandId, Config, Connection, Engine, Error, Event, Handle, MemoryRedis,
-    Op, Position, Reply, ReplyError, Role, SkipUnit,
+    Op, Position, PubSubState, Reply, ReplyError, Role, SkipUnit,
 };
 use resumable_stream_fuzz::reference;
 use resumable_stream_fuzz::trace;
@@ -594,7 +596,7 @@ fn final_message(ending: Ending, next: u64, token: Option<&str>) -> Bytes {
     match (ending, token) {
         (Ending::Clean, Some(token)) => Control::End { next }.encode(token),
         (Ending::Source, Some(token)) => Control::Error {
-            kind: "source".to_owned(),
+            kind: ErrorKind::Source,
             message: SOURCE_ERROR.to_owned(),
             next: Some(next),
         }
@@ -756,8 +758,8 @@ impl Harness {
             );
             self.on_command(node, &command, ctx);
             let link = match command.op.connection() {
-                Connection::Commands => CMD_UP,
                 Connection::PubSub => SUB_UP,
+                _ => CMD_UP,
             };
             self.nodes[node].links[link].push_back(Item::Command(command.clone()));
             sent.push(command);
@@ -873,6 +875,7 @@ impl Harness {
                     Position::Start => (None, None),
                     Position::Units(n) => (Some(n as i64), None),
                     Position::Chunk(n) => (None, Some(n)),
+                    other => panic!("a position the target never asks for: {other:?}"),
                 };
                 assert_eq!(request.skip, skip);
                 let named = (unit != SkipUnit::Utf16 && skip.is_some()).then_some(unit);
@@ -1008,7 +1011,9 @@ impl Harness {
                 if r.started == Some(Role::Producer) {
                     let ending = r.prod().ending;
                     let fits = match error {
-                        Error::Source(m) => ending == Some(Ending::Source) && m == SOURCE_ERROR,
+                        Error::Source(m) => {
+                            ending == Some(Ending::Source) && m.message() == SOURCE_ERROR
+                        }
                         Error::Cancelled => ending == Some(Ending::Cancelled),
                         _ => false,
                     };
@@ -1047,6 +1052,7 @@ impl Harness {
                     }
                 }
             }
+            other => panic!("an event this target does not know: {other:?}"),
         }
         r.any_event = true;
         if event.is_final() {
@@ -1388,7 +1394,7 @@ impl Harness {
                             (Some(token), false) => {
                                 reg.lost = true;
                                 let lost = Control::Error {
-                                    kind: "lost".to_owned(),
+                                    kind: ErrorKind::Lost,
                                     message: "a message to this listener could not be published"
                                         .to_owned(),
                                     next: None,
@@ -1609,7 +1615,7 @@ impl Harness {
         let refused = match &token {
             Some(token) => {
                 let control = Control::Error {
-                    kind: "truncated".to_owned(),
+                    kind: ErrorKind::Truncated,
                     message: "the data asked for is no longer buffered".to_owned(),
                     next: None,
                 };
@@ -1795,12 +1801,12 @@ impl Harness {
                 let engine = &mut self.nodes[node].engine;
                 let (handle, kind) = if *explicit {
                     (
-                        engine.resume_existing_stream_at(STREAMS[stream], position),
+                        engine.resume_existing_stream(STREAMS[stream], position),
                         Kind::Resume,
                     )
                 } else {
                     (
-                        engine.resumable_stream_at(STREAMS[stream], position),
+                        engine.resumable_stream(STREAMS[stream], position),
                         Kind::Idempotent,
                     )
                 };
@@ -1945,7 +1951,7 @@ impl Harness {
                 if !errors_first {
                     self.nodes[node]
                         .engine
-                        .handle_connection_lost(Connection::PubSub);
+                        .handle_pubsub_state(self.now, PubSubState::Lost);
                     self.drain(node, NO_CTX);
                 }
                 // What was in flight on the connection comes back as errors; messages
@@ -1965,7 +1971,7 @@ impl Harness {
                 if *errors_first {
                     self.nodes[node]
                         .engine
-                        .handle_connection_lost(Connection::PubSub);
+                        .handle_pubsub_state(self.now, PubSubState::Lost);
                     self.drain(node, NO_CTX);
                 }
             }
@@ -1991,7 +1997,7 @@ impl Harness {
                 if !errors_first {
                     self.nodes[node]
                         .engine
-                        .handle_connection_interrupted(Connection::PubSub);
+                        .handle_pubsub_state(self.now, PubSubState::Interrupted);
                     self.drain(node, NO_CTX);
                 }
                 let down: Vec<Item> = self.nodes[node].links[SUB_DOWN].drain(..).collect();
@@ -2009,7 +2015,7 @@ impl Harness {
                 if *errors_first {
                     self.nodes[node]
                         .engine
-                        .handle_connection_interrupted(Connection::PubSub);
+                        .handle_pubsub_state(self.now, PubSubState::Interrupted);
                     self.drain(node, NO_CTX);
                 }
             }
@@ -2123,7 +2129,7 @@ impl Harness {
         self.nodes[node].interrupted = false;
         self.nodes[node]
             .engine
-            .handle_connection_restored(Connection::PubSub);
+            .handle_pubsub_state(self.now, PubSubState::Restored);
         self.drain(node, NO_CTX);
     }
 
