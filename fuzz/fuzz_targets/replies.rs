@@ -35,27 +35,11 @@ use libfuzzer_sys::fuzz_target;
 use resumable_stream::wire::{Extension, ResumeRequest, CONTROL_MARK, DONE_MESSAGE};
 use resumable_stream::{
     CommandId, Config, Engine, Error, Event, Handle, Op, Position, PubSubState, Reply, ReplyError,
-    Role, SkipUnit,
+    Role,
 };
+use resumable_stream_fuzz::ops::Unit;
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
-
-#[derive(Debug, Arbitrary, Clone, Copy)]
-enum Unit {
-    Utf16,
-    CodePoint,
-    Byte,
-}
-
-impl Unit {
-    fn get(self) -> SkipUnit {
-        match self {
-            Unit::Utf16 => SkipUnit::Utf16,
-            Unit::CodePoint => SkipUnit::CodePoint,
-            Unit::Byte => SkipUnit::Byte,
-        }
-    }
-}
 
 #[derive(Debug, Arbitrary)]
 enum Kind {
