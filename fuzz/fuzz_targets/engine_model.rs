@@ -84,6 +84,10 @@ fuzz_target!(|input: Input| {
                 trace!("fault {fault:?}");
                 harness.message_fault(fault);
             }
+            AnyStep::Subscription(fault) => {
+                trace!("subscription dropped {fault:?}");
+                harness.subscription_dropped(fault);
+            }
         }
     }
     trace!("epilogue");

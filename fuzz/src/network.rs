@@ -4,7 +4,7 @@
 
 use crate::harness::*;
 use crate::model::*;
-use crate::ops::MessageFault;
+use crate::ops::{MessageFault, SubscriptionFault};
 use crate::trace;
 use bytes::Bytes;
 use resumable_stream::sim::{Item, Link};
@@ -182,6 +182,38 @@ impl Harness {
                 self.fault(stream, |f| f.silent = true);
             }
         }
+    }
+
+    /// The server drops one subscription of an engine, which its driver reports
+    /// (`handle_subscription_dropped`): what is published on that channel until the
+    /// engine subscribes again is lost, as in an interruption of that channel alone.
+    pub fn subscription_dropped(&mut self, fault: &SubscriptionFault) {
+        let node = self.node(fault.engine);
+        let channels: Vec<(usize, Bytes)> = self
+            .order
+            .iter()
+            .filter(|k| k.0 == node)
+            .filter_map(|k| {
+                let r = &self.readers[k];
+                if r.prod.as_ref().is_some_and(|p| p.routed) {
+                    Some((r.stream, names(r.stream).1))
+                } else if r.finals == 0 {
+                    r.listener.as_deref().map(|l| (r.stream, chunk_channel(l)))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        if channels.is_empty() {
+            return;
+        }
+        let (stream, channel) = channels[usize::from(fault.nth) % channels.len()].clone();
+        self.fault(Some(stream), |f| f.interrupted = true);
+        self.net.drop_subscription(node, &channel, self.now);
+        self.nodes[node]
+            .engine
+            .handle_subscription_dropped(self.now, &channel);
+        self.drain(node, NO_CTX);
     }
 
     /// The pub/sub connection of `node` drops: lost for good (`Lost`), or interrupted

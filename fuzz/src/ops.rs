@@ -238,6 +238,19 @@ pub enum MessageFault {
 pub enum AnyStep {
     Step(Step),
     Fault(MessageFault),
+    Subscription(SubscriptionFault),
+}
+
+/// The server drops one subscription of an engine (a Cluster slot moved, an ACL
+/// changed), added after the message faults: parsed from the top sixteenth of
+/// `DeleteSentinel`'s range, which only message faults used, and none of the
+/// committed inputs (every one replays the same steps as before it was added).
+#[derive(Debug, Arbitrary)]
+pub struct SubscriptionFault {
+    /// The engine whose subscription goes.
+    pub engine: u8,
+    /// Which of its subscribed channels (the model's, in handle order).
+    pub nth: u8,
 }
 
 /// How many variants `Step` has, and which one `MessageFault` shares the range of
@@ -275,6 +288,10 @@ impl<'a> Arbitrary<'a> for AnyStep {
         let available = u.peek_bytes(u.len().min(4)).unwrap_or_default();
         bytes[..available.len()].copy_from_slice(available);
         let scaled = u64::from(u32::from_le_bytes(bytes)) * STEP_VARIANTS;
+        if scaled >> 32 == SHARED_VARIANT && scaled as u32 >= 15 << 28 {
+            u.bytes(available.len())?;
+            return SubscriptionFault::arbitrary(u).map(AnyStep::Subscription);
+        }
         if scaled >> 32 == SHARED_VARIANT && scaled as u32 >= 1 << 31 {
             u.bytes(available.len())?;
             return MessageFault::arbitrary(u).map(AnyStep::Fault);
