@@ -86,6 +86,8 @@ struct Node {
     lost_messages: Vec<Bytes>,
     /// Messages to this node still to be delivered twice, the copy after the delay.
     repeated_messages: Vec<(Bytes, Duration)>,
+    /// Every channel this node subscribed to, in order (repeats included).
+    subscribed: Vec<Bytes>,
 }
 
 /// The simulated network of engines around one in-memory Redis.
@@ -129,6 +131,7 @@ impl Sim {
                     refused_publishes: Vec::new(),
                     lost_messages: Vec::new(),
                     repeated_messages: Vec::new(),
+                    subscribed: Vec::new(),
                 }
             })
             .collect();
@@ -202,6 +205,12 @@ impl Sim {
             .push((part.into(), delay));
     }
 
+    /// Every channel node `node` sent a (sharded) subscription for, in order, repeats
+    /// included: to name a resumer's chunk channel, whose listener id is random.
+    pub fn subscribed(&self, node: usize) -> &[Bytes] {
+        &self.nodes[node].subscribed
+    }
+
     /// The server drops node `node`'s subscription to `channel` (a Cluster slot moved)
     /// and the node's driver tells its engine, as a driver does on such a push.
     pub fn drop_subscription(&mut self, node: usize, channel: &[u8]) {
@@ -218,6 +227,9 @@ impl Sim {
         for index in 0..self.nodes.len() {
             while let Some(command) = self.nodes[index].engine.poll_command() {
                 *self.commands_sent.entry(command.op.name()).or_default() += 1;
+                if let Op::Subscribe { channel } | Op::SSubscribe { channel } = &command.op {
+                    self.nodes[index].subscribed.push(channel.clone());
+                }
                 let at = self.now + self.latency;
                 self.net.send(index, command, at);
             }
