@@ -29,7 +29,7 @@
 //! assert!(sim.log(1, resumer).ended);
 //! ```
 
-mod net;
+pub mod net;
 
 use crate::engine::Engine;
 use crate::error::Error;
