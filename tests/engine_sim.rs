@@ -61,7 +61,8 @@ fn acts_like_a_normal_stream() {
     assert!(log.ended);
     assert_eq!((log.finals, log.after_final), (1, 0));
     assert_eq!(
-        sim.redis
+        sim.net
+            .redis
             .get_raw(sim.now(), b"resumable-stream:rs:sentinel:s")
             .unwrap(),
         "DONE"
@@ -262,8 +263,8 @@ fn explicit_create_and_resume() {
     sim.settle();
     assert_eq!(sim.log(0, p).role, Some(Role::Producer));
     let key = b"resumable-stream:rs:sentinel:s";
-    assert_eq!(sim.redis.get_raw(sim.now(), key).unwrap(), "1");
-    assert!(sim.redis.expiry(sim.now(), key).is_some(), "SET ... EX");
+    assert_eq!(sim.net.redis.get_raw(sim.now(), key).unwrap(), "1");
+    assert!(sim.net.redis.expiry(sim.now(), key).is_some(), "SET ... EX");
     push(&mut sim, p, "hello");
     let r = sim.engine(1).resume_existing_stream("s", Some(1));
     sim.settle();
@@ -411,7 +412,7 @@ fn a_producer_that_is_gone_fails_the_resumer_within_the_ack_timeout() {
     for ack in [Config::default().ack_timeout(), Duration::from_millis(300)] {
         let mut sim = Sim::new(2, MS, Config::default().with_ack_timeout(ack));
         // The sentinel says active, but nobody listens on the request channel.
-        sim.redis.set_raw("resumable-stream:rs:sentinel:s", "1");
+        sim.net.redis.set_raw("resumable-stream:rs:sentinel:s", "1");
         let r = sim.engine(1).resumable_stream("s", None);
         sim.advance(ack * 3);
         let log = sim.log(1, r);
@@ -437,10 +438,12 @@ fn a_producer_that_is_gone_fails_the_resumer_within_the_ack_timeout() {
 #[test]
 fn an_ack_timeout_on_a_stream_that_finished_meanwhile_answers_done() {
     let mut sim = sim(2);
-    sim.redis.set_raw("resumable-stream:rs:sentinel:s", "1");
+    sim.net.redis.set_raw("resumable-stream:rs:sentinel:s", "1");
     let r = sim.engine(1).resume_existing_stream("s", None);
     sim.advance(Duration::from_millis(500));
-    sim.redis.set_raw("resumable-stream:rs:sentinel:s", "DONE");
+    sim.net
+        .redis
+        .set_raw("resumable-stream:rs:sentinel:s", "DONE");
     sim.advance(Duration::from_secs(1));
     assert!(sim.log(1, r).done, "{:?}", sim.log(1, r));
 }
@@ -448,7 +451,8 @@ fn an_ack_timeout_on_a_stream_that_finished_meanwhile_answers_done() {
 #[test]
 fn unexpected_sentinel_values_are_typed_errors() {
     let mut sim = sim(1);
-    sim.redis
+    sim.net
+        .redis
         .set_raw("resumable-stream:rs:sentinel:s", "garbage");
     let idem = sim.engine(0).resumable_stream("s", None);
     let resume = sim.engine(0).resume_existing_stream("s", None);
@@ -551,7 +555,8 @@ fn a_source_error_reaches_every_reader_of_ours_and_ends_v1_listeners_cleanly() {
     assert!(sim.log(2, v1_reader).ended && sim.log(2, v1_reader).error.is_none());
     assert_eq!(sim.log(2, v1_reader).data, b"partial");
     assert_eq!(
-        sim.redis
+        sim.net
+            .redis
             .get_raw(sim.now(), b"resumable-stream:rs:sentinel:s")
             .unwrap(),
         "DONE"
@@ -644,7 +649,7 @@ fn a_late_request_after_the_end_gets_everything_and_the_end() {
 #[test]
 fn deadlines_move_forward_and_none_is_left_behind() {
     let mut sim = sim(2);
-    sim.redis.set_raw("resumable-stream:rs:sentinel:s", "1");
+    sim.net.redis.set_raw("resumable-stream:rs:sentinel:s", "1");
     let _r = sim.engine(1).resumable_stream("s", None);
     sim.settle();
     let first = sim.engine(1).poll_timeout().expect("an ack deadline");
@@ -694,7 +699,8 @@ fn the_local_reader_ends_only_once_the_stream_is_marked_done() {
     sim.settle();
     assert!(sim.log(0, p).ended);
     assert_eq!(
-        sim.redis
+        sim.net
+            .redis
             .get_raw(sim.now(), b"resumable-stream:rs:sentinel:s")
             .unwrap(),
         "DONE"
@@ -720,6 +726,7 @@ fn a_producer_subscribes_before_the_sentinel_appears_and_the_sentinel_expires() 
             };
             ops.push(command.op.name());
             let (reply, _) = sim
+                .net
                 .redis
                 .execute(now, resumable_stream::ClientId(0), &command.op);
             sim.engine(0).handle_reply(now, command.id, reply);
@@ -738,9 +745,9 @@ fn a_producer_subscribes_before_the_sentinel_appears_and_the_sentinel_expires() 
             })
         ));
         let key = format!("resumable-stream:rs:sentinel:{id}");
-        assert_eq!(sim.redis.get_raw(now, key.as_bytes()).unwrap(), "1");
+        assert_eq!(sim.net.redis.get_raw(now, key.as_bytes()).unwrap(), "1");
         assert!(
-            sim.redis.expiry(now, key.as_bytes()).is_some(),
+            sim.net.redis.expiry(now, key.as_bytes()).is_some(),
             "no orphan key without a TTL"
         );
         sim.engine(0).finish(handle).unwrap();
@@ -835,7 +842,7 @@ fn the_done_watchdog_fails_a_resumer_whose_stream_vanished_and_spares_a_live_one
     sim.advance(Duration::from_secs(35));
     assert!(sim.log(1, live).finals == 0);
     assert!(sim.commands_sent.get("GET").copied().unwrap_or(0) >= 3);
-    sim.redis.delete(b"resumable-stream:rs:sentinel:s");
+    sim.net.redis.delete(b"resumable-stream:rs:sentinel:s");
     sim.advance(Duration::from_secs(25));
     assert!(
         matches!(sim.log(1, live).error, Some(Error::Vanished { .. })),
@@ -948,7 +955,8 @@ fn cancel_stops_a_stream_from_another_instance() {
     assert!(sim.log(2, theirs).ended, "a v1 listener ends cleanly");
     assert!(sim.engine(0).push_chunk(p, "late".into()).is_err());
     assert_eq!(
-        sim.redis
+        sim.net
+            .redis
             .get_raw(sim.now(), b"resumable-stream:rs:sentinel:s")
             .unwrap(),
         "DONE"
@@ -1113,12 +1121,15 @@ fn both_sides_cut_off_while_chunks_flow_recover_byte_exact() {
 #[test]
 fn a_stream_created_again_while_an_incr_was_refused_is_resumed_not_an_error() {
     let mut sim = sim(2);
-    sim.redis.set_raw("resumable-stream:rs:sentinel:s", "DONE");
+    sim.net
+        .redis
+        .set_raw("resumable-stream:rs:sentinel:s", "DONE");
     let r = sim.engine(1).resumable_stream("s", None);
     // Deliver the INCR (refused), then recreate the stream before the GET runs.
     let now = sim.now();
     let incr = sim.engine(1).poll_command().unwrap();
     let (reply, _) = sim
+        .net
         .redis
         .execute(now, resumable_stream::ClientId(1), &incr.op);
     sim.engine(1).handle_reply(now, incr.id, reply);
@@ -1130,6 +1141,7 @@ fn a_stream_created_again_while_an_incr_was_refused_is_resumed_not_an_error() {
     assert_eq!(sim.log(0, p).role, Some(Role::Producer));
     let now = sim.now();
     let (reply, _) = sim
+        .net
         .redis
         .execute(now, resumable_stream::ClientId(1), &get.op);
     sim.engine(1).handle_reply(now, get.id, reply);

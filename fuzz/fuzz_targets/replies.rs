@@ -34,28 +34,12 @@ use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use resumable_stream::wire::{Extension, ResumeRequest, CONTROL_MARK, DONE_MESSAGE};
 use resumable_stream::{
-    CommandId, Config, Connection, Engine, Error, Event, Handle, Op, Position, Reply, ReplyError,
-    Role, SkipUnit,
+    CommandId, Config, Engine, Error, Event, Handle, Op, Position, PubSubState, Reply, ReplyError,
+    Role,
 };
+use resumable_stream_fuzz::ops::Unit;
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
-
-#[derive(Debug, Arbitrary, Clone, Copy)]
-enum Unit {
-    Utf16,
-    CodePoint,
-    Byte,
-}
-
-impl Unit {
-    fn get(self) -> SkipUnit {
-        match self {
-            Unit::Utf16 => SkipUnit::Utf16,
-            Unit::CodePoint => SkipUnit::CodePoint,
-            Unit::Byte => SkipUnit::Byte,
-        }
-    }
-}
 
 #[derive(Debug, Arbitrary)]
 enum Kind {
@@ -229,7 +213,7 @@ impl Harness {
             Kind::Resume(skip) => self.engine.resume_existing_stream(id, skip.map(u64::from)),
             Kind::ResumeAtChunk(n) => self
                 .engine
-                .resume_existing_stream_at(id, Position::Chunk(u64::from(n))),
+                .resume_existing_stream(id, Position::Chunk(u64::from(n))),
             Kind::State => self.engine.has_existing_stream(id),
             Kind::Cancel => self.engine.cancel(id),
         };
@@ -347,6 +331,7 @@ impl Harness {
                     assert!(!log.first, "an answer is a first event: {event:?}");
                 }
                 Event::Failed { .. } => {}
+                other => panic!("an event this target does not know: {other:?}"),
             }
             if log.started == Some(Role::Producer) {
                 if let Event::Failed { error, .. } = &event {
@@ -509,27 +494,24 @@ impl Harness {
                 log.dropped = true;
                 log.expected_local.clear();
             }
-            Action::Interrupted(pubsub) => {
-                self.engine.handle_connection_interrupted(if *pubsub {
-                    Connection::PubSub
-                } else {
-                    Connection::Commands
-                });
+            // `false` named the command connection, which the engine never cared
+            // about: since handle_pubsub_state it means one subscription that the
+            // server dropped (the channel named last), and Lost/Restored do nothing.
+            Action::Interrupted(true) => {
+                self.engine
+                    .handle_pubsub_state(self.now, PubSubState::Interrupted);
             }
-            Action::Restored(pubsub) => {
-                self.engine.handle_connection_restored(if *pubsub {
-                    Connection::PubSub
-                } else {
-                    Connection::Commands
-                });
+            Action::Interrupted(false) => {
+                if let Some(channel) = self.channels.last().cloned() {
+                    self.engine.handle_subscription_dropped(self.now, &channel);
+                }
             }
-            Action::Lost(pubsub) => {
-                self.engine.handle_connection_lost(if *pubsub {
-                    Connection::PubSub
-                } else {
-                    Connection::Commands
-                });
+            Action::Restored(true) => {
+                self.engine
+                    .handle_pubsub_state(self.now, PubSubState::Restored);
             }
+            Action::Lost(true) => self.engine.handle_pubsub_state(self.now, PubSubState::Lost),
+            Action::Restored(false) | Action::Lost(false) => {}
         }
         self.drain();
         // The local reader's chunks are delivered synchronously.

@@ -1,6 +1,15 @@
-//! Shared pieces of the fuzz targets: the reference implementation of the skip rules.
+//! Shared pieces of the fuzz targets: the reference implementation of the skip rules
+//! (`reference`), the fuzzer's operations (`ops`), and the engine model with its
+//! harness (`model`, `harness`, `network`, `answers`, `steps`), which drives engines on
+//! the core's simulated network (`resumable_stream::sim::Net`).
 
+pub mod answers;
+pub mod harness;
+pub mod model;
+pub mod network;
+pub mod ops;
 pub mod reference;
+pub mod steps;
 
 /// Whether `RS_FUZZ_TRACE` is set: targets then print what they do, to diagnose a crash
 /// (`RS_FUZZ_TRACE=1 cargo fuzz run -s none engine_model <input>`).

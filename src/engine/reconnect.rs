@@ -38,6 +38,13 @@ impl Engine {
             // Retiring: the drop is the confirmation of its own UNSUBSCRIBE.
             Some(Machine::Producer(p)) if p.retiring() => return,
             Some(Machine::Producer(p)) => p.on_pubsub_interrupted(),
+            // What was published meanwhile is lost, and a v1 resumer cannot ask for it
+            // again: it fails, as it does when the whole connection drops (bug 17).
+            Some(Machine::Resumer(r)) if !r.can_recover() => {
+                let next = r.fail_connection(Self::pubsub_error(), &mut self.out);
+                self.apply(handle, next);
+                return;
+            }
             Some(Machine::Resumer(r)) => r.on_interrupted(),
             _ => return,
         }

@@ -1,10 +1,14 @@
 //! A deterministic simulation: several engines ("instances") and one [`MemoryRedis`],
-//! joined by FIFO links with a fixed latency, on a virtual clock.
+//! joined by the links of [`Net`] with a fixed latency, on a virtual clock.
 //!
 //! Nothing here touches a socket or the real clock: a test drives requests into the
 //! engines, lets the simulated network deliver commands, replies and messages in
 //! virtual time, and reads what each reader received. Timeouts fire when the clock
 //! reaches them, so a one-second acknowledgement timeout costs no real time.
+//!
+//! The network itself is [`net`]: per node and connection a link up and a link down,
+//! with its faults (drop, fail, delay, reorder, duplicate). [`Sim`] drives it in
+//! virtual time; the fuzz targets (`fuzz/`) drive the same network step by step.
 //!
 //! ```
 //! use resumable_stream::sim::Sim;
@@ -25,15 +29,17 @@
 //! assert!(sim.log(1, resumer).ended);
 //! ```
 
+pub mod net;
+
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::event::{Event, Handle, Role, StreamState};
-use crate::io::{Command, CommandId, Reply, ReplyError};
-use crate::memory::{ClientId, MemoryRedis};
+use crate::io::{Connection, Op, ReplyError};
+use crate::memory::MemoryRedis;
 use crate::Config;
 use bytes::Bytes;
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+pub use net::{Executed, Item, Link, Net};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// Everything one handle received, in order.
@@ -70,29 +76,9 @@ pub struct ReaderLog {
     pub final_at: Option<Duration>,
 }
 
-enum Transit {
-    ToRedis {
-        node: usize,
-        command: Command,
-    },
-    Reply {
-        node: usize,
-        id: CommandId,
-        reply: Result<Reply, ReplyError>,
-    },
-    Message {
-        node: usize,
-        channel: Bytes,
-        message: Bytes,
-    },
-}
-
 struct Node {
     engine: Engine,
-    client: ClientId,
     logs: HashMap<Handle, ReaderLog>,
-    /// While set, commands of this node are lost and its pub/sub receives nothing.
-    partitioned: bool,
     /// PUBLISHes of this node still to be refused with an error reply, oldest first:
     /// the ones whose message contains the given bytes.
     refused_publishes: Vec<Bytes>,
@@ -100,19 +86,19 @@ struct Node {
     lost_messages: Vec<Bytes>,
     /// Messages to this node still to be delivered twice, the copy after the delay.
     repeated_messages: Vec<(Bytes, Duration)>,
+    /// Every channel this node subscribed to, in order (repeats included).
+    subscribed: Vec<Bytes>,
 }
 
 /// The simulated network of engines around one in-memory Redis.
 pub struct Sim {
-    /// The simulated Redis. Tests may inspect or modify keys directly.
-    pub redis: MemoryRedis,
+    /// The network, and the simulated Redis in it (`net.redis`): tests may inspect or
+    /// modify keys directly, or act on the links.
+    pub net: Net,
     nodes: Vec<Node>,
     start: Instant,
     now: Instant,
     latency: Duration,
-    queue: BinaryHeap<Reverse<(Instant, u64)>>,
-    transits: HashMap<u64, Transit>,
-    seq: u64,
     /// Every command sent by any node, by name, for counting.
     pub commands_sent: HashMap<&'static str, u64>,
 }
@@ -129,36 +115,40 @@ impl Sim {
 
     /// One engine per configuration (each with its own seed), links of `latency`.
     pub fn with_configs(configs: Vec<Config>, latency: Duration) -> Sim {
-        let mut redis = MemoryRedis::new();
+        let mut net = Net::new();
         let nodes = configs
             .into_iter()
             .enumerate()
-            .map(|(i, config)| Node {
-                engine: Engine::new(
-                    config
-                        .clone()
-                        .with_seed(config.seed().wrapping_add(i as u64 * 7919)),
-                ),
-                client: redis.connect(),
-                logs: HashMap::new(),
-                partitioned: false,
-                refused_publishes: Vec::new(),
-                lost_messages: Vec::new(),
-                repeated_messages: Vec::new(),
+            .map(|(i, config)| {
+                net.add_node();
+                Node {
+                    engine: Engine::new(
+                        config
+                            .clone()
+                            .with_seed(config.seed().wrapping_add(i as u64 * 7919)),
+                    ),
+                    logs: HashMap::new(),
+                    refused_publishes: Vec::new(),
+                    lost_messages: Vec::new(),
+                    repeated_messages: Vec::new(),
+                    subscribed: Vec::new(),
+                }
             })
             .collect();
         let start = Instant::now();
         Sim {
-            redis,
+            net,
             nodes,
             start,
             now: start,
             latency,
-            queue: BinaryHeap::new(),
-            transits: HashMap::new(),
-            seq: 0,
             commands_sent: HashMap::new(),
         }
+    }
+
+    /// The simulated Redis.
+    pub fn redis(&mut self) -> &mut MemoryRedis {
+        &mut self.net.redis
     }
 
     /// The engine of node `node`, to make requests.
@@ -185,13 +175,12 @@ impl Sim {
         self.now
     }
 
-    /// Cuts node `node` off (its commands are lost, nothing reaches it) or heals it. A
-    /// cut also drops its subscriptions, as a closed connection does.
+    /// Cuts node `node` off (its commands fail with a connection error, nothing reaches
+    /// it) or heals it. A cut also drops its subscriptions, as a closed connection does.
     pub fn partition(&mut self, node: usize, cut: bool) {
-        self.nodes[node].partitioned = cut;
-        if cut {
-            let client = self.nodes[node].client;
-            self.redis.disconnect(client);
+        for connection in [Connection::Commands, Connection::PubSub] {
+            let error = cut.then(|| ReplyError::Connection("connection reset".into()));
+            self.net.set_down(node, connection, error);
         }
     }
 
@@ -216,10 +205,20 @@ impl Sim {
             .push((part.into(), delay));
     }
 
-    fn schedule(&mut self, at: Instant, transit: Transit) {
-        self.seq += 1;
-        self.queue.push(Reverse((at, self.seq)));
-        self.transits.insert(self.seq, transit);
+    /// Every channel node `node` sent a (sharded) subscription for, in order, repeats
+    /// included: to name a resumer's chunk channel, whose listener id is random.
+    pub fn subscribed(&self, node: usize) -> &[Bytes] {
+        &self.nodes[node].subscribed
+    }
+
+    /// The server drops node `node`'s subscription to `channel` (a Cluster slot moved)
+    /// and the node's driver tells its engine, as a driver does on such a push.
+    pub fn drop_subscription(&mut self, node: usize, channel: &[u8]) {
+        let now = self.now;
+        self.net.drop_subscription(node, channel, now);
+        self.nodes[node]
+            .engine
+            .handle_subscription_dropped(now, channel);
     }
 
     /// Moves every pending output of every engine: commands onto the network, events
@@ -228,14 +227,11 @@ impl Sim {
         for index in 0..self.nodes.len() {
             while let Some(command) = self.nodes[index].engine.poll_command() {
                 *self.commands_sent.entry(command.op.name()).or_default() += 1;
+                if let Op::Subscribe { channel } | Op::SSubscribe { channel } = &command.op {
+                    self.nodes[index].subscribed.push(channel.clone());
+                }
                 let at = self.now + self.latency;
-                self.schedule(
-                    at,
-                    Transit::ToRedis {
-                        node: index,
-                        command,
-                    },
-                );
+                self.net.send(index, command, at);
             }
             let elapsed = self.now - self.start;
             let node = &mut self.nodes[index];
@@ -274,24 +270,25 @@ impl Sim {
     fn run(&mut self, until: Option<Instant>) {
         for _ in 0..MAX_STEPS {
             self.flush();
-            let next_transit = self.queue.peek().map(|Reverse((at, _))| *at);
+            let next_transit = self.net.next_due();
             let next_deadline = self.next_deadline();
             let horizon = until.unwrap_or(self.now);
             // With a horizon (`advance`), nothing after it happens yet; without one
             // (`settle`), every delivery happens, and deadlines only before them.
             let beyond = |at: Instant| until.is_some() && at > horizon;
             match (next_transit, next_deadline) {
-                (Some(t), Some(d)) if d < t => {
+                (Some((t, ..)), Some(d)) if d < t => {
                     if beyond(d) {
                         return;
                     }
                     self.fire(d)
                 }
-                (Some(t), _) => {
+                (Some((t, node, link)), _) => {
                     if beyond(t) {
                         return;
                     }
-                    self.deliver_next()
+                    self.now = self.now.max(t);
+                    self.deliver(node, link)
                 }
                 (None, Some(d)) if d <= horizon => self.fire(d),
                 (None, _) => return,
@@ -308,76 +305,34 @@ impl Sim {
         }
     }
 
-    fn deliver_next(&mut self) {
-        let Some(Reverse((at, seq))) = self.queue.pop() else {
-            return;
-        };
-        self.now = self.now.max(at);
-        let Some(transit) = self.transits.remove(&seq) else {
+    /// Delivers the next item of `link` of `node`, applying this node's faults.
+    fn deliver(&mut self, node: usize, link: Link) {
+        let Some(item) = self.net.pop(node, link) else {
             return;
         };
         let now = self.now;
         let back = now + self.latency;
-        match transit {
-            Transit::ToRedis { node, command } => {
+        match item {
+            Item::Command(command) => {
                 let refused = match &command.op {
-                    crate::io::Op::Publish { message, .. } => self.nodes[node]
+                    Op::Publish { message, .. } => self.nodes[node]
                         .refused_publishes
                         .iter()
                         .position(|part| contains(message, part)),
                     _ => None,
                 };
-                // An injected error reply, or a partition: the command is not run.
-                let failure = if let Some(index) = refused {
+                if let Some(index) = refused {
+                    // An injected error reply: the command is not run.
                     self.nodes[node].refused_publishes.remove(index);
-                    Some(ReplyError::Server("ERR injected by the simulation".into()))
-                } else if self.nodes[node].partitioned {
-                    Some(ReplyError::Connection("connection reset".into()))
-                } else {
-                    None
-                };
-                if let Some(error) = failure {
-                    self.schedule(
-                        back,
-                        Transit::Reply {
-                            node,
-                            id: command.id,
-                            reply: Err(error),
-                        },
-                    );
+                    let error = ReplyError::Server("ERR injected by the simulation".into());
+                    self.net
+                        .push(node, link.down(), Item::Reply(command.id, Err(error)), back);
                     return;
                 }
-                let client = self.nodes[node].client;
-                let (reply, deliveries) = self.redis.execute(now, client, &command.op);
-                self.schedule(
-                    back,
-                    Transit::Reply {
-                        node,
-                        id: command.id,
-                        reply,
-                    },
-                );
-                for (client, channel, message) in deliveries {
-                    if let Some(target) = self.nodes.iter().position(|n| n.client == client) {
-                        self.schedule(
-                            back,
-                            Transit::Message {
-                                node: target,
-                                channel,
-                                message,
-                            },
-                        );
-                    }
-                }
+                self.net.execute(node, command, now, back);
             }
-            Transit::Reply { node, id, reply } => {
-                self.nodes[node].engine.handle_reply(now, id, reply)
-            }
-            Transit::Message {
-                node,
-                channel,
-                message,
-            } => {
+            Item::Reply(id, reply) => self.nodes[node].engine.handle_reply(now, id, reply),
+            Item::Message { channel, message } => {
                 let lost = &mut self.nodes[node].lost_messages;
                 if let Some(index) = lost.iter().position(|part| contains(&message, part)) {
                     lost.remove(index);
@@ -386,14 +341,13 @@ impl Sim {
                 let repeated = &mut self.nodes[node].repeated_messages;
                 if let Some(index) = repeated.iter().position(|(p, _)| contains(&message, p)) {
                     let (_, delay) = repeated.remove(index);
-                    let copy = Transit::Message {
-                        node,
+                    let copy = Item::Message {
                         channel: channel.clone(),
                         message: message.clone(),
                     };
-                    self.schedule(now + delay, copy);
+                    self.net.push(node, Link::PubSubDown, copy, now + delay);
                 }
-                if !self.nodes[node].partitioned {
+                if !self.net.is_down(node, Connection::PubSub) {
                     self.nodes[node]
                         .engine
                         .handle_message(now, &channel, message);
