@@ -30,7 +30,8 @@
 //!   transport's `reconnectToStream`): the chat's active stream replayed from its start
 //!   and followed to its end, or 204 when the chat has none or it has finished.
 //! - `POST /api/chat/{id}/stop`: stops the chat's answer from any instance
-//!   (`{"stopped":"cancelled"|"already done"|"none"}`); its readers get an AI SDK
+//!   ([`ai_sdk::stop`]: 200 `{"stopped":"cancelled"}`, or 204 when nothing was
+//!   running); its readers get an AI SDK
 //!   `error` part and no `finish`, and a reconnect then gets 204. The AI SDK's
 //!   `stop()` only closes the client's connection: a stop button calls this.
 //! - `GET /api/answer?prompt=..`: `{"text": .., "tokens": n}`, the model's whole answer
@@ -44,8 +45,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use resumable_stream_axum::{ai_sdk, ErrorResponse, ResumableStreamContext};
-use resumable_stream_tokio::Cancelled;
+use resumable_stream_axum::{ai_sdk, ResumableStreamContext};
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -137,19 +137,9 @@ async fn stop(State(app): State<App>, Path(chat_id): Path<String>) -> Response {
     if !request::is_plain_id(&chat_id) {
         return (StatusCode::BAD_REQUEST, "not a chat id").into_response();
     }
-    let stream_id = match app.ctx.active_stream(&chat_id).await {
-        Ok(Some(stream_id)) => stream_id,
-        Ok(None) => return Json(serde_json::json!({ "stopped": "none" })).into_response(),
-        Err(error) => return ErrorResponse(error).into_response(),
-    };
-    let stopped = match app.ctx.cancel(&stream_id).await {
-        Ok(Cancelled::Cancelled) => "cancelled",
-        Ok(Cancelled::AlreadyDone) => "already done",
-        Ok(_) => "none",
-        Err(error) => return ErrorResponse(error).into_response(),
-    };
-    println!("chat {chat_id}: stop: {stopped}");
-    Json(serde_json::json!({ "stopped": stopped })).into_response()
+    let response = ai_sdk::stop(&app.ctx, &chat_id).await;
+    println!("chat {chat_id}: stop: {}", response.status());
+    response
 }
 
 /// `GET /api/answer?prompt=..`.
