@@ -126,13 +126,9 @@ where
 /// [`start`] answered it; 204 No Content when the chat has no active stream (none
 /// ever, or expired) or it finished. Errors as [`status_for`](crate::status_for).
 pub async fn resume(ctx: &ResumableStreamContext, chat_id: &str) -> Response {
-    if let Err(refused) = check_chat_id(chat_id) {
-        return *refused;
-    }
-    let stream_id = match ctx.active_stream(chat_id).await {
-        Ok(Some(stream_id)) => stream_id,
-        Ok(None) => return StatusCode::NO_CONTENT.into_response(),
-        Err(error) => return ErrorResponse(error).into_response(),
+    let stream_id = match active(ctx, chat_id).await {
+        Ok(stream_id) => stream_id,
+        Err(answer) => return *answer,
     };
     match ctx
         .resume_existing_stream(&stream_id, Position::Start)
@@ -183,13 +179,9 @@ pub const STOPPED_BODY: &str = r#"{"stopped":"cancelled"}"#;
 /// # }
 /// ```
 pub async fn stop(ctx: &ResumableStreamContext, chat_id: &str) -> Response {
-    if let Err(refused) = check_chat_id(chat_id) {
-        return *refused;
-    }
-    let stream_id = match ctx.active_stream(chat_id).await {
-        Ok(Some(stream_id)) => stream_id,
-        Ok(None) => return StatusCode::NO_CONTENT.into_response(),
-        Err(error) => return ErrorResponse(error).into_response(),
+    let stream_id = match active(ctx, chat_id).await {
+        Ok(stream_id) => stream_id,
+        Err(answer) => return *answer,
     };
     match ctx.cancel(&stream_id).await {
         Ok(Cancelled::Cancelled) => (
@@ -203,6 +195,17 @@ pub async fn stop(ctx: &ResumableStreamContext, chat_id: &str) -> Response {
         // Finished, gone, or anything a newer engine says: nothing was stopped.
         Ok(_) => StatusCode::NO_CONTENT.into_response(),
         Err(error) => ErrorResponse(error).into_response(),
+    }
+}
+
+/// `chat_id`'s active stream, or the answer without one: 400 for a chat id that is
+/// empty or too long, 204 when there is none, or the error's status.
+async fn active(ctx: &ResumableStreamContext, chat_id: &str) -> Result<String, Box<Response>> {
+    check_chat_id(chat_id)?;
+    match ctx.active_stream(chat_id).await {
+        Ok(Some(stream_id)) => Ok(stream_id),
+        Ok(None) => Err(Box::new(StatusCode::NO_CONTENT.into_response())),
+        Err(error) => Err(Box::new(ErrorResponse(error).into_response())),
     }
 }
 
