@@ -16,8 +16,9 @@
 # ${XDG_CACHE_HOME:-$HOME/.cache}/resumable-stream/aisdk), outside the source tree.
 # `ai` 7 declares node >= 22; the version used is printed, and the test runs on what
 # the machine has. Servers listen on free 127.0.0.1 ports; redis-server runs without
-# persistence. Every run is bounded by a timeout. The last line is the tally of checks,
-# `N passed, M failed`; the exit status is non-zero if any check failed.
+# persistence (the helpers: scripts/lib/harness.sh). Every run is bounded by a
+# timeout. The last line is the tally of checks, `N passed, M failed`; the exit status
+# is non-zero if any check failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,24 +27,8 @@ NODE_DIR="${RS_AISDK_NODE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/resumable-stream/
 # resume that follows land mid-stream on a loaded machine (about 2.5 s per answer).
 TOKEN_MS="${TOKEN_MS:-40}"
 
-step() { printf '\n==> %s\n' "$*"; }
-need_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
-apt_updated=""
-apt_install() {
-  [ -n "$apt_updated" ] || { need_root apt-get update -qq; apt_updated=1; }
-  need_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
-}
-
-PIDS=()
-WORK="$(mktemp -d /tmp/rs-aisdk-test.XXXXXX)"
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-# A setup step that fails still ends with the tally line.
-trap 'echo "aisdk test: setup failed (line $LINENO)" >&2; echo "0 passed, 1 failed"' ERR
+source scripts/lib/harness.sh
+harness_init aisdk-test
 
 step "tools"
 command -v node >/dev/null 2>&1 || apt_install nodejs npm
@@ -53,15 +38,8 @@ command -v curl >/dev/null 2>&1 || apt_install curl
 echo "node $(node --version), npm $(npm --version), $(redis-server --version | cut -d' ' -f1-3)"
 
 step "npm packages of scripts/aisdk/package.json in $NODE_DIR"
-# Installed when the lock there differs from ours (or nothing is installed yet).
-if cmp -s scripts/aisdk/package-lock.json "$NODE_DIR/package-lock.json" && [ -f "$NODE_DIR/node_modules/ai/package.json" ]; then
-  echo "already installed"
-else
-  mkdir -p "$NODE_DIR"
-  cp scripts/aisdk/package.json scripts/aisdk/package-lock.json "$NODE_DIR/"
-  # `ai` declares engines.node >= 22: npm warns (EBADENGINE) and installs.
-  (cd "$NODE_DIR" && npm ci --no-audit --no-fund)
-fi
+# `ai` declares engines.node >= 22: npm warns (EBADENGINE) and installs.
+node_packages "$NODE_DIR" scripts/aisdk ai
 node -e '
   const dir = process.argv[1];
   const want = require(`${process.cwd()}/scripts/aisdk/package.json`).dependencies.ai;
@@ -72,41 +50,11 @@ node -e '
 step "ai_chat"
 cargo build -q -p resumable-stream-axum --example ai_chat
 BIN="${CARGO_TARGET_DIR:-target}/debug/examples/ai_chat"
+start_redis
+start_server memory "$BIN"; MEMORY="$URL"
+start_server redis-a "$BIN" "$REDIS_URL_PRIVATE"; A="$URL"
+start_server redis-b "$BIN" "$REDIS_URL_PRIVATE"; B="$URL"
 
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-
-# start_server NAME [REDIS_URL]: starts ai_chat on a free port; sets URL to its base.
-start_server() {
-  local name="$1" redis="${2:-}" port pid
-  port="$(free_port)"
-  if [ -n "$redis" ]; then
-    env -u KV_URL REDIS_URL="$redis" TOKEN_MS="$TOKEN_MS" "$BIN" --port "$port" >"$WORK/$name.log" 2>&1 &
-  else
-    env -u REDIS_URL -u KV_URL TOKEN_MS="$TOKEN_MS" "$BIN" --port "$port" >"$WORK/$name.log" 2>&1 &
-  fi
-  pid=$!
-  PIDS+=("$pid")
-  for _ in $(seq 1 100); do
-    curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && { URL="http://127.0.0.1:$port"; return; }
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "$name did not start:" >&2
-  cat "$WORK/$name.log" >&2
-  return 1
-}
-
-REDIS_PORT="$(free_port)"
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
-  --dir "$WORK" >"$WORK/redis.log" 2>&1 &
-PIDS+=("$!")
-for _ in $(seq 1 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
-redis-cli -p "$REDIS_PORT" ping >/dev/null
-REDIS_URL_PRIVATE="redis://127.0.0.1:$REDIS_PORT"
-
-start_server memory; MEMORY="$URL"
-start_server redis-a "$REDIS_URL_PRIVATE"; A="$URL"
-start_server redis-b "$REDIS_URL_PRIVATE"; B="$URL"
 echo "in memory $MEMORY; on redis $REDIS_URL_PRIVATE: $A and $B; TOKEN_MS=$TOKEN_MS"
 trap - ERR
 

@@ -23,32 +23,21 @@
 //   (g) the body of the AI SDK's resume guide (`{ id, message }`, the last message
 //       only, from prepareSendMessagesRequest) is answered alike;
 //   (h) POST /api/chat/{id}/stop (on the other instance) stops a running answer: its
-//       reader gets an error part and no finish, and a reconnect then gets null.
+//       reader gets an error part and no finish (200 `{"stopped":"cancelled"}`), a
+//       reconnect then gets null, and a second stop finds nothing running (204).
 // The last line is `NAME: N passed, M failed`; exits 0 only when nothing failed, and
 // never runs longer than WATCHDOG_MS.
 
 import { createRequire } from "node:module";
 import { pathToFileURL } from "node:url";
-import { parseArgs } from "node:util";
+import { checks, diff, within, serverArgs } from "../lib/checks.mjs";
 
 const WATCHDOG_MS = 120_000;
 const STEP_MS = 30_000;
 // Deltas read before the cut: a few, far fewer than any answer has.
 const DELTAS_BEFORE_CUT = 5;
 
-const { values: args } = parseArgs({
-  options: {
-    a: { type: "string" },
-    b: { type: "string" },
-    name: { type: "string", default: "ai_chat" },
-  },
-});
-if (!args.a) {
-  console.error("usage: chat.test.mjs --a URL [--b URL] [--name NAME]");
-  process.exit(2);
-}
-const baseA = args.a.replace(/\/$/, "");
-const baseB = (args.b ?? args.a).replace(/\/$/, "");
+const { name, baseA, baseB } = serverArgs("chat.test.mjs", "a", "b", "ai_chat");
 const nodeDir = process.env.RS_AISDK_NODE_DIR ?? `${process.env.HOME}/.cache/resumable-stream/aisdk`;
 // `ai` is an ES module: resolve it from the install directory, then import it.
 const aiEntry = createRequire(`${nodeDir}/`).resolve("ai");
@@ -56,31 +45,7 @@ const ai = await import(pathToFileURL(aiEntry).href);
 const aiVersion = createRequire(`${nodeDir}/`)("ai/package.json").version;
 const { DefaultChatTransport, readUIMessageStream } = ai;
 
-const watchdog = setTimeout(() => {
-  console.error(`${args.name}: FAILED: the whole test took longer than ${WATCHDOG_MS} ms`);
-  process.exit(1);
-}, WATCHDOG_MS);
-
-let passed = 0;
-const failures = [];
-function check(what, ok, detail = "") {
-  if (ok) {
-    passed += 1;
-    console.log(`  ok    ${what}`);
-  } else {
-    failures.push(what);
-    console.log(`  FAIL  ${what}${detail ? `\n        ${detail}` : ""}`);
-  }
-}
-
-// Every wait is bounded.
-function within(ms, promise, what) {
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
+const { check, fail, finish } = checks(name, WATCHDOG_MS);
 
 // The SDK's fetch, recorded: the tests look at statuses and headers the transport
 // does not return.
@@ -152,13 +117,6 @@ async function checkWhole(label, chunks, want) {
   return message;
 }
 
-function diff(got, want) {
-  if (got === want) return "";
-  let i = 0;
-  while (i < got.length && i < want.length && got[i] === want[i]) i += 1;
-  return `length ${got.length} vs ${want.length}; first difference at ${i}: got ${JSON.stringify(got.slice(i, i + 40))}, want ${JSON.stringify(want.slice(i, i + 40))}`;
-}
-
 async function send(chatId, messages, abortSignal) {
   return within(STEP_MS, sender.sendMessages({ chatId, messages, trigger: "submit-message", messageId: undefined, abortSignal }), "POST /api/chat");
 }
@@ -167,8 +125,7 @@ async function reconnect(chatId) {
   return within(STEP_MS, resumer.reconnectToStream({ chatId }), `GET /api/chat/${chatId}/stream`);
 }
 
-const started = Date.now();
-console.log(`${args.name}: ai@${aiVersion} on node ${process.version}; chats sent to ${baseA}, resumed on ${baseB}`);
+console.log(`${name}: ai@${aiVersion} on node ${process.version}; chats sent to ${baseA}, resumed on ${baseB}`);
 let stage = "setup";
 try {
   // The model's answers, computed by the server without streaming.
@@ -284,7 +241,8 @@ try {
   const early = await readChunks(stopping, (chunks) => deltasOf(chunks).length >= 3);
   const stopAnswer = await within(STEP_MS, fetch(`${baseB}/api/chat/${chatH}/stop`, { method: "POST" }), "POST stop");
   const stopped = await stopAnswer.json();
-  check("(h) POST /api/chat/{id}/stop stops the running answer", stopped.stopped === "cancelled", JSON.stringify(stopped));
+  check("(h) POST /api/chat/{id}/stop stops the running answer", stopAnswer.status === 200 && stopped.stopped === "cancelled",
+    `status ${stopAnswer.status}, ${JSON.stringify(stopped)}`);
   const tail = await readChunks(early.reader);
   const stoppedChunks = [...early.chunks, ...tail.chunks];
   const types = stoppedChunks.map((c) => c.type);
@@ -292,13 +250,10 @@ try {
     types[types.length - 1] === "error" && !types.includes("finish") && deltasOf(stoppedChunks).length < want.cut.tokens,
     `${deltasOf(stoppedChunks).length} of ${want.cut.tokens} deltas; last parts ${types.slice(-3).join(", ")}`);
   check("(h) after the stop, reconnectToStream returns null", (await reconnect(chatH)) === null, `status ${lastExchange().status}`);
+  const again = await within(STEP_MS, fetch(`${baseA}/api/chat/${chatH}/stop`, { method: "POST" }), "POST stop again");
+  check("(h) a second stop finds nothing running: 204", again.status === 204, `status ${again.status}`);
 } catch (error) {
-  failures.push(String(error));
-  console.log(`  FAIL  ${stage}: ${(error?.message ?? String(error)).split("\n")[0]}`);
-} finally {
-  clearTimeout(watchdog);
+  fail(stage, error);
 }
 
-const seconds = ((Date.now() - started) / 1000).toFixed(1);
-console.log(`${args.name}: ${passed} passed, ${failures.length} failed (${seconds} s)`);
-process.exit(failures.length === 0 ? 0 : 1);
+finish();

@@ -18,52 +18,14 @@
 // interruption must happen mid-stream, or the run fails as not having tested anything.
 // Exits 0 when every check passed, 1 otherwise; never runs longer than WATCHDOG_MS.
 
-import { createRequire } from "node:module";
-import { parseArgs } from "node:util";
+import { checks, diff, inBrowser, serverArgs } from "../../scripts/lib/checks.mjs";
 
 const WATCHDOG_MS = 120_000;
 const STEP_MS = 20_000;
 const PROMPT = "How does a chat resume after a reload? Ünïcode: 日本 🚀";
 
-const { values: args } = parseArgs({
-  options: {
-    base: { type: "string" },
-    second: { type: "string" },
-    name: { type: "string", default: "ai_chat" },
-  },
-});
-if (!args.base) {
-  console.error("usage: ai_chat.test.mjs --base URL [--second URL] [--name NAME]");
-  process.exit(2);
-}
-const baseA = args.base.replace(/\/$/, "");
-const baseB = (args.second ?? args.base).replace(/\/$/, "");
-const nodeDir = process.env.RS_BROWSER_NODE_DIR ?? "/tmp/rs-browser-node";
-const { chromium } = createRequire(`${nodeDir}/`)("playwright-core");
-
-const watchdog = setTimeout(() => {
-  console.error(`${args.name}: FAILED: the whole test took longer than ${WATCHDOG_MS} ms`);
-  process.exit(1);
-}, WATCHDOG_MS);
-
-let passed = 0;
-const failures = [];
-function check(what, ok, detail = "") {
-  if (ok) {
-    passed += 1;
-    console.log(`  ok    ${what}`);
-  } else {
-    failures.push(what);
-    console.log(`  FAIL  ${what}${detail ? `\n        ${detail}` : ""}`);
-  }
-}
-
-function diff(got, want) {
-  if (got === want) return "";
-  let i = 0;
-  while (i < got.length && i < want.length && got[i] === want[i]) i += 1;
-  return `length ${got.length} vs ${want.length}; first difference at ${i}: got ${JSON.stringify(got.slice(i, i + 40))}, want ${JSON.stringify(want.slice(i, i + 40))}`;
-}
+const { name, baseA, baseB } = serverArgs("ai_chat.test.mjs", "base", "second", "ai_chat");
+const { check, fail, finish } = checks(name, WATCHDOG_MS);
 
 // What a page shows.
 const shown = (page) => page.evaluate(() => ({
@@ -80,28 +42,16 @@ const untilHow = (page, how) =>
 const untilDone = (page) =>
   page.waitForFunction(() => document.getElementById("state").textContent === "done", null, { timeout: 60_000 });
 
-const started = Date.now();
-console.log(`${args.name}: first tab on ${baseA}, second tab on ${baseB}`);
+console.log(`${name}: first tab on ${baseA}, second tab on ${baseB}`);
 const expected = (await (await fetch(`${baseA}/api/answer?prompt=${encodeURIComponent(PROMPT)}`)).json()).text;
 check("the model gives an answer of a few hundred characters", expected.length > 200, `${expected.length} characters`);
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  headless: true,
-  timeout: STEP_MS,
-  args: ["--disable-dev-shm-usage"],
-});
-const pageErrors = [];
-let stage = "opening the page";
-try {
-  const context = await browser.newContext();
-  context.setDefaultTimeout(STEP_MS);
-  const tab1 = await context.newPage();
-  tab1.on("pageerror", (e) => pageErrors.push(`tab 1: ${e.message}`));
+await inBrowser(STEP_MS, { check, fail }, async (run) => {
+  const tab1 = await run.newTab("tab 1");
   await tab1.goto(`${baseA}/`);
 
   // 1. Send, then cut: the page aborts its response and resumes by GET.
-  stage = "send: waiting for 40 characters";
+  run.stage = "send: waiting for 40 characters";
   await tab1.fill("#prompt", PROMPT);
   await tab1.click("#send");
   await untilLength(tab1, 40);
@@ -111,7 +61,7 @@ try {
     `state ${beforeCut.state}, chat ${JSON.stringify(chatId)}`);
   check("the POST answered with x-vercel-ai-ui-message-stream: v1",
     beforeCut.log.some((l) => l === "sent, x-vercel-ai-ui-message-stream: v1"), beforeCut.log.join(" | "));
-  stage = "cut: waiting for the page to resume";
+  run.stage = "cut: waiting for the page to resume";
   await tab1.click("#cut");
   await untilHow(tab1, "resumed after the cut");
   const afterCut = await shown(tab1);
@@ -122,9 +72,8 @@ try {
   check("after the cut, the text is a prefix of the answer", expected.startsWith(afterCut.answer), diff(afterCut.answer, expected));
 
   // 2. A second tab on the same chat, possibly on another instance.
-  const tab2 = await context.newPage();
-  tab2.on("pageerror", (e) => pageErrors.push(`tab 2: ${e.message}`));
-  stage = "second tab: waiting for it to resume on load";
+  const tab2 = await run.newTab("tab 2");
+  run.stage = "second tab: waiting for it to resume on load";
   await tab2.goto(`${baseB}/#${chatId}`);
   await untilHow(tab2, "resumed on load");
   const second = await shown(tab2);
@@ -132,7 +81,7 @@ try {
     `state ${second.state}; ${diff(second.answer, expected)}`);
 
   // 3. Reload: the page resumes on mount, as useChat({ resume: true }) does.
-  stage = "reload: waiting for 30 more characters, then the resume on load";
+  run.stage = "reload: waiting for 30 more characters, then the resume on load";
   await untilLength(tab1, afterCut.answer.length + 30);
   const beforeReload = await shown(tab1);
   await tab1.reload();
@@ -143,7 +92,7 @@ try {
     `reloaded at ${beforeReload.answer.length} of ${expected.length}; state ${afterReload.state}`);
 
   // 4. To the end.
-  stage = "waiting for both tabs to see the end";
+  run.stage = "waiting for both tabs to see the end";
   await Promise.all([untilDone(tab1), untilDone(tab2)]);
   for (const [name, tab] of [["first tab", tab1], ["second tab", tab2]]) {
     const end = await shown(tab);
@@ -153,22 +102,13 @@ try {
   check("first tab: the user message and the answer are kept", kept.kept === 2, `${kept.kept} messages`);
 
   // 5. A reload after the end: 204, nothing fetched again, the answer kept.
-  stage = "reload after the end";
+  run.stage = "reload after the end";
   await tab1.reload();
   await untilHow(tab1, "nothing to resume (204)");
   const afterEnd = await shown(tab1);
   check("a reload after the end gets 204 and shows the kept answer",
     afterEnd.answer === expected && afterEnd.state === "done", `${afterEnd.state}; ${diff(afterEnd.answer, expected)}`);
   console.log(`  (tab 1 log: ${afterEnd.log.join(" | ")})`);
-} catch (error) {
-  failures.push(String(error));
-  console.log(`  FAIL  ${stage}: ${(error.message ?? String(error)).split("\n")[0]}`);
-} finally {
-  await browser.close().catch(() => {});
-  clearTimeout(watchdog);
-}
-check("no script error in the page", pageErrors.length === 0, pageErrors.join("; "));
+});
 
-const seconds = ((Date.now() - started) / 1000).toFixed(1);
-console.log(`${args.name}: ${passed} passed, ${failures.length} failed (${seconds} s)`);
-process.exit(failures.length === 0 ? 0 : 1);
+finish();

@@ -8,7 +8,7 @@
 // second tab uses: another instance on the same Redis, to check that it serves resumes
 // of the first one's streams. playwright-core is loaded from $RS_BROWSER_NODE_DIR
 // (scripts/browser-test.sh installs it there, outside the source tree); the browser is
-// $CHROMIUM (default /usr/bin/chromium).
+// $CHROMIUM (default /usr/bin/chromium); scripts/lib/checks.mjs has what the tests share.
 //
 // The first tab: Start; after some text, "Cut connection" (the server closes the SSE
 // response; the browser's EventSource reconnects by itself with Last-Event-ID and the
@@ -19,45 +19,13 @@
 // interruption must happen mid-stream, or the run fails as not having tested anything.
 // Exits 0 when every check passed, 1 otherwise; never runs longer than WATCHDOG_MS.
 
-import { createRequire } from "node:module";
-import { parseArgs } from "node:util";
+import { checks, diff, inBrowser, serverArgs } from "../../scripts/lib/checks.mjs";
 
 const WATCHDOG_MS = 120_000;
 const STEP_MS = 20_000;
 
-const { values: args } = parseArgs({
-  options: {
-    base: { type: "string" },
-    second: { type: "string" },
-    name: { type: "string", default: "demo" },
-  },
-});
-if (!args.base) {
-  console.error("usage: demo.test.mjs --base URL [--second URL] [--name NAME]");
-  process.exit(2);
-}
-const baseA = args.base.replace(/\/$/, "");
-const baseB = (args.second ?? args.base).replace(/\/$/, "");
-const nodeDir = process.env.RS_BROWSER_NODE_DIR ?? "/tmp/rs-browser-node";
-const require = createRequire(`${nodeDir}/`);
-const { chromium } = require("playwright-core");
-
-const watchdog = setTimeout(() => {
-  console.error(`${args.name}: FAILED: the whole test took longer than ${WATCHDOG_MS} ms`);
-  process.exit(1);
-}, WATCHDOG_MS);
-
-let passed = 0;
-const failures = [];
-function check(what, ok, detail = "") {
-  if (ok) {
-    passed += 1;
-    console.log(`  ok    ${what}`);
-  } else {
-    failures.push(what);
-    console.log(`  FAIL  ${what}${detail ? `\n        ${detail}` : ""}`);
-  }
-}
+const { name, baseA, baseB } = serverArgs("demo.test.mjs", "base", "second", "demo");
+const { check, fail, finish } = checks(name, WATCHDOG_MS);
 
 // What a page shows: the text, its length as the page counts it, and the status lines.
 async function shown(page) {
@@ -80,46 +48,26 @@ const untilEnded = (page) =>
   page.waitForFunction(() => document.getElementById("conn").textContent.startsWith("closed")
     && document.getElementById("state").textContent === "done", null, { timeout: 60_000 });
 
-// A difference, readably: where two texts first part.
-function diff(got, want) {
-  let i = 0;
-  while (i < got.length && i < want.length && got[i] === want[i]) i += 1;
-  return `length ${got.length} vs ${want.length}; first difference at ${i}: got ${JSON.stringify(got.slice(i, i + 40))}, want ${JSON.stringify(want.slice(i, i + 40))}`;
-}
-
-const started = Date.now();
-console.log(`${args.name}: first tab on ${baseA}, second tab on ${baseB}`);
+console.log(`${name}: first tab on ${baseA}, second tab on ${baseB}`);
 const expected = await (await fetch(`${baseA}/api/answer`)).text();
 check("the server gives the expected answer", expected.length > 100, `got ${expected.length} characters`);
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  headless: true,
-  timeout: STEP_MS,
-  // Containers often have a small /dev/shm.
-  args: ["--disable-dev-shm-usage"],
-});
-const pageErrors = [];
-let stage = "opening the page"; // what the test was waiting for, should a wait time out
-try {
-  const context = await browser.newContext();
-  context.setDefaultTimeout(STEP_MS);
-  const tab1 = await context.newPage();
-  tab1.on("pageerror", (e) => pageErrors.push(`tab 1: ${e.message}`));
+await inBrowser(STEP_MS, { check, fail }, async (run) => {
+  const tab1 = await run.newTab("tab 1");
   await tab1.goto(`${baseA}/`);
-  stage = "Start: waiting for the stream to start";
+  run.stage = "Start: waiting for the stream to start";
   await tab1.click("#start");
   await untilResumed(tab1, "started the stream");
   const id = (await tab1.evaluate(() => location.hash)).slice(1);
   check("Start creates a stream and produces it", /^[0-9a-f]{16}$/.test(id), `id ${JSON.stringify(id)}`);
 
   // 1. Cut: the server closes the response; the browser reconnects with Last-Event-ID.
-  stage = "waiting for the state to be active and 40 characters";
+  run.stage = "waiting for the state to be active and 40 characters";
   await tab1.waitForFunction(() => document.getElementById("state").textContent === "active", null, { timeout: STEP_MS });
   await untilLength(tab1, 40);
   const beforeCut = await shown(tab1);
   check("the state is active while streaming", beforeCut.state === "active", `state ${beforeCut.state}`);
-  stage = "cut: waiting for the browser to resume by Last-Event-ID (did the stream end first?)";
+  run.stage = "cut: waiting for the browser to resume by Last-Event-ID (did the stream end first?)";
   await tab1.click("#cut");
   await untilResumed(tab1, "from event id \\d+ \\(Last-Event-ID");
   const afterCut = await shown(tab1);
@@ -130,9 +78,8 @@ try {
     expected.startsWith(afterCut.text), diff(afterCut.text, expected));
 
   // 2. A second tab on the same stream id, possibly on another instance.
-  const tab2 = await context.newPage();
-  tab2.on("pageerror", (e) => pageErrors.push(`tab 2: ${e.message}`));
-  stage = "second tab: waiting for it to resume from the start";
+  const tab2 = await run.newTab("tab 2");
+  run.stage = "second tab: waiting for it to resume from the start";
   await tab2.goto(`${baseB}/#${id}`);
   await untilResumed(tab2, "from the start");
   const second = await shown(tab2);
@@ -141,7 +88,7 @@ try {
     `${second.log.join(" | ")}; ${diff(second.text, expected)}`);
 
   // 3. Reload: the page keeps its text and resumes by UTF-16 offset.
-  stage = "reload: waiting for 30 more characters, then a resume by offset";
+  run.stage = "reload: waiting for 30 more characters, then a resume by offset";
   await untilLength(tab1, afterCut.text.length + 30);
   const beforeReload = await shown(tab1);
   await tab1.reload();
@@ -155,7 +102,7 @@ try {
     expected.startsWith(afterReload.text), diff(afterReload.text, expected));
 
   // 4. To the end, and the texts.
-  stage = "waiting for both tabs to see the end";
+  run.stage = "waiting for both tabs to see the end";
   await Promise.all([untilEnded(tab1), untilEnded(tab2)]);
   for (const [name, tab] of [["first tab", tab1], ["second tab", tab2]]) {
     const end = await shown(tab);
@@ -166,7 +113,7 @@ try {
   }
 
   // 5. A reload after the end: the text is kept, nothing is fetched twice.
-  stage = "reload after the end";
+  run.stage = "reload after the end";
   await tab1.reload();
   await tab1.waitForFunction(() => document.getElementById("conn").textContent.startsWith("closed"), null, { timeout: STEP_MS });
   const afterEnd = await shown(tab1);
@@ -174,15 +121,6 @@ try {
     afterEnd.text === expected && afterEnd.conn === "closed: Stream is already done",
     `${afterEnd.conn}; ${diff(afterEnd.text, expected)}`);
   console.log(`  (tab 1 log: ${afterReload.log.join(" | ")})`);
-} catch (error) {
-  failures.push(String(error));
-  console.log(`  FAIL  ${stage}: ${(error.message ?? String(error)).split("\n")[0]}`);
-} finally {
-  await browser.close().catch(() => {});
-  clearTimeout(watchdog);
-}
-check("no script error in the page", pageErrors.length === 0, pageErrors.join("; "));
+});
 
-const seconds = ((Date.now() - started) / 1000).toFixed(1);
-console.log(`${args.name}: ${passed} passed, ${failures.length} failed (${seconds} s)`);
-process.exit(failures.length === 0 ? 0 : 1);
+finish();

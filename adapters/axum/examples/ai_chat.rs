@@ -30,7 +30,8 @@
 //!   transport's `reconnectToStream`): the chat's active stream replayed from its start
 //!   and followed to its end, or 204 when the chat has none or it has finished.
 //! - `POST /api/chat/{id}/stop`: stops the chat's answer from any instance
-//!   (`{"stopped":"cancelled"|"already done"|"none"}`); its readers get an AI SDK
+//!   ([`ai_sdk::stop`]: 200 `{"stopped":"cancelled"}`, or 204 when nothing was
+//!   running); its readers get an AI SDK
 //!   `error` part and no `finish`, and a reconnect then gets 204. The AI SDK's
 //!   `stop()` only closes the client's connection: a stop button calls this.
 //! - `GET /api/answer?prompt=..`: `{"text": .., "tokens": n}`, the model's whole answer
@@ -41,14 +42,19 @@
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
-use resumable_stream_axum::{ai_sdk, ErrorResponse, ResumableStreamContext};
-use resumable_stream_tokio::Cancelled;
+use axum::Json;
+use resumable_stream_axum::{ai_sdk, ResumableStreamContext};
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
+
+#[path = "../../tokio/examples/support/axum_common.rs"]
+mod axum_common;
+#[path = "../../tokio/examples/support/demo_common.rs"]
+mod demo_common;
+use axum_common::{context_from_env, page_and_health, serve_locally};
+use demo_common::{port_from_args_or_env, token_interval_from_env};
 
 #[path = "ai_chat_support/model.rs"]
 mod model;
@@ -67,46 +73,21 @@ struct App {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let port = port_from_args_or_env(3000)?;
-    let token_interval = match std::env::var("TOKEN_MS") {
-        Ok(ms) => Duration::from_millis(
-            ms.parse()
-                .map_err(|_| format!("TOKEN_MS must be a number of milliseconds, not {ms:?}"))?,
-        ),
-        Err(_) => Duration::from_millis(50),
-    };
-    // The variables the library reads; the URL is not printed (it may hold a password).
-    let ctx = if std::env::var("REDIS_URL").is_ok() || std::env::var("KV_URL").is_ok() {
-        println!("backend: Redis (from REDIS_URL or KV_URL); instances on it share chats");
-        ResumableStreamContext::from_env().await?
-    } else {
-        println!("backend: in memory (set REDIS_URL to share chats between instances)");
-        ResumableStreamContext::in_memory()
-    };
+    let token_interval = token_interval_from_env()?;
+    let ctx = context_from_env("chats").await?;
 
     let app = App {
         ctx,
         token_interval,
     };
-    let router = Router::new()
-        .route("/", get(|| async { Html(PAGE) }))
-        .route("/healthz", get(|| async { "ok" }))
+    let router = page_and_health(PAGE)
         .route("/api/answer", get(answer))
         .route("/api/chat", post(chat))
         .route("/api/chat/{id}/stream", get(resume))
         .route("/api/chat/{id}/stop", post(stop))
         .with_state(app);
 
-    let listener =
-        tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await?;
-    println!("open http://{}/", listener.local_addr()?);
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async {
-            // If the signal handler cannot be installed, run until killed.
-            if tokio::signal::ctrl_c().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        })
-        .await?;
+    serve_locally(router, port).await?;
     Ok(())
 }
 
@@ -137,19 +118,9 @@ async fn stop(State(app): State<App>, Path(chat_id): Path<String>) -> Response {
     if !request::is_plain_id(&chat_id) {
         return (StatusCode::BAD_REQUEST, "not a chat id").into_response();
     }
-    let stream_id = match app.ctx.active_stream(&chat_id).await {
-        Ok(Some(stream_id)) => stream_id,
-        Ok(None) => return Json(serde_json::json!({ "stopped": "none" })).into_response(),
-        Err(error) => return ErrorResponse(error).into_response(),
-    };
-    let stopped = match app.ctx.cancel(&stream_id).await {
-        Ok(Cancelled::Cancelled) => "cancelled",
-        Ok(Cancelled::AlreadyDone) => "already done",
-        Ok(_) => "none",
-        Err(error) => return ErrorResponse(error).into_response(),
-    };
-    println!("chat {chat_id}: stop: {stopped}");
-    Json(serde_json::json!({ "stopped": stopped })).into_response()
+    let response = ai_sdk::stop(&app.ctx, &chat_id).await;
+    println!("chat {chat_id}: stop: {}", response.status());
+    response
 }
 
 /// `GET /api/answer?prompt=..`.
@@ -160,25 +131,4 @@ async fn answer(Query(query): Query<HashMap<String, String>>) -> Response {
     let text = model::answer(prompt);
     let tokens = model::tokens(&text).count();
     Json(serde_json::json!({ "text": text, "tokens": tokens })).into_response()
-}
-
-/// `--port N` (or `--port=N`), else `PORT`, else `default`.
-fn port_from_args_or_env(default: u16) -> Result<u16, String> {
-    let mut args = std::env::args().skip(1);
-    let mut port = std::env::var("PORT").ok();
-    while let Some(arg) = args.next() {
-        if arg == "--port" {
-            port = Some(args.next().ok_or("--port needs a value")?);
-        } else if let Some(value) = arg.strip_prefix("--port=") {
-            port = Some(value.to_owned());
-        } else {
-            return Err(format!("unknown argument {arg:?} (only --port N)"));
-        }
-    }
-    match port {
-        Some(port) => port
-            .parse()
-            .map_err(|_| format!("the port must be a port number, not {port:?}")),
-        None => Ok(default),
-    }
 }

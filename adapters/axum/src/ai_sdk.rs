@@ -8,6 +8,10 @@
 //! - `GET {api}/{chatId}/stream` (the transport's `reconnectToStream`, on a reload or
 //!   a dropped connection) must replay the chat's active answer from its start, or
 //!   answer 204 when there is none. [`resume`] does.
+//! - A stop button: the AI SDK's `stop()` only closes the client's connection, and in
+//!   a resumable setup the answer goes on for the next reconnect. [`stop`] cancels the
+//!   chat's active answer from any instance (a route of your own, such as
+//!   `POST {api}/{chatId}/stop`).
 //!
 //! Each message starts a new stream, `{chatId}:{unique}`; which one is the chat's
 //! active stream is recorded in the same Redis (or memory) under the context's key
@@ -51,7 +55,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use resumable_stream::Position;
-use resumable_stream_tokio::{ResumableStream, ResumableStreamContext, Resumed};
+use resumable_stream_tokio::{Cancelled, ResumableStream, ResumableStreamContext, Resumed};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The header that tells the AI SDK the body is its UI message stream.
@@ -122,13 +126,9 @@ where
 /// [`start`] answered it; 204 No Content when the chat has no active stream (none
 /// ever, or expired) or it finished. Errors as [`status_for`](crate::status_for).
 pub async fn resume(ctx: &ResumableStreamContext, chat_id: &str) -> Response {
-    if let Err(refused) = check_chat_id(chat_id) {
-        return *refused;
-    }
-    let stream_id = match ctx.active_stream(chat_id).await {
-        Ok(Some(stream_id)) => stream_id,
-        Ok(None) => return StatusCode::NO_CONTENT.into_response(),
-        Err(error) => return ErrorResponse(error).into_response(),
+    let stream_id = match active(ctx, chat_id).await {
+        Ok(stream_id) => stream_id,
+        Err(answer) => return *answer,
     };
     match ctx
         .resume_existing_stream(&stream_id, Position::Start)
@@ -137,6 +137,75 @@ pub async fn resume(ctx: &ResumableStreamContext, chat_id: &str) -> Response {
         Ok(Resumed::Stream(stream)) => raw_body(stream),
         Ok(_) => StatusCode::NO_CONTENT.into_response(),
         Err(error) => ErrorResponse(error).into_response(),
+    }
+}
+
+/// The body of [`stop`]'s 200: `{"stopped":"cancelled"}`.
+pub const STOPPED_BODY: &str = r#"{"stopped":"cancelled"}"#;
+
+/// A stop route: cancels `chat_id`'s active stream, wherever it is produced, through
+/// the context's [`active_stream`](ResumableStreamContext::active_stream) and
+/// [`cancel`](ResumableStreamContext::cancel). Its readers (the `POST` that started it,
+/// any [`resume`]) then end with an AI SDK `error` part and no `finish`, and a later
+/// [`resume`] answers 204.
+///
+/// | Outcome | Status |
+/// |---|---|
+/// | the running answer was stopped | 200 OK, body [`STOPPED_BODY`] (`application/json`) |
+/// | the chat has no active stream (none ever, or expired), or it no longer exists | 204 No Content |
+/// | its answer had already finished | 204 No Content |
+/// | an empty or too long chat id | 400 Bad Request |
+/// | an error: a v1 producer cannot be stopped ([`Error::Unsupported`](crate::Error::Unsupported)), Redis down, ... | [`status_for`](crate::status_for) (409, 503, ...) |
+///
+/// ```
+/// use axum::extract::{Path, State};
+/// use axum::response::Response;
+/// use axum::routing::post;
+/// use axum::Router;
+/// use resumable_stream_axum::{ai_sdk, ResumableStreamContext};
+///
+/// async fn stop(State(ctx): State<ResumableStreamContext>, Path(id): Path<String>) -> Response {
+///     ai_sdk::stop(&ctx, &id).await
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let ctx = ResumableStreamContext::in_memory();
+/// // Nothing is running in this chat: nothing to stop.
+/// assert_eq!(ai_sdk::stop(&ctx, "chat-1").await.status(), 204);
+/// let _app: Router = Router::new()
+///     .route("/api/chat/{id}/stop", post(stop))
+///     .with_state(ctx);
+/// # }
+/// ```
+pub async fn stop(ctx: &ResumableStreamContext, chat_id: &str) -> Response {
+    let stream_id = match active(ctx, chat_id).await {
+        Ok(stream_id) => stream_id,
+        Err(answer) => return *answer,
+    };
+    match ctx.cancel(&stream_id).await {
+        Ok(Cancelled::Cancelled) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            STOPPED_BODY,
+        )
+            .into_response(),
+        // Finished, gone, or anything a newer engine says: nothing was stopped.
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(error) => ErrorResponse(error).into_response(),
+    }
+}
+
+/// `chat_id`'s active stream, or the answer without one: 400 for a chat id that is
+/// empty or too long, 204 when there is none, or the error's status.
+async fn active(ctx: &ResumableStreamContext, chat_id: &str) -> Result<String, Box<Response>> {
+    check_chat_id(chat_id)?;
+    match ctx.active_stream(chat_id).await {
+        Ok(Some(stream_id)) => Ok(stream_id),
+        Ok(None) => Err(Box::new(StatusCode::NO_CONTENT.into_response())),
+        Err(error) => Err(Box::new(ErrorResponse(error).into_response())),
     }
 }
 

@@ -26,6 +26,6 @@ pub use axum::http;
 pub use bytes::Bytes;
 pub use resumable_stream::sse as framing;
 pub use resumable_stream_tokio::{
-    Config, Error, MemoryBackend, Position, ResumableStream, ResumableStreamContext, Resumed, Role,
-    SkipUnit, SseOptions, SseStream, StreamState,
+    Cancelled, Config, Error, MemoryBackend, Position, ResumableStream, ResumableStreamContext,
+    Resumed, Role, SkipUnit, SseOptions, SseStream, StreamState,
 };

@@ -16,6 +16,10 @@
 //! | [`Error::Vanished`], [`Error::Truncated`], [`Error::Cancelled`]: what was asked is gone | 410 Gone |
 //! | [`Error::NotProducing`], [`Error::Internal`], [`Error::Config`], anything newer | 500 Internal Server Error |
 //!
+//! A stop ([`ai_sdk::stop`](crate::ai_sdk::stop)) answers 200 when it stopped a running
+//! answer and 204 when nothing was running (no active stream, or it had finished);
+//! its errors are the table's.
+//!
 //! The body is the error's message on one line, as `text/plain`. Once an SSE response
 //! has started, its status is sent: a failure after that is its final `event: error`.
 

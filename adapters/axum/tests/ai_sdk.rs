@@ -1,8 +1,9 @@
 //! The AI SDK's two routes through real servers: `POST` streams a new answer (bytes as
 //! they are, `x-vercel-ai-ui-message-stream: v1`), `GET {chatId}/stream` on another
 //! instance replays the active answer from its start, 204 when the chat never ran or
-//! its answer finished, and a new message starts a new stream; in memory and on a
-//! private redis-server.
+//! its answer finished, and a new message starts a new stream; a stop on another
+//! instance cancels the running answer (200) and finds nothing to stop after (204); in
+//! memory and on a private redis-server.
 
 mod support;
 
@@ -13,13 +14,8 @@ use axum::Router;
 use bytes::Bytes;
 use futures_util::{stream, StreamExt};
 use resumable_stream_axum::{ai_sdk, Config, ResumableStreamContext};
-use support::{gated, request, serve, Backend, Sources};
-
-#[derive(Clone)]
-struct App {
-    ctx: ResumableStreamContext,
-    sources: Sources,
-}
+use resumable_stream_testkit::sse::joined;
+use support::{gated, request, serve, App, Backend, Sources};
 
 /// The AI SDK's request body carries the chat id as `id`.
 async fn chat(State(app): State<App>, body: String) -> Response {
@@ -32,10 +28,15 @@ async fn reconnect(State(app): State<App>, Path(id): Path<String>) -> Response {
     ai_sdk::resume(&app.ctx, &id).await
 }
 
+async fn stop_route(State(app): State<App>, Path(id): Path<String>) -> Response {
+    ai_sdk::stop(&app.ctx, &id).await
+}
+
 async fn server(ctx: ResumableStreamContext, sources: Sources) -> std::net::SocketAddr {
     let router = Router::new()
         .route("/api/chat", post(chat))
         .route("/api/chat/{id}/stream", get(reconnect))
+        .route("/api/chat/{id}/stop", post(stop_route))
         .with_state(App { ctx, sources });
     serve(router).await
 }
@@ -57,10 +58,6 @@ fn answer(text: &str) -> Vec<Bytes> {
         .into_iter()
         .map(|p| Bytes::from(format!("data: {p}\n\n")))
         .collect()
-}
-
-fn joined(chunks: &[Bytes]) -> Vec<u8> {
-    chunks.iter().flat_map(|c| c.iter().copied()).collect()
 }
 
 fn post_body(chat_id: &str) -> Vec<u8> {
@@ -204,4 +201,95 @@ async fn a_failing_answer_ends_with_an_error_part_and_bad_chat_ids_are_400() {
             .status,
         400
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_on_another_instance_cancels_the_running_answer_then_answers_204() {
+    for backend in Backend::both() {
+        let name = backend.name();
+        let sources = Sources::default();
+        let a = server(backend.context(Config::default()).await, sources.clone()).await;
+        let b = server(backend.context(Config::default()).await, sources.clone()).await;
+
+        // Nothing ever ran in this chat: nothing to stop.
+        let none = request(b, "POST", "/api/chat/never-ran/stop", &[], b"").await;
+        assert_eq!(none.status, 204, "{name}");
+
+        // An answer that waits after its first parts, forever unless stopped (the gate
+        // is kept open until the end of the test).
+        let parts = answer("An answer that is stopped before its end. ");
+        let (_keep_open, gate) = tokio::sync::oneshot::channel::<()>();
+        sources.push(gated(parts[..3].to_vec(), gate, parts[3..].to_vec()));
+        let mut posted = request(a, "POST", "/api/chat", &[], &post_body("s1")).await;
+        assert_eq!(posted.status, 200, "{name}");
+        let mut received = Vec::new();
+        while received.len() < joined(&parts[..3]).len() {
+            received.extend(posted.next_piece().await.expect("the first parts"));
+        }
+
+        // Stopped from the other instance.
+        let stopped = request(b, "POST", "/api/chat/s1/stop", &[], b"").await;
+        assert_eq!(stopped.status, 200, "{name}");
+        assert_eq!(stopped.header("content-type"), Some("application/json"));
+        assert_eq!(
+            stopped.body().await,
+            ai_sdk::STOPPED_BODY.as_bytes(),
+            "{name}"
+        );
+
+        // The POST's reader ends with an error part, no finish.
+        received.extend(posted.body().await);
+        let text = String::from_utf8(received).unwrap();
+        assert!(
+            text.starts_with(std::str::from_utf8(&joined(&parts[..3])).unwrap()),
+            "{name}: {text:?}"
+        );
+        assert!(!text.contains(r#""type":"finish""#), "{name}: {text:?}");
+        let last = text.trim_end().rsplit("\n\n").next().unwrap();
+        let part: serde_json::Value =
+            serde_json::from_str(last.strip_prefix("data: ").unwrap()).unwrap();
+        assert_eq!(part["type"], "error", "{name}: {text:?}");
+
+        // Then: nothing to resume, nothing to stop, on either instance.
+        for at in [a, b] {
+            assert_eq!(
+                request(at, "GET", "/api/chat/s1/stream", &[], b"")
+                    .await
+                    .status,
+                204,
+                "{name}"
+            );
+            assert_eq!(
+                request(at, "POST", "/api/chat/s1/stop", &[], b"")
+                    .await
+                    .status,
+                204,
+                "{name}"
+            );
+        }
+
+        // A finished answer is not stopped: 204.
+        let done = answer("Short. ");
+        sources.push(stream::iter(done.clone().into_iter().map(Ok)).boxed());
+        let posted = request(a, "POST", "/api/chat", &[], &post_body("s2")).await;
+        assert_eq!(posted.body().await, joined(&done), "{name}");
+        assert_eq!(
+            request(b, "POST", "/api/chat/s2/stop", &[], b"")
+                .await
+                .status,
+            204,
+            "{name}"
+        );
+
+        // A chat id that cannot be one: 400.
+        let long = "x".repeat(ai_sdk::MAX_CHAT_ID_LEN + 1);
+        assert_eq!(
+            request(b, "POST", &format!("/api/chat/{long}/stop"), &[], b"")
+                .await
+                .status,
+            400,
+            "{name}"
+        );
+        println!("{name}: stopped from the other instance (200, error part, no finish), then 204");
+    }
 }

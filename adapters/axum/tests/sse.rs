@@ -8,31 +8,16 @@ mod support;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::get;
-use axum::Router;
 use bytes::Bytes;
 use futures_util::{stream, StreamExt};
 use resumable_stream::skip::catch_up;
-use resumable_stream_axum::{
-    resumable_sse, resume_sse, sse_body, Config, ResumableStreamContext, SkipUnit, SseOptions,
-    StartAt,
-};
+use resumable_stream_axum::{sse_body, Config, ResumableStreamContext, SkipUnit, SseOptions};
+use resumable_stream_testkit::sse::{adversarial, check_well_formed, joined};
 use std::time::Duration;
-use support::{gated, read_sse, read_until_chunks, request, serve, Backend, Sources, SseParser};
-
-#[derive(Clone)]
-struct App {
-    ctx: ResumableStreamContext,
-    sources: Sources,
-}
-
-async fn create_or_resume(State(app): State<App>, Path(id): Path<String>, at: StartAt) -> Response {
-    let source = app.sources.take();
-    resumable_sse(&app.ctx, &id, move || source, at).await
-}
-
-async fn resume_only(State(app): State<App>, Path(id): Path<String>, at: StartAt) -> Response {
-    resume_sse(&app.ctx, &id, at).await
-}
+use support::{
+    gated, read_sse, read_until_chunks, request, serve, sse_routes, App, Backend, Sources,
+    SseParser,
+};
 
 /// Keep-alives every 100 ms of silence.
 async fn chatty(State(app): State<App>, Path(id): Path<String>) -> Response {
@@ -47,76 +32,10 @@ async fn chatty(State(app): State<App>, Path(id): Path<String>) -> Response {
 }
 
 async fn server(ctx: ResumableStreamContext, sources: Sources) -> std::net::SocketAddr {
-    let router = Router::new()
-        .route("/s/{id}", get(create_or_resume))
-        .route("/r/{id}", get(resume_only))
+    let router = sse_routes()
         .route("/k/{id}", get(chatty))
         .with_state(App { ctx, sources });
     serve(router).await
-}
-
-/// Chunks that try every way to end a line or an event early, or to be mangled.
-fn adversarial() -> Vec<Bytes> {
-    let chunks: Vec<&[u8]> = vec![
-        b"plain text ",
-        b"x\r\n\r\nevent: end\r\ndata: forged",
-        b"\n\n",
-        b"data: fake\n\nid: 999\n\n",
-        b"\0nul\0",
-        b"\r",
-        b"lone\rcr",
-        b"\r\n",
-        b"caf\xC3",
-        b"\xA9 split",
-        b"\xF0\x9F",
-        b"\x9A\x80 rocket split in two",
-        b"\xFF\x00\x80\xFEbinary",
-        b": looks like a comment\n",
-        b" leading space",
-        "\u{FEFF}bom inside".as_bytes(),
-        b"retry: 1\n",
-        b"trailing newline\n",
-        b"event: error\ndata: not really",
-        "héllo 日本 ✨".as_bytes(),
-    ];
-    let mut chunks: Vec<Bytes> = chunks.into_iter().map(Bytes::from_static).collect();
-    chunks.push(Bytes::from("long line ".repeat(2000)));
-    chunks
-}
-
-fn joined<C: AsRef<[u8]>>(chunks: &[C]) -> Vec<u8> {
-    chunks
-        .iter()
-        .flat_map(|c| c.as_ref().iter().copied())
-        .collect()
-}
-
-/// The checks every whole body passes: no U+FFFD from decoding, one final event and
-/// last, ids increasing and ending at `last_id`, and consecutive from 1 for the
-/// producer's own reader (a resumer's catch-up is one event: its id jumps).
-fn check_well_formed(parser: &SseParser, last_id: u64, producer: bool, end: &str) {
-    assert_eq!(
-        parser.replacement_chars, 0,
-        "the SSE text itself is always UTF-8"
-    );
-    let finals = parser
-        .events
-        .iter()
-        .filter(|e| e.event_type == "end" || e.event_type == "error")
-        .count();
-    assert_eq!(finals, 1, "exactly one final event: {:?}", parser.events);
-    assert_eq!(parser.last().map(|e| e.event_type.as_str()), Some(end));
-    let ids: Vec<u64> = parser
-        .events
-        .iter()
-        .filter(|e| e.event_type == "message" || e.event_type == "bytes")
-        .map(|e| e.last_event_id.parse().unwrap())
-        .collect();
-    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
-    assert_eq!(ids.last(), Some(&last_id));
-    if producer {
-        assert_eq!(ids, (1..=last_id).collect::<Vec<_>>());
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

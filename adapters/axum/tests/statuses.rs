@@ -5,43 +5,19 @@
 
 mod support;
 
-use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
-use resumable_stream_axum::{
-    resumable_sse, resume_sse, status_for, Config, Error, ErrorResponse, ResumableStreamContext,
-    StartAt,
-};
+use axum::response::IntoResponse;
+use resumable_stream_axum::{status_for, Config, Error, ErrorResponse, ResumableStreamContext};
 use resumable_stream_testkit::RedisServer;
 use std::time::{Duration, Instant};
-use support::{request, serve, Backend, Sources};
+use support::{request, serve, sse_routes, App, Backend, Sources};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-#[derive(Clone)]
-struct App {
-    ctx: ResumableStreamContext,
-    sources: Sources,
-}
-
-async fn create_or_resume(State(app): State<App>, Path(id): Path<String>, at: StartAt) -> Response {
-    let source = app.sources.take();
-    resumable_sse(&app.ctx, &id, move || source, at).await
-}
-
-async fn resume_only(State(app): State<App>, Path(id): Path<String>, at: StartAt) -> Response {
-    resume_sse(&app.ctx, &id, at).await
-}
-
 async fn server(ctx: ResumableStreamContext) -> std::net::SocketAddr {
-    let router = Router::new()
-        .route("/s/{id}", get(create_or_resume))
-        .route("/r/{id}", get(resume_only))
-        .with_state(App {
-            ctx,
-            sources: Sources::default(),
-        });
+    let router = sse_routes().with_state(App {
+        ctx,
+        sources: Sources::default(),
+    });
     serve(router).await
 }
 

@@ -61,7 +61,7 @@ use tiny_http::{HTTPVersion, Header, Method, Request, Response, Server};
 /// The tokio demo's page: the two servers are interchangeable behind it.
 #[path = "../../tokio/examples/support/demo_common.rs"]
 mod demo_common;
-use demo_common::{is_plain_id, port_from_args_or_env};
+use demo_common::{is_plain_id, port_from_args_or_env, redis_from_env, token_interval_from_env};
 
 const PAGE: &str = include_str!("../../tokio/examples/demo.html");
 
@@ -95,20 +95,10 @@ struct App {
 
 fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let port = port_from_args_or_env(3001)?;
-    let token_interval = match std::env::var("TOKEN_MS") {
-        Ok(ms) => Duration::from_millis(
-            ms.parse()
-                .map_err(|_| format!("TOKEN_MS must be a number of milliseconds, not {ms:?}"))?,
-        ),
-        Err(_) => Duration::from_millis(50),
-    };
-    // The URL itself is not printed: it may hold a password.
-    let ctx = if std::env::var("REDIS_URL").is_ok() || std::env::var("KV_URL").is_ok() {
-        let ctx = ResumableStreamContext::from_env()?;
-        println!("backend: Redis (from REDIS_URL or KV_URL); instances on it share streams");
-        ctx
+    let token_interval = token_interval_from_env()?;
+    let ctx = if redis_from_env("streams") {
+        ResumableStreamContext::from_env()?
     } else {
-        println!("backend: in memory (set REDIS_URL to share streams between instances)");
         ResumableStreamContext::in_memory()
     };
 

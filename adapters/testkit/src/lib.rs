@@ -14,6 +14,7 @@ pub mod managed;
 pub mod redis_cluster;
 pub mod redis_server;
 pub mod setup;
+pub mod sse;
 pub mod store;
 pub mod suite;
 pub mod tls;

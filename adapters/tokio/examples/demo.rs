@@ -50,9 +50,9 @@
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use futures_util::{stream, Stream, StreamExt};
 use resumable_stream_axum::{
     framing, sse_response, ErrorResponse, Position, ResumableStreamContext, Role, SseOptions,
@@ -60,13 +60,15 @@ use resumable_stream_axum::{
 };
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 use tokio::sync::broadcast;
 
+#[path = "support/axum_common.rs"]
+mod axum_common;
 #[path = "support/demo_common.rs"]
 mod demo_common;
-use demo_common::{is_plain_id, port_from_args_or_env};
+use axum_common::{context_from_env, page_and_health, serve_locally};
+use demo_common::{is_plain_id, port_from_args_or_env, token_interval_from_env};
 
 /// The page, kept in its own file so that it reads as HTML.
 const PAGE: &str = include_str!("demo.html");
@@ -98,50 +100,22 @@ struct App {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let port = port_from_args_or_env(3000)?;
-    let token_interval = match std::env::var("TOKEN_MS") {
-        Ok(ms) => Duration::from_millis(
-            ms.parse()
-                .map_err(|_| format!("TOKEN_MS must be a number of milliseconds, not {ms:?}"))?,
-        ),
-        Err(_) => Duration::from_millis(50),
-    };
-
-    // The same variables the library reads; the URL itself is not printed because it
-    // may hold a password.
-    let ctx = if std::env::var("REDIS_URL").is_ok() || std::env::var("KV_URL").is_ok() {
-        let ctx = ResumableStreamContext::from_env().await?;
-        println!("backend: Redis (from REDIS_URL or KV_URL); instances on it share streams");
-        ctx
-    } else {
-        println!("backend: in memory (set REDIS_URL to share streams between instances)");
-        ResumableStreamContext::in_memory()
-    };
+    let token_interval = token_interval_from_env()?;
+    let ctx = context_from_env("streams").await?;
 
     let app = App {
         ctx,
         token_interval,
         cuts: broadcast::channel(64).0,
     };
-    let router = Router::new()
-        .route("/", get(|| async { Html(PAGE) }))
-        .route("/healthz", get(|| async { "ok" }))
+    let router = page_and_health(PAGE)
         .route("/api/answer", get(|| async { ANSWER }))
         .route("/api/stream/{id}", get(stream_handler))
         .route("/api/state/{id}", get(state_handler))
         .route("/api/cut/{client}", post(cut_handler))
         .with_state(app);
 
-    let listener =
-        tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await?;
-    println!("open http://{}/", listener.local_addr()?);
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async {
-            // If the signal handler cannot be installed, run until killed.
-            if tokio::signal::ctrl_c().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        })
-        .await?;
+    serve_locally(router, port).await?;
     Ok(())
 }
 

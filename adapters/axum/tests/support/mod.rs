@@ -1,11 +1,17 @@
 //! What the axum tests share: a real axum server on a loopback port, a raw HTTP/1.1
-//! client over `TcpStream` (chunked bodies read as they arrive), and an SSE parser
-//! written from the WHATWG HTML standard's "event stream interpretation", so that
-//! what the tests see is what a browser's `EventSource` would.
+//! client over `TcpStream` (chunked bodies read as they arrive), and the WHATWG SSE
+//! parser of `resumable_stream_testkit::sse`, so that what the tests see is what a
+//! browser's `EventSource` would.
 
 #![allow(dead_code)]
 
+pub use resumable_stream_testkit::sse::SseParser;
+
+use axum::extract::{Path, State};
+use axum::response::Response;
+use axum::routing::get;
 use axum::Router;
+use resumable_stream_axum::{resumable_sse, resume_sse, StartAt};
 use resumable_stream_testkit::RedisServer;
 use resumable_stream_tokio::{Config, ResumableStreamContext};
 use std::net::SocketAddr;
@@ -88,19 +94,6 @@ pub async fn request(
     headers: &[(&str, &[u8])],
     body: &[u8],
 ) -> HttpResponse {
-    tokio::time::timeout(WAIT, request_unbounded(addr, method, path, headers, body))
-        .await
-        .expect("the response's head within the bound")
-}
-
-async fn request_unbounded(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &[u8])],
-    body: &[u8],
-) -> HttpResponse {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
     let mut head =
         format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n").into_bytes();
     for (name, value) in headers {
@@ -114,7 +107,15 @@ async fn request_unbounded(
     }
     head.extend_from_slice(b"\r\n");
     head.extend_from_slice(body);
-    stream.write_all(&head).await.unwrap();
+    tokio::time::timeout(WAIT, exchange(addr, head))
+        .await
+        .expect("the response's head within the bound")
+}
+
+/// Writes a whole request, reads the response's head.
+async fn exchange(addr: SocketAddr, request: Vec<u8>) -> HttpResponse {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(&request).await.unwrap();
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     reader.read_line(&mut line).await.unwrap();
@@ -216,128 +217,34 @@ impl HttpResponse {
     }
 }
 
-/// One dispatched event, as a browser's `EventSource` hands it to a listener.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SseEvent {
-    pub event_type: String,
-    pub data: String,
-    pub last_event_id: String,
+/// What the test servers' handlers share: a context (an instance) and the sources its
+/// producing requests pull.
+#[derive(Clone)]
+pub struct App {
+    pub ctx: ResumableStreamContext,
+    pub sources: Sources,
 }
 
-/// The WHATWG "event stream interpretation": UTF-8 decoded (with replacement), lines
-/// ended by CRLF, LF or CR, fields `event`, `data`, `id`, `retry`, comments ignored,
-/// an event dispatched on a blank line unless its data buffer is empty.
-#[derive(Default)]
-pub struct SseParser {
-    bytes: Vec<u8>,
-    /// A CR ended the last line: an LF right after it belongs to it.
-    after_cr: bool,
-    data: String,
-    event_type: String,
-    last_event_id: String,
-    pub retry: Option<u64>,
-    pub comments: usize,
-    pub events: Vec<SseEvent>,
-    /// Whether the decoded stream began with a BOM (stripped, as the standard says).
-    started: bool,
-    /// Lines seen that are not valid UTF-8: the stream must never have any.
-    pub replacement_chars: usize,
+/// `GET /s/{id}`: creates the stream from the next queued source, or resumes it.
+pub async fn create_or_resume(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    at: StartAt,
+) -> Response {
+    let source = app.sources.take();
+    resumable_sse(&app.ctx, &id, move || source, at).await
 }
 
-impl SseParser {
-    pub fn feed(&mut self, input: &[u8]) {
-        self.bytes.extend_from_slice(input);
-        loop {
-            let mut start = 0;
-            if self.after_cr && self.bytes.first() == Some(&b'\n') {
-                start = 1;
-            }
-            self.after_cr = false;
-            let Some(end) = self.bytes[start..]
-                .iter()
-                .position(|&b| b == b'\n' || b == b'\r')
-            else {
-                self.bytes.drain(..start);
-                return;
-            };
-            let end = start + end;
-            let terminator = self.bytes[end];
-            let line = self.bytes[start..end].to_vec();
-            self.bytes.drain(..=end);
-            self.after_cr = terminator == b'\r';
-            let mut text = String::from_utf8_lossy(&line).into_owned();
-            self.replacement_chars += text.matches('\u{FFFD}').count();
-            if !self.started {
-                self.started = true;
-                if let Some(rest) = text.strip_prefix('\u{FEFF}') {
-                    text = rest.to_owned();
-                }
-            }
-            self.line(&text);
-        }
-    }
+/// `GET /r/{id}`: resumes the stream only.
+pub async fn resume_only(State(app): State<App>, Path(id): Path<String>, at: StartAt) -> Response {
+    resume_sse(&app.ctx, &id, at).await
+}
 
-    fn line(&mut self, line: &str) {
-        if line.is_empty() {
-            return self.dispatch();
-        }
-        if line.starts_with(':') {
-            self.comments += 1;
-            return;
-        }
-        let (field, value) = match line.split_once(':') {
-            Some((field, value)) => (field, value.strip_prefix(' ').unwrap_or(value)),
-            None => (line, ""),
-        };
-        match field {
-            "event" => self.event_type = value.to_owned(),
-            "data" => {
-                self.data.push_str(value);
-                self.data.push('\n');
-            }
-            "id" if !value.contains('\0') => self.last_event_id = value.to_owned(),
-            "retry" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
-                self.retry = value.parse().ok();
-            }
-            _ => {}
-        }
-    }
-
-    fn dispatch(&mut self) {
-        if self.data.is_empty() {
-            self.event_type.clear();
-            return;
-        }
-        let mut data = std::mem::take(&mut self.data);
-        if data.ends_with('\n') {
-            data.pop();
-        }
-        let event_type = match std::mem::take(&mut self.event_type) {
-            t if t.is_empty() => "message".to_owned(),
-            t => t,
-        };
-        self.events.push(SseEvent {
-            event_type,
-            data,
-            last_event_id: self.last_event_id.clone(),
-        });
-    }
-
-    /// The bytes of every chunk event so far, each decoded as the module docs of
-    /// `resumable_stream::sse` say.
-    pub fn chunks(&self) -> Vec<Vec<u8>> {
-        self.events
-            .iter()
-            .filter_map(|e| resumable_stream::sse::decode_chunk(&e.event_type, &e.data))
-            .collect()
-    }
-
-    /// The final event, if one came.
-    pub fn last(&self) -> Option<&SseEvent> {
-        self.events
-            .last()
-            .filter(|e| e.event_type == "end" || e.event_type == "error")
-    }
+/// The SSE routes `/s/{id}` ([`create_or_resume`]) and `/r/{id}` ([`resume_only`]).
+pub fn sse_routes() -> Router<App> {
+    Router::new()
+        .route("/s/{id}", get(create_or_resume))
+        .route("/r/{id}", get(resume_only))
 }
 
 /// Reads a whole SSE response into a parser.
