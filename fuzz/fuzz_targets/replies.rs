@@ -5,7 +5,7 @@
 //! errors, the texts the engine looks for), pub/sub messages on real and random channels
 //! (raw bytes, the end message, v1 and extended requests, control messages for real
 //! tokens with arbitrary JSON), deadlines, interrupted / restored / lost connections,
-//! and the application's own calls at any time. The configuration is arbitrary too
+//! one subscription dropped by the server, and the application's own calls at any time. The configuration is arbitrary too
 //! (units, timeouts, heartbeat, grace period, buffer cap, extensions on or off).
 //!
 //! Checked after every input:
