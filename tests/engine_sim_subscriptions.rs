@@ -55,7 +55,8 @@ fn a_v1_resumer_whose_subscription_is_dropped_fails_rather_than_miss_a_chunk() {
     sim.engine(0).finish(p).unwrap();
     sim.settle();
     let log = sim.log(1, r);
-    // Before the fix it was subscribed again and ended cleanly with "a c": "b " gone.
+    // Before the fix it was subscribed again, no error: its producer dropped it on the
+    // PUBLISH of "b " that reached nobody, so it got "a " and then nothing at all.
     assert!(
         matches!(log.error, Some(Error::Redis { .. })),
         "a v1 resumer cannot know what it missed: {log:?}"
