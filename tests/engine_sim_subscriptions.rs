@@ -1,7 +1,7 @@
 //! One subscription dropped by the server (`Engine::handle_subscription_dropped`: a
 //! Cluster slot moved, an ACL changed) while the rest of the pub/sub connection lives,
-//! in the simulator: a resumer that can recover asks again and ends byte-exact, one
-//! that cannot (a v1 resumer, or the resumer of a v1 producer) fails with a typed error
+//! in the simulator: a producer subscribes to its request channel again, a resumer
+//! that can recover asks again and ends byte-exact, one that cannot (a v1 resumer, or the resumer of a v1 producer) fails with a typed error
 //! instead of going on with a hole in its data (docs/fuzzing.md, bug 17).
 
 use bytes::Bytes;
@@ -55,7 +55,8 @@ fn a_v1_resumer_whose_subscription_is_dropped_fails_rather_than_miss_a_chunk() {
     sim.engine(0).finish(p).unwrap();
     sim.settle();
     let log = sim.log(1, r);
-    // Before the fix it was subscribed again and ended cleanly with "a c": "b " gone.
+    // Before the fix it was subscribed again, no error: its producer dropped it on the
+    // PUBLISH of "b " that reached nobody, so it got "a " and then nothing at all.
     assert!(
         matches!(log.error, Some(Error::Redis { .. })),
         "a v1 resumer cannot know what it missed: {log:?}"
@@ -77,4 +78,29 @@ fn a_resumer_of_ours_whose_subscription_is_dropped_asks_again_byte_exact() {
     let log = sim.log(1, r);
     assert_eq!(log.data, b"a b c", "{log:?}");
     assert!(log.ended && log.error.is_none(), "{log:?}");
+}
+
+#[test]
+fn a_producer_whose_request_channel_is_dropped_subscribes_again_and_serves_later_resumers() {
+    let (mut sim, p, first) = streaming(Config::default());
+    let request_channel = Bytes::from_static(b"resumable-stream:rs:request:s");
+    let before = sim.subscribed(0).len();
+    sim.drop_subscription(0, &request_channel);
+    sim.settle();
+    assert_eq!(
+        &sim.subscribed(0)[before..],
+        [request_channel],
+        "the producer subscribes to its request channel again"
+    );
+    // A resumer that asks after that is heard and served.
+    let second = sim.engine(1).resumable_stream("s", None);
+    sim.settle();
+    push(&mut sim, p, "b");
+    sim.engine(0).finish(p).unwrap();
+    sim.settle();
+    for r in [first, second] {
+        let log = sim.log(1, r);
+        assert_eq!(log.data, b"a b", "{log:?}");
+        assert!(log.ended && log.error.is_none(), "{log:?}");
+    }
 }

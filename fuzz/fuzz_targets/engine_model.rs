@@ -6,13 +6,15 @@
 //!
 //! The network is the core's simulated one (`resumable_stream::sim::Net`, shared with
 //! the simulator tests): each engine has two connections, each a pair of FIFO links:
-//! commands up to Redis, replies (and, on the pub/sub connection, messages) down. Links keep their order, as
-//! TCP does; the fuzzer picks which link moves next, so deliveries reorder freely across
-//! connections and engines, and time advances only when it says so. As faults it may
-//! drop the next item of a link, fail it (the command does not run and its reply is an
-//! error, or the reply of a command that ran becomes an error), duplicate or silently
-//! drop a pub/sub message on its way to an engine (`MessageFault`), delete a sentinel,
-//! lose an engine's pub/sub connection, or forge requests on a producer's channel.
+//! commands up to Redis, replies (and, on the pub/sub connection, messages) down. Links
+//! keep their order, as TCP does; the fuzzer picks which link moves next, so deliveries
+//! reorder freely across connections and engines, and time advances only when it says
+//! so. As faults it may drop the next item of a link, fail it (the command does not run
+//! and its reply is an error, or the reply of a command that ran becomes an error),
+//! duplicate or silently drop a pub/sub message on its way to an engine
+//! (`MessageFault`), delete a sentinel, lose or interrupt an engine's pub/sub
+//! connection, drop one of its subscriptions on the server's side
+//! (`SubscriptionFault`), or forge requests on a producer's channel.
 //!
 //! # The model
 //!

@@ -5,7 +5,7 @@
 //! errors, the texts the engine looks for), pub/sub messages on real and random channels
 //! (raw bytes, the end message, v1 and extended requests, control messages for real
 //! tokens with arbitrary JSON), deadlines, interrupted / restored / lost connections,
-//! and the application's own calls at any time. The configuration is arbitrary too
+//! one subscription dropped by the server, and the application's own calls at any time. The configuration is arbitrary too
 //! (units, timeouts, heartbeat, grace period, buffer cap, extensions on or off).
 //!
 //! Checked after every input:
@@ -29,146 +29,16 @@
 //!   `handle_timeout(now)` it is `None` or later than `now`.
 #![no_main]
 
-use arbitrary::Arbitrary;
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use resumable_stream::wire::{Extension, ResumeRequest, CONTROL_MARK, DONE_MESSAGE};
 use resumable_stream::{
-    CommandId, Config, Engine, Error, Event, Handle, Op, Position, PubSubState, Reply, ReplyError,
-    Role,
+    CommandId, Config, Engine, Error, Event, Handle, Op, Position, PubSubState, Role,
 };
 use resumable_stream_fuzz::ops::Unit;
+use resumable_stream_fuzz::reply_ops::{Action, Channel, Input, Kind, Payload, RequestOp, Target};
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
-
-#[derive(Debug, Arbitrary)]
-enum Kind {
-    Idempotent(Option<u8>),
-    Create,
-    Resume(Option<u8>),
-    ResumeAtChunk(u8),
-    State,
-    Cancel,
-}
-
-#[derive(Debug, Arbitrary)]
-struct RequestOp {
-    kind: Kind,
-    stream: u8,
-}
-
-#[derive(Debug, Arbitrary)]
-enum Text {
-    NotAnInteger,
-    Other(String),
-}
-
-impl Text {
-    fn get(&self) -> String {
-        match self {
-            Text::NotAnInteger => "ERR value is not an integer or out of range".to_owned(),
-            Text::Other(s) => s.clone(),
-        }
-    }
-}
-
-#[derive(Debug, Arbitrary)]
-enum ArbReply {
-    Nil,
-    One,
-    Two,
-    Integer(i64),
-    Done,
-    Active,
-    Data(Vec<u8>),
-    Ok,
-    Other(String),
-    Server(Text),
-    Connection(String),
-}
-
-impl ArbReply {
-    fn get(&self) -> Result<Reply, ReplyError> {
-        Ok(match self {
-            ArbReply::Nil => Reply::Nil,
-            ArbReply::One => Reply::Integer(1),
-            ArbReply::Two => Reply::Integer(2),
-            ArbReply::Integer(n) => Reply::Integer(*n),
-            ArbReply::Done => Reply::Data(Bytes::from_static(b"DONE")),
-            ArbReply::Active => Reply::Data(Bytes::from_static(b"1")),
-            ArbReply::Data(d) => Reply::Data(Bytes::from(d.clone())),
-            ArbReply::Ok => Reply::Ok,
-            ArbReply::Other(s) => Reply::Other(s.clone()),
-            ArbReply::Server(t) => return Err(ReplyError::Server(t.get())),
-            ArbReply::Connection(s) => return Err(ReplyError::Connection(s.clone())),
-        })
-    }
-}
-
-#[derive(Debug, Arbitrary)]
-enum Target {
-    /// The n-th outstanding command (modulo how many there are).
-    Outstanding(u8),
-    /// The n-th command already answered.
-    Answered(u8),
-    /// Any id at all.
-    Any(u64),
-}
-
-#[derive(Debug, Arbitrary)]
-enum Channel {
-    /// The n-th channel the engine named in a command.
-    Known(u8),
-    Raw(Vec<u8>),
-}
-
-#[derive(Debug, Arbitrary)]
-enum Payload {
-    Raw(Vec<u8>),
-    End,
-    Empty,
-    /// A request naming the n-th known listener id, or an arbitrary one.
-    Request {
-        listener: Option<u8>,
-        raw_listener: String,
-        skip: Option<i64>,
-        unit: Option<Unit>,
-        ext: Option<(u64, Option<u64>, bool, u64)>,
-    },
-    /// A control message for a known token (or an arbitrary one), with arbitrary JSON.
-    Control {
-        token: Option<u8>,
-        body: Vec<u8>,
-    },
-}
-
-#[derive(Debug, Arbitrary)]
-enum Action {
-    Reply(Target, ArbReply),
-    Message(Channel, Payload),
-    Advance(u16),
-    Request(RequestOp),
-    Push(u8, Vec<u8>),
-    Finish(u8),
-    Fail(u8),
-    Drop(u8),
-    Lost(bool),
-    Interrupted(bool),
-    Restored(bool),
-}
-
-#[derive(Debug, Arbitrary)]
-struct Input {
-    unit: Unit,
-    ack_ms: u16,
-    watchdog_ms: u16,
-    heartbeat_ms: u16,
-    grace_ms: u16,
-    max_buffer: Option<u8>,
-    extensions: bool,
-    setup: Vec<RequestOp>,
-    actions: Vec<Action>,
-}
 
 #[derive(Debug, Default)]
 struct Log {

@@ -1,7 +1,8 @@
 //! Shared pieces of the fuzz targets: the reference implementation of the skip rules
-//! (`reference`), the fuzzer's operations (`ops`), and the engine model with its
-//! harness (`model`, `harness`, `network`, `answers`, `steps`), which drives engines on
-//! the core's simulated network (`resumable_stream::sim::Net`).
+//! (`reference`), the fuzzer's operations (`ops`, and `reply_ops` for `replies`), and
+//! the engine model with its harness (`model`, `harness`, `network`, `answers`,
+//! `steps`), which drives engines on the core's simulated network
+//! (`resumable_stream::sim::Net`).
 
 pub mod answers;
 pub mod harness;
@@ -9,6 +10,7 @@ pub mod model;
 pub mod network;
 pub mod ops;
 pub mod reference;
+pub mod reply_ops;
 pub mod steps;
 
 /// Whether `RS_FUZZ_TRACE` is set: targets then print what they do, to diagnose a crash

@@ -279,6 +279,29 @@ pub fn check_step_layout() {
         Step::arbitrary(&mut Unstructured::new(&[0xFF; 4])),
         Ok(Step::ForgeRaw { .. })
     ));
+    // The shared variant's range: its lower half a `DeleteSentinel`, then message
+    // faults (0xbcf3cf3d * 21), and its top sixteenth a subscription fault (0xc2492493).
+    let any = |bytes: &[u8]| AnyStep::arbitrary(&mut Unstructured::new(bytes));
+    let bytes = |x: u32, rest: [u8; 4]| {
+        let mut all = x.to_le_bytes().to_vec();
+        all.extend(rest);
+        all
+    };
+    assert!(matches!(
+        any(&bytes(0xc249_2493, [1, 0, 0, 0])),
+        Ok(AnyStep::Subscription(_))
+    ));
+    assert!(matches!(
+        any(&bytes(0xbcf3_cf3d, [1, 0, 0, 0])),
+        Ok(AnyStep::Fault(_))
+    ));
+    assert!(matches!(
+        any(&bytes(
+            u32::from_le_bytes(discriminant(SHARED_VARIANT)),
+            [0; 4]
+        )),
+        Ok(AnyStep::Step(Step::DeleteSentinel { .. }))
+    ));
 }
 
 impl<'a> Arbitrary<'a> for AnyStep {
