@@ -58,8 +58,9 @@ command -v cargo-deny >/dev/null 2>&1 || cargo install --locked cargo-deny@0.20.
 cargo deny --workspace --log-level error check licenses bans sources
 
 step "packaging: every crate packages and its package builds on its own (cargo package)"
-# The test kit (publish = false) is packaged too, so that its manifest stays valid.
-cargo package --workspace --allow-dirty --quiet
+# The test kit is left out: it is not published (publish = false) and reads the docs
+# outside its folder (the documented ACL), which no package can hold.
+cargo package --workspace --exclude resumable-stream-testkit --allow-dirty --quiet
 
 step "tests"
 cargo test --workspace --all-targets

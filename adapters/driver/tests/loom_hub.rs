@@ -8,7 +8,7 @@ use bytes::Bytes;
 use loom::thread;
 use resumable_stream::{Config, Engine, Error, Op, Reply, StreamState};
 use resumable_stream_driver::hub::{Hub, Queues, Waiter};
-use resumable_stream_driver::reader::Reader;
+use resumable_stream_driver::Reader;
 use resumable_stream_driver::{Request, Resumed};
 use std::time::Instant;
 
@@ -66,7 +66,7 @@ fn a_state_query_is_answered_or_closed_never_lost() {
 #[test]
 fn messages_racing_a_dropped_reader_deliver_a_prefix_and_never_deadlock() {
     loom::model(|| {
-        let (hub, _queues, reader, channel) = streaming_resumer();
+        let (hub, _queues, mut reader, channel) = streaming_resumer();
         let io = {
             let hub = hub.clone();
             thread::spawn(move || {
@@ -77,11 +77,8 @@ fn messages_racing_a_dropped_reader_deliver_a_prefix_and_never_deadlock() {
                 }
             })
         };
-        let first = reader.receiver().recv_blocking();
-        assert_eq!(
-            first.map(|item| item.unwrap().data),
-            Some(Bytes::from_static(b"a"))
-        );
+        let first = reader.next_blocking();
+        assert_eq!(first.map(Result::unwrap), Some(Bytes::from_static(b"a")));
         // Detaches the reader from the engine (it has not finished).
         drop(reader);
         io.join().unwrap();
@@ -91,7 +88,7 @@ fn messages_racing_a_dropped_reader_deliver_a_prefix_and_never_deadlock() {
 #[test]
 fn closing_while_messages_arrive_ends_the_reader_with_closed_after_a_prefix() {
     loom::model(|| {
-        let (hub, _queues, reader, channel) = streaming_resumer();
+        let (hub, _queues, mut reader, channel) = streaming_resumer();
         let io = {
             let hub = hub.clone();
             thread::spawn(move || {
@@ -106,8 +103,8 @@ fn closing_while_messages_arrive_ends_the_reader_with_closed_after_a_prefix() {
         };
         let mut got = Vec::new();
         let ending = loop {
-            match reader.receiver().recv_blocking() {
-                Some(Ok(chunk)) => got.extend_from_slice(&chunk.data),
+            match reader.next_blocking() {
+                Some(Ok(chunk)) => got.extend_from_slice(&chunk),
                 other => break other,
             }
         };
@@ -156,8 +153,7 @@ fn starting_producer() -> (
 fn read_to_end(mut reader: Reader) -> (Vec<u8>, Option<Result<Bytes, Error>>) {
     let mut got = Vec::new();
     loop {
-        let item = reader.receiver().recv_blocking();
-        match reader.accept(item) {
+        match reader.next_blocking() {
             Some(Ok(data)) => got.extend_from_slice(&data),
             ending => return (got, ending),
         }
