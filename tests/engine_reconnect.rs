@@ -4,10 +4,30 @@
 
 use bytes::Bytes;
 use resumable_stream::sim::Sim;
-use resumable_stream::{Config, Connection, Error, PubSubState, ReplyError, Role};
+use resumable_stream::{Config, Connection, Error, Handle, PubSubState, ReplyError, Role};
 use std::time::Duration;
 
 const MS: Duration = Duration::from_millis(1);
+
+/// A producer on instance 0 that sent "before " to a resumer on instance 1, whose
+/// pub/sub connection then went down (cut off, and reported interrupted).
+fn interrupted_mid_stream() -> (Sim, Handle, Handle) {
+    let mut sim = Sim::new(2, MS, Config::default());
+    let p = sim.engine(0).resumable_stream("s", None);
+    sim.settle();
+    sim.engine(0)
+        .push_chunk(p, Bytes::from_static(b"before "))
+        .unwrap();
+    let r = sim.engine(1).resumable_stream("s", None);
+    sim.settle();
+    assert_eq!(sim.log(1, r).data, b"before ");
+
+    sim.partition(1, true);
+    let now = sim.now();
+    sim.engine(1)
+        .handle_pubsub_state(now, PubSubState::Interrupted);
+    (sim, p, r)
+}
 
 /// A resumer whose request `PUBLISH` the server refuses (an ACL without `+publish` on
 /// the request channel) ends with that refusal at once, not after the acknowledgement
@@ -42,20 +62,7 @@ fn a_refused_request_ends_the_resumer_with_the_refusal() {
 /// connection is back it asks again and gets the rest, byte-exact.
 #[test]
 fn a_long_interruption_is_no_producer_death() {
-    let mut sim = Sim::new(2, MS, Config::default());
-    let p = sim.engine(0).resumable_stream("s", None);
-    sim.settle();
-    sim.engine(0)
-        .push_chunk(p, Bytes::from_static(b"before "))
-        .unwrap();
-    let r = sim.engine(1).resumable_stream("s", None);
-    sim.settle();
-    assert_eq!(sim.log(1, r).data, b"before ");
-
-    sim.partition(1, true);
-    let now = sim.now();
-    sim.engine(1)
-        .handle_pubsub_state(now, PubSubState::Interrupted);
+    let (mut sim, p, r) = interrupted_mid_stream();
     sim.engine(0)
         .push_chunk(p, Bytes::from_static(b"during "))
         .unwrap();
@@ -83,20 +90,7 @@ fn a_long_interruption_is_no_producer_death() {
 /// again from the failed subscription and ends it with `ProducerGone`.
 #[test]
 fn a_subscription_that_fails_after_a_restore_cannot_wait_for_ever() {
-    let mut sim = Sim::new(2, MS, Config::default());
-    let p = sim.engine(0).resumable_stream("s", None);
-    sim.settle();
-    sim.engine(0)
-        .push_chunk(p, Bytes::from_static(b"before "))
-        .unwrap();
-    let r = sim.engine(1).resumable_stream("s", None);
-    sim.settle();
-    assert_eq!(sim.log(1, r).data, b"before ");
-
-    sim.partition(1, true);
-    let now = sim.now();
-    sim.engine(1)
-        .handle_pubsub_state(now, PubSubState::Interrupted);
+    let (mut sim, _, r) = interrupted_mid_stream();
     sim.advance(Duration::from_secs(10));
     let restored = sim.now();
     let restored_at = sim.elapsed();

@@ -6,7 +6,7 @@
 //! libraries neither read nor write it.
 
 use super::outbox::Expect;
-use super::requests::{Decision, Opening, Purpose};
+use super::requests::{get_value, Decision, Opening, Purpose};
 use super::{redis_error, unexpected, Engine, Position};
 use crate::error::Error;
 use crate::event::{Event, Handle};
@@ -71,9 +71,9 @@ impl Opening {
 
     /// The reply to [`Engine::active_stream`]'s `GET`.
     pub(super) fn on_active_get(&self, reply: Result<Reply, ReplyError>) -> Decision {
-        let stream_id = match reply {
-            Ok(Reply::Nil) => None,
-            Ok(Reply::Data(value)) => match String::from_utf8(value.to_vec()) {
+        let stream_id = match get_value(reply) {
+            Ok(None) => None,
+            Ok(Some(value)) => match String::from_utf8(value.to_vec()) {
                 Ok(id) => Some(id),
                 Err(_) => {
                     return self.fail(Error::UnexpectedReply {
@@ -82,8 +82,7 @@ impl Opening {
                     })
                 }
             },
-            Ok(other) => return self.fail(unexpected("GET", &other)),
-            Err(error) => return self.fail(redis_error("GET", error)),
+            Err(error) => return self.fail(error),
         };
         Decision::Answer(Event::ActiveStream {
             handle: self.handle,

@@ -6,6 +6,7 @@
 use crate::event::{Event, Handle};
 use crate::idmap::IdMap;
 use crate::io::{Command, CommandId, Op};
+use bytes::Bytes;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::time::Instant;
@@ -114,6 +115,22 @@ impl Outbox {
         self.pending.insert(id, (handle, expect));
         self.commands.push_back(Command { id, op });
         id
+    }
+
+    /// Queues a `PUBLISH` of `message` to `channel` for `handle`'s machine.
+    pub(super) fn publish(
+        &mut self,
+        handle: Handle,
+        channel: Bytes,
+        message: Bytes,
+        expect: Expect,
+    ) {
+        self.send(handle, Op::Publish { channel, message }, expect);
+    }
+
+    /// Queues an `UNSUBSCRIBE` from `channel` for `handle`'s machine.
+    pub(super) fn unsubscribe(&mut self, handle: Handle, channel: Bytes, expect: Expect) {
+        self.send(handle, Op::Unsubscribe { channel }, expect);
     }
 
     /// Queues an event for the application.

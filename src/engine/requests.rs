@@ -10,6 +10,7 @@ use crate::error::Error;
 use crate::event::{Event, Handle, StreamState};
 use crate::io::{Op, Reply, ReplyError};
 use crate::wire::{Sentinel, StreamNames, DONE_VALUE, NOT_AN_INTEGER};
+use bytes::Bytes;
 
 /// What a request is for, until its role is decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,24 +101,23 @@ impl Opening {
 
     fn on_resume_get(&self, reply: Result<Reply, ReplyError>) -> Decision {
         let handle = self.handle;
-        match reply {
-            Ok(Reply::Nil) => Decision::Answer(Event::NotFound { handle }),
-            Ok(Reply::Data(value)) => match Sentinel::parse(&value) {
+        match get_value(reply) {
+            Ok(None) => Decision::Answer(Event::NotFound { handle }),
+            Ok(Some(value)) => match Sentinel::parse(&value) {
                 Some(Sentinel::Done) => Decision::Answer(Event::Done { handle }),
                 Some(Sentinel::Active) => Decision::Resume,
                 None => self.fail(Error::UnexpectedSentinel {
                     value: String::from_utf8_lossy(&value).into_owned(),
                 }),
             },
-            Ok(other) => self.fail(unexpected("GET", &other)),
-            Err(error) => self.fail(redis_error("GET", error)),
+            Err(error) => self.fail(error),
         }
     }
 
     fn on_state_get(&self, reply: Result<Reply, ReplyError>) -> Decision {
-        let state = match reply {
-            Ok(Reply::Nil) => StreamState::None,
-            Ok(Reply::Data(value)) => match Sentinel::parse(&value) {
+        let state = match get_value(reply) {
+            Ok(None) => StreamState::None,
+            Ok(Some(value)) => match Sentinel::parse(&value) {
                 Some(Sentinel::Done) => StreamState::Done,
                 Some(Sentinel::Active) => StreamState::Active,
                 None => {
@@ -125,13 +125,22 @@ impl Opening {
                     return self.fail(Error::UnexpectedSentinel { value });
                 }
             },
-            Ok(other) => return self.fail(unexpected("GET", &other)),
-            Err(error) => return self.fail(redis_error("GET", error)),
+            Err(error) => return self.fail(error),
         };
         Decision::Answer(Event::State {
             handle: self.handle,
             state,
         })
+    }
+}
+
+/// A `GET`'s value, `None` for a missing key; any other reply is an error.
+pub(super) fn get_value(reply: Result<Reply, ReplyError>) -> Result<Option<Bytes>, Error> {
+    match reply {
+        Ok(Reply::Nil) => Ok(None),
+        Ok(Reply::Data(value)) => Ok(Some(value)),
+        Ok(other) => Err(unexpected("GET", &other)),
+        Err(error) => Err(redis_error("GET", error)),
     }
 }
 

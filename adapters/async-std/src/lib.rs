@@ -37,18 +37,10 @@ use futures_util::future::BoxFuture;
 use std::sync::Arc;
 use std::time::Instant;
 
-pub use bytes::Bytes;
-pub use resumable_stream::{
-    Config, Error, Position, PubSub, ReplyError, Role, SkipUnit, SourceError, Stats, StreamState,
-};
 /// The Redis client (redis-rs) whose types the builder's `redis_client` and
 /// `redis_connections` take, at the version this driver was built with.
 #[cfg(feature = "redis")]
 pub use resumable_stream_driver::redis;
-pub use resumable_stream_driver::{
-    Cancelled, Inbox, MemoryBackend, Publisher, ResumableStream, SseOptions, SseStream, Subscriber,
-    Transport,
-};
 
 /// The async-std runtime: its global executor runs the context's loops and producers.
 #[derive(Clone, Copy, Debug, Default)]

@@ -51,11 +51,22 @@ impl Stream for ResumableStream {
 
 /// Defines an async driver's `ResumableStreamContext` and `ContextBuilder` in the
 /// calling crate, on the runtime that `$runtime` (an expression of type
-/// `Arc<dyn Runtime>`, evaluated where a context is built) names.
+/// `Arc<dyn Runtime>`, evaluated where a context is built) names, and re-exports the
+/// types its API names (but `redis`, which rustdoc would show as `$crate::redis`).
 #[doc(hidden)]
 #[macro_export]
 macro_rules! async_driver {
     (runtime = $runtime:expr; $(#[$doc:meta])*) => {
+        pub use $crate::engine::bytes::Bytes;
+        pub use $crate::engine::resumable_stream::{
+            Config, Error, Position, PubSub, ReplyError, Role, SkipUnit, SourceError, Stats,
+            StreamState,
+        };
+        pub use $crate::{
+            Cancelled, Inbox, MemoryBackend, Publisher, ResumableStream, SseOptions, SseStream,
+            Subscriber, Transport,
+        };
+
         $(#[$doc])*
         #[derive(Clone, Debug)]
         pub struct ResumableStreamContext {

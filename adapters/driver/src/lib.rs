@@ -74,6 +74,11 @@ pub use redis;
 
 // For the `async_driver!` macro's expansion in the drivers.
 #[doc(hidden)]
+pub mod engine {
+    pub use bytes;
+    pub use resumable_stream;
+}
+#[doc(hidden)]
 pub use bytes::Bytes;
 #[doc(hidden)]
 pub use futures_core::Stream;

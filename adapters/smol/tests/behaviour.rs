@@ -2,8 +2,7 @@
 //! a private redis-server, the in-memory backend and a custom publisher/subscriber,
 //! plus the Redis fault and wire-capture cases.
 
-use futures_util::StreamExt;
-use resumable_stream_smol::{Error, ResumableStreamContext};
+use resumable_stream_smol::ResumableStreamContext;
 use resumable_stream_testkit::{AsyncHarness, Executor};
 
 resumable_stream_testkit::async_context!(
@@ -35,15 +34,5 @@ resumable_stream_testkit::behaviour_suite!(super::harness(); memory, redis, cust
 
 #[test]
 fn in_memory_contexts_need_no_redis() {
-    smol::block_on(async {
-        let context = ResumableStreamContext::in_memory();
-        let chunks = || futures_util::stream::iter([Ok::<_, Error>("a"), Ok("b")]);
-        let stream = context
-            .resumable_stream("s", chunks, None)
-            .await
-            .unwrap()
-            .unwrap();
-        let bytes: Vec<_> = stream.map(Result::unwrap).collect().await;
-        assert_eq!(bytes.concat(), b"ab");
-    });
+    harness().in_memory_contexts_need_no_redis();
 }

@@ -51,6 +51,8 @@ pub trait AsyncContext:
     fn shutdown(&self, deadline: std::time::Instant) -> BoxFuture<'_, ()>;
     /// Resolves after `duration` on the driver's runtime.
     fn sleep(duration: Duration) -> BoxFuture<'static, ()>;
+    /// `in_memory`.
+    fn in_memory() -> Self;
 }
 
 /// Defines `$name`, an async driver's context type seen as an [`AsyncContext`] (a
@@ -156,6 +158,9 @@ macro_rules! async_context {
             ) -> futures_util::future::BoxFuture<'static, ()> {
                 ($sleep)(duration)
             }
+            fn in_memory() -> Self {
+                $name(<$context>::in_memory())
+            }
         }
     };
 }
@@ -179,6 +184,24 @@ impl<C: AsyncContext, E: Executor> AsyncHarness<C, E> {
             executor: Arc::new(executor),
             context: std::marker::PhantomData,
         }
+    }
+
+    /// `ResumableStreamContext::in_memory()`, called on the driver's runtime: a stream
+    /// on it is read back whole, with no Redis anywhere.
+    pub fn in_memory_contexts_need_no_redis(&self) {
+        self.executor.block_on(async {
+            let context = C::in_memory();
+            let make_stream: Box<dyn FnOnce() -> Chunks + Send> = Box::new(|| {
+                futures_util::stream::iter(["a", "b"].map(|c| Ok(c.to_owned()))).boxed()
+            });
+            let stream = context
+                .resumable_stream("s", make_stream, Position::from(None))
+                .await
+                .unwrap()
+                .unwrap();
+            let bytes: Vec<_> = stream.map(Result::unwrap).collect().await;
+            assert_eq!(bytes.concat(), b"ab");
+        });
     }
 
     fn wrap(&self, context: C) -> Box<dyn harness::Context> {

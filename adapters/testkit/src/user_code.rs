@@ -3,7 +3,7 @@
 //! the configuration knobs whose effect is observable from outside (the sentinel's
 //! TTL, the done watchdog's interval).
 
-use crate::harness::{fixed, manual, Context, Harness, Reader, Source};
+use crate::harness::{fixed, manual, Context, Feed, Harness, Reader, Source};
 use crate::store::Store;
 use crate::suite::{read_all, read_exactly};
 use resumable_stream::{Config, Error, Role, StreamState};
@@ -37,6 +37,22 @@ fn open(context: &dyn Context, id: &str, source: Source) -> Box<dyn Reader> {
         .expect("a new stream")
 }
 
+/// Stream "s" produced on `a` from a manual source, and resumed on `b`: both readers
+/// have read the first chunk, "before ".
+fn mid_stream(a: &dyn Context, b: &dyn Context) -> (Feed, Box<dyn Reader>, Box<dyn Reader>) {
+    let (feed, source) = manual();
+    let mut producer = open(a, "s", source);
+    feed.chunk("before ");
+    assert_eq!(read_exactly(&mut producer, 7), b"before ");
+    let mut resumer = b
+        .resumable_stream("s", fixed(Vec::<String>::new()), None)
+        .unwrap()
+        .unwrap();
+    assert_eq!(resumer.role(), Role::Resumer);
+    assert_eq!(read_exactly(&mut resumer, 7), b"before ");
+    (feed, producer, resumer)
+}
+
 fn is_panic_error(error: &Option<Error>, what: &str, message: &str) -> bool {
     matches!(error, Some(Error::Source(text)) if text.message().contains(what) && text.message().contains("panicked") && text.message().contains(message))
 }
@@ -49,29 +65,16 @@ pub fn a_panicking_source_ends_the_stream_as_a_source_error(harness: &dyn Harnes
         harness.context(store, Config::default()),
         harness.context(store, Config::default()),
     );
-    let (feed, source) = manual();
-    let mut producer = open(&*a, "s", source);
-    feed.chunk("before ");
-    assert_eq!(read_exactly(&mut producer, 7), b"before ");
-    let mut resumer = b
-        .resumable_stream("s", fixed(Vec::<String>::new()), None)
-        .unwrap()
-        .unwrap();
-    assert_eq!(resumer.role(), Role::Resumer);
-    assert_eq!(read_exactly(&mut resumer, 7), b"before ");
+    let (feed, producer, resumer) = mid_stream(&*a, &*b);
     feed.panic("the model exploded");
-    let (rest, error) = read_all(producer);
-    assert_eq!(rest, b"");
-    assert!(
-        is_panic_error(&error, "the source", "the model exploded"),
-        "{error:?}"
-    );
-    let (rest, error) = read_all(resumer);
-    assert_eq!(rest, b"");
-    assert!(
-        is_panic_error(&error, "the source", "the model exploded"),
-        "{error:?}"
-    );
+    for reader in [producer, resumer] {
+        let (rest, error) = read_all(reader);
+        assert_eq!(rest, b"");
+        assert!(
+            is_panic_error(&error, "the source", "the model exploded"),
+            "{error:?}"
+        );
+    }
     assert_eq!(a.has_existing_stream("s").unwrap(), StreamState::Done);
     // The context is still usable.
     let again = open(&*a, "t", fixed(["still ", "here"]));
@@ -237,15 +240,7 @@ pub fn the_done_watchdog_runs_at_the_configured_interval(harness: &dyn Harness, 
 pub fn a_graceful_shutdown_loses_no_byte(harness: &dyn Harness, store: &Store) {
     let a: Arc<dyn Context> = harness.context(store, Config::default()).into();
     let b = harness.context(store, Config::default());
-    let (feed, source) = manual();
-    let mut producer = open(&*a, "s", source);
-    feed.chunk("before ");
-    assert_eq!(read_exactly(&mut producer, 7), b"before ");
-    let mut resumer = b
-        .resumable_stream("s", fixed(Vec::<String>::new()), None)
-        .unwrap()
-        .unwrap();
-    assert_eq!(read_exactly(&mut resumer, 7), b"before ");
+    let (feed, producer, resumer) = mid_stream(&*a, &*b);
 
     let shutting = a.clone();
     let begun = Instant::now();

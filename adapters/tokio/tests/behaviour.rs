@@ -3,8 +3,6 @@
 //! redis-server serving TLS only with a password (as a managed Redis does), plus the
 //! Redis fault, wire-capture and managed-Redis (TLS, ACL) cases.
 
-use futures_util::StreamExt;
-use resumable_stream::Error;
 use resumable_stream_testkit::{AsyncHarness, Executor};
 use resumable_stream_tokio::ResumableStreamContext;
 
@@ -35,16 +33,5 @@ resumable_stream_testkit::behaviour_suite!(super::harness(); memory, redis, cust
 
 #[test]
 fn in_memory_contexts_need_no_redis() {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
-        let context = ResumableStreamContext::in_memory();
-        let chunks = || futures_util::stream::iter([Ok::<_, Error>("a"), Ok("b")]);
-        let stream = context
-            .resumable_stream("s", chunks, None)
-            .await
-            .unwrap()
-            .unwrap();
-        let bytes: Vec<_> = stream.map(Result::unwrap).collect().await;
-        assert_eq!(bytes.concat(), b"ab");
-    });
+    harness().in_memory_contexts_need_no_redis();
 }

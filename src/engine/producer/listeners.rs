@@ -6,7 +6,8 @@
 use super::{Ending, Phase, Producer};
 use crate::config::Config;
 use crate::engine::outbox::{Expect, Outbox, Timer};
-use crate::io::{Op, Reply, ReplyError};
+use crate::event::Handle;
+use crate::io::{Reply, ReplyError};
 use crate::wire::{Control, ErrorKind, Incoming, ResumeRequest, DONE_MESSAGE};
 use bytes::Bytes;
 use smallvec::SmallVec;
@@ -23,6 +24,16 @@ pub(super) struct Listener {
     /// `lost` notice (again at every heartbeat tick, in case that one is lost too),
     /// until it asks again or leaves.
     pub(super) lost: bool,
+}
+
+impl Listener {
+    /// Publishes `message` to this listener, its reply routed back to it.
+    pub(super) fn deliver(&self, handle: Handle, message: Bytes, out: &mut Outbox) {
+        let expect = Expect::Deliver {
+            listener: self.serial,
+        };
+        out.publish(handle, self.channel.clone(), message, expect);
+    }
 }
 
 fn lost_notice(token: &str) -> Bytes {
@@ -77,11 +88,7 @@ impl Producer {
                 self.unsettled |= listener.token.is_some();
                 if let (Some(token), false) = (&listener.token, listener.lost) {
                     listener.lost = true;
-                    let op = Op::Publish {
-                        channel: listener.channel.clone(),
-                        message: lost_notice(token),
-                    };
-                    out.send(self.handle, op, Expect::Deliver { listener: serial });
+                    listener.deliver(self.handle, lost_notice(token), out);
                 }
             }
         }
@@ -130,11 +137,7 @@ impl Producer {
                     message: "the data asked for is no longer buffered".to_owned(),
                     next: None,
                 };
-                let op = Op::Publish {
-                    channel,
-                    message: control.encode(&token),
-                };
-                out.send(self.handle, op, Expect::Write);
+                out.publish(self.handle, channel, control.encode(&token), Expect::Write);
             }
             return;
         };
@@ -167,18 +170,13 @@ impl Producer {
                     lost: false,
                 });
                 if extended && self.heartbeat_at.is_none() {
-                    let at = now + heartbeat;
-                    self.heartbeat_at = Some(at);
-                    out.arm(self.handle, Timer::Heartbeat, at);
+                    self.arm_heartbeat(now, config, out);
                 }
             }
         }
         for message in messages {
-            let op = Op::Publish {
-                channel: channel.clone(),
-                message,
-            };
-            out.send(self.handle, op, Expect::Deliver { listener: serial });
+            let expect = Expect::Deliver { listener: serial };
+            out.publish(self.handle, channel.clone(), message, expect);
         }
     }
 
@@ -198,11 +196,7 @@ impl Producer {
             // with its ack timeout rather than being told a lie.
             Phase::Subscribing | Phase::Marking => return,
         };
-        let op = Op::Publish {
-            channel,
-            message: answer,
-        };
-        out.send(self.handle, op, Expect::Write);
+        out.publish(self.handle, channel, answer, Expect::Write);
         if self.phase == Phase::Live {
             let _ = self.end(Ending::Cancelled, config, out);
         }
@@ -223,15 +217,13 @@ impl Producer {
                 Some(token) if quiet => Control::Heartbeat.encode(token),
                 _ => continue,
             };
-            let op = Op::Publish {
-                channel: listener.channel.clone(),
-                message,
-            };
-            let expect = Expect::Deliver {
-                listener: listener.serial,
-            };
-            out.send(self.handle, op, expect);
+            listener.deliver(self.handle, message, out);
         }
+        self.arm_heartbeat(now, config, out);
+    }
+
+    /// The next heartbeat tick, one interval from `now`.
+    fn arm_heartbeat(&mut self, now: Instant, config: &Config, out: &mut Outbox) {
         let at = now + config.heartbeat_interval();
         self.heartbeat_at = Some(at);
         out.arm(self.handle, Timer::Heartbeat, at);

@@ -200,7 +200,7 @@ impl Producer {
     /// The producer could not start: leave the request channel and fail.
     fn abandon(&mut self, error: Error, out: &mut Outbox) -> Next {
         let channel = self.names.request_channel.clone();
-        out.send(self.handle, Op::Unsubscribe { channel }, Expect::Write);
+        out.unsubscribe(self.handle, channel, Expect::Write);
         self.fail(error, out)
     }
 
@@ -284,7 +284,7 @@ impl Producer {
 
     fn retire(&mut self, out: &mut Outbox) {
         let channel = self.names.request_channel.clone();
-        out.send(self.handle, Op::Unsubscribe { channel }, Expect::Retire);
+        out.unsubscribe(self.handle, channel, Expect::Retire);
     }
 
     /// The source's next chunk: to every listener (framed with its index for an
@@ -312,14 +312,7 @@ impl Producer {
                 }
                 None => chunk.clone(),
             };
-            let op = Op::Publish {
-                channel: listener.channel.clone(),
-                message,
-            };
-            let expect = Expect::Deliver {
-                listener: listener.serial,
-            };
-            out.send(self.handle, op, expect);
+            listener.deliver(self.handle, message, out);
         }
         if self.reader_attached && !chunk.is_empty() {
             out.emit(Event::Data {
@@ -364,11 +357,7 @@ impl Producer {
         let next = self.buffer.chunk_count();
         for listener in std::mem::take(&mut self.listeners) {
             let message = ending.message(next, listener.token.as_deref());
-            let op = Op::Publish {
-                channel: listener.channel,
-                message,
-            };
-            out.send(self.handle, op, Expect::Write);
+            out.publish(self.handle, listener.channel, message, Expect::Write);
         }
         self.ending = Some(ending);
         Ok(())

@@ -204,8 +204,7 @@ impl Resumer {
     /// The reader went away: stop listening. The producer notices (a PUBLISH that
     /// reaches nobody) and stops publishing to this channel.
     pub(super) fn leave(&mut self, out: &mut Outbox) -> Next {
-        let channel = self.channel.clone();
-        out.send(self.handle, Op::Unsubscribe { channel }, Expect::Write);
+        out.unsubscribe(self.handle, self.channel.clone(), Expect::Write);
         Next::Remove
     }
 
@@ -239,13 +238,6 @@ impl Resumer {
         out: &mut Outbox,
     ) -> Next {
         match (expect, reply) {
-            (Expect::Subscribe, Err(error)) => {
-                out.emit(Event::Failed {
-                    handle: self.handle,
-                    error: redis_error("SUBSCRIBE", error),
-                });
-                Next::Remove
-            }
             (Expect::Subscribe, Ok(_)) => {
                 self.on_subscribed(now, config, out);
                 Next::Stay
@@ -263,12 +255,9 @@ impl Resumer {
                 self.restart_liveness(now, out);
                 Next::Stay
             }
-            (Expect::Resubscribe, Err(error)) => {
-                out.emit(Event::Failed {
-                    handle: self.handle,
-                    error: redis_error("SUBSCRIBE", error),
-                });
-                Next::Remove
+            // A failed subscription has nothing to leave.
+            (Expect::Subscribe | Expect::Resubscribe, Err(error)) => {
+                self.fail_connection(redis_error("SUBSCRIBE", error), out)
             }
             (Expect::Resubscribe, Ok(_)) => {
                 self.resume_after_reconnect(now, config, out);

@@ -102,8 +102,7 @@ impl Resumer {
         match timer {
             Timer::Ack => {
                 // No producer answered: the stream may have finished meanwhile.
-                let channel = self.channel.clone();
-                out.send(self.handle, Op::Unsubscribe { channel }, Expect::Write);
+                out.unsubscribe(self.handle, self.channel.clone(), Expect::Write);
                 Next::Check(Error::AckTimeout {
                     stream_id: self.stream_id.clone(),
                     waited: config.ack_timeout(),
