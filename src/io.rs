@@ -134,6 +134,40 @@ impl Op {
         }
     }
 
+    /// The command's arguments after its [`name`](Self::name), as Redis takes them:
+    /// what a transport writes on the wire (`name`, then these), so that none of them
+    /// spells a command out itself. Clones of the command's own bytes, no copy; the
+    /// expiry of `SET` as its decimal digits.
+    ///
+    /// ```
+    /// use resumable_stream::Op;
+    /// let op = Op::Set { key: "k".into(), value: "1".into(), expire_seconds: 60 };
+    /// assert_eq!(op.name(), "SET");
+    /// assert_eq!(op.args().as_slice(), ["k", "1", "EX", "60"].map(bytes::Bytes::from));
+    /// ```
+    pub fn args(&self) -> smallvec::SmallVec<[Bytes; 4]> {
+        match self {
+            Op::Incr { key } | Op::Get { key } => smallvec::smallvec![key.clone()],
+            Op::Set {
+                key,
+                value,
+                expire_seconds,
+            } => smallvec::smallvec![
+                key.clone(),
+                value.clone(),
+                Bytes::from_static(b"EX"),
+                Bytes::from(expire_seconds.to_string()),
+            ],
+            Op::Publish { channel, message } | Op::SPublish { channel, message } => {
+                smallvec::smallvec![channel.clone(), message.clone()]
+            }
+            Op::Subscribe { channel }
+            | Op::Unsubscribe { channel }
+            | Op::SSubscribe { channel }
+            | Op::SUnsubscribe { channel } => smallvec::smallvec![channel.clone()],
+        }
+    }
+
     /// The key this command reads or writes, or the channel it publishes or
     /// subscribes to: what a Redis Cluster routes it by (the slot of these bytes).
     ///

@@ -78,27 +78,11 @@ impl Backend for Redis<'_> {
         // command's error reply apart instead of failing the whole pipeline.
         let mut pipe = redis::pipe();
         for command in batch {
-            match &command.op {
-                Op::Incr { key } => pipe.cmd("INCR").arg(key.as_ref()),
-                Op::Get { key } => pipe.cmd("GET").arg(key.as_ref()),
-                Op::Set {
-                    key,
-                    value,
-                    expire_seconds,
-                } => pipe
-                    .cmd("SET")
-                    .arg(key.as_ref())
-                    .arg(value.as_ref())
-                    .arg("EX")
-                    .arg(*expire_seconds),
-                Op::Publish { channel, message } => pipe
-                    .cmd("PUBLISH")
-                    .arg(channel.as_ref())
-                    .arg(message.as_ref()),
-                // This loop runs classic pub/sub on the command connection only; other
-                // commands (sharded, subscriptions) never come here.
-                op => pipe.cmd("ECHO").arg(op.name()),
-            };
+            // The command as the engine spells it: its name, then its arguments.
+            let cmd = pipe.cmd(command.op.name());
+            for arg in command.op.args() {
+                cmd.arg(arg.as_ref());
+            }
         }
         let packed = pipe.get_packed_pipeline();
         match redis::ConnectionLike::req_packed_commands(

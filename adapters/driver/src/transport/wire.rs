@@ -4,7 +4,7 @@
 //! `rediss://`.
 
 use bytes::Bytes;
-use resumable_stream::{Command, Error, Op, Reply, ReplyError};
+use resumable_stream::{Command, Connection, Error, Reply, ReplyError};
 
 /// A redis-rs client for `url`; for `rediss://`, over TLS trusting `root_certificates`
 /// (PEM) when given, else the system's roots.
@@ -134,32 +134,18 @@ pub fn to_reply_error(error: &redis::RedisError) -> ReplyError {
 pub fn pipeline(commands: &[Command]) -> redis::Pipeline {
     let mut pipe = redis::pipe();
     for command in commands {
-        match &command.op {
-            Op::Incr { key } => pipe.cmd("INCR").arg(key.as_ref()),
-            Op::Set {
-                key,
-                value,
-                expire_seconds,
-            } => pipe
-                .cmd("SET")
-                .arg(key.as_ref())
-                .arg(value.as_ref())
-                .arg("EX")
-                .arg(*expire_seconds),
-            Op::Get { key } => pipe.cmd("GET").arg(key.as_ref()),
-            Op::Publish { channel, message } => pipe
-                .cmd("PUBLISH")
-                .arg(channel.as_ref())
-                .arg(message.as_ref()),
-            Op::SPublish { channel, message } => pipe
-                .cmd("SPUBLISH")
-                .arg(channel.as_ref())
-                .arg(message.as_ref()),
+        let op = &command.op;
+        if op.connection() != Connection::Commands {
             // Subscriptions travel on the pub/sub connection; a driver never sends them
             // here. A harmless command keeps replies aligned if one ever does (its
             // `PONG` is no reply the engine takes for an answer).
-            _ => pipe.cmd("PING"),
-        };
+            pipe.cmd("PING");
+            continue;
+        }
+        let cmd = pipe.cmd(op.name());
+        for arg in op.args() {
+            cmd.arg(arg.as_ref());
+        }
     }
     pipe
 }
