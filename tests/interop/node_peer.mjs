@@ -127,9 +127,17 @@ async function main() {
       else if (stream === null) [code, message] = [EXIT_DONE, "DONE"];
       else await copyToStdout(stream);
     } else {
-      const stream = await ctx.resumableStream(args.id, empty, skip);
+      // As our CLI: an id that did not exist is not found (exit 4), though the call
+      // made it an empty, finished stream (the source is asked for only then).
+      let made = false;
+      const source = () => ((made = true), empty());
+      const stream = await ctx.resumableStream(args.id, source, skip);
       if (stream === null) [code, message] = [EXIT_DONE, "DONE"];
       else await copyToStdout(stream);
+      if (made) {
+        code = EXIT_NOT_FOUND;
+        message = `NOT_FOUND: no stream "${args.id}" existed; it now holds an empty, finished stream`;
+      }
     }
     await Promise.all(background);
   } catch (e) {

@@ -120,16 +120,26 @@ async def run(args):
         else:
             if args.unit != "utf16":
                 print("python_peer: --unit is ignored: v1 has no unit, this library counts code points", file=sys.stderr)
+            made = []
             if args.existing:
                 stream = await ctx.resume_existing_stream(args.id, args.skip)
             else:
-                stream = await ctx.resumable_stream(args.id, empty, args.skip)
+                # As our CLI: an id that did not exist is not found (exit 4), though the
+                # call made it an empty, finished stream (the source is asked for only then).
+                def source():
+                    made.append(True)
+                    return empty()
+
+                stream = await ctx.resumable_stream(args.id, source, args.skip)
             if stream == "NOT_FOUND":
                 code, message = EXIT_NOT_FOUND, "NOT_FOUND"
             elif stream is None:
                 code, message = EXIT_DONE, "DONE"
             else:
                 await copy_to_stdout(stream)
+                if made:
+                    code = EXIT_NOT_FOUND
+                    message = f"NOT_FOUND: no stream {args.id!r} existed; it now holds an empty, finished stream"
         if background:
             await asyncio.gather(*background)
     except Exception as error:  # a library error: exit 1 with its message

@@ -431,8 +431,8 @@ class Suite:
             stream_id = self.fresh_id("missing")
             proc = self.peers.run(lang, "resume", stream_id).wait()
             state = self.peers.run("rust", "state", stream_id).wait()
-            ok = proc.code == 0 and proc.out == b"" and state.out.strip() == b"done"
-            self.results.check("-", lang, "idempotent", "unknown id -> becomes producer of an empty stream, done", ok, proc)
+            ok = proc.code == 4 and proc.out == b"" and state.out.strip() == b"done"
+            self.results.check("-", lang, "idempotent", "unknown id -> not found (exit 4), now an empty, finished stream", ok, proc)
 
     def gone_producer(self):
         """A sentinel nobody produces: every resumer must fail with the ack timeout."""
