@@ -134,37 +134,42 @@ impl Op {
         }
     }
 
-    /// The command's arguments after its [`name`](Self::name), as Redis takes them:
-    /// what a transport writes on the wire (`name`, then these), so that none of them
-    /// spells a command out itself. Clones of the command's own bytes, no copy; the
-    /// expiry of `SET` as its decimal digits.
+    /// Hands `arg` the command's arguments after its [`name`](Self::name), in order, as
+    /// Redis takes them: what a transport writes on the wire (`name`, then these), so
+    /// that none of them spells a command out itself. The command's own bytes, borrowed;
+    /// the expiry of `SET` as its decimal digits, formatted on the stack: nothing is
+    /// allocated or cloned, as every chunk's `PUBLISH` comes through here.
     ///
     /// ```
     /// use resumable_stream::Op;
     /// let op = Op::Set { key: "k".into(), value: "1".into(), expire_seconds: 60 };
+    /// let mut args = Vec::new();
+    /// op.for_each_arg(|arg| args.push(arg.to_vec()));
     /// assert_eq!(op.name(), "SET");
-    /// assert_eq!(op.args().as_slice(), ["k", "1", "EX", "60"].map(bytes::Bytes::from));
+    /// assert_eq!(args, [&b"k"[..], b"1", b"EX", b"60"]);
     /// ```
-    pub fn args(&self) -> smallvec::SmallVec<[Bytes; 4]> {
+    pub fn for_each_arg(&self, mut arg: impl FnMut(&[u8])) {
         match self {
-            Op::Incr { key } | Op::Get { key } => smallvec::smallvec![key.clone()],
+            Op::Incr { key } | Op::Get { key } => arg(key),
             Op::Set {
                 key,
                 value,
                 expire_seconds,
-            } => smallvec::smallvec![
-                key.clone(),
-                value.clone(),
-                Bytes::from_static(b"EX"),
-                Bytes::from(expire_seconds.to_string()),
-            ],
+            } => {
+                arg(key);
+                arg(value);
+                arg(b"EX");
+                let mut digits = [0u8; 20];
+                arg(decimal(*expire_seconds, &mut digits));
+            }
             Op::Publish { channel, message } | Op::SPublish { channel, message } => {
-                smallvec::smallvec![channel.clone(), message.clone()]
+                arg(channel);
+                arg(message);
             }
             Op::Subscribe { channel }
             | Op::Unsubscribe { channel }
             | Op::SSubscribe { channel }
-            | Op::SUnsubscribe { channel } => smallvec::smallvec![channel.clone()],
+            | Op::SUnsubscribe { channel } => arg(channel),
         }
     }
 
@@ -220,6 +225,20 @@ pub struct Command {
     pub op: Op,
 }
 
+/// `n` in decimal, written at the end of `buffer` (20 digits hold any `u64`).
+fn decimal(mut n: u64, buffer: &mut [u8; 20]) -> &[u8] {
+    let mut start = buffer.len();
+    loop {
+        start -= 1;
+        // `n % 10` is below 10: the cast keeps it.
+        buffer[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buffer[start..];
+        }
+    }
+}
+
 /// A successful reply, in the shape of RESP without interpretation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -267,6 +286,19 @@ impl fmt::Display for ReplyError {
         match self {
             ReplyError::Server(s) => write!(f, "Redis error: {s}"),
             ReplyError::Connection(s) => write!(f, "connection error: {s}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decimal;
+
+    #[test]
+    fn decimal_writes_every_u64_as_std_does() {
+        for n in [0, 1, 9, 10, 86_400, 1 << 32, u64::MAX - 1, u64::MAX] {
+            let mut digits = [0u8; 20];
+            assert_eq!(decimal(n, &mut digits), n.to_string().as_bytes(), "{n}");
         }
     }
 }

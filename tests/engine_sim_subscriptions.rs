@@ -5,7 +5,7 @@
 //! instead of going on with a hole in its data (docs/fuzzing.md, bug 17).
 
 use bytes::Bytes;
-use resumable_stream::sim::Sim;
+use resumable_stream::sim::{ReaderLog, Sim};
 use resumable_stream::{Config, Error, Handle, Role};
 use std::time::Duration;
 
@@ -44,17 +44,23 @@ fn streaming(config: Config) -> (Sim, Handle, Handle) {
     (sim, p, r)
 }
 
-#[test]
-fn a_v1_resumer_whose_subscription_is_dropped_fails_rather_than_miss_a_chunk() {
-    let (mut sim, p, r) = streaming(Config::default().with_extensions(false));
+/// The resumer's chunk subscription dropped by the server after "a ", then "b " and
+/// "c" published while it is not subscribed (it can never learn of them from those
+/// messages) and the stream finished: what the resumer saw.
+fn dropped_then_finished(config: Config) -> ReaderLog {
+    let (mut sim, p, r) = streaming(config);
     let channel = chunk_channel(&sim, 1);
     sim.drop_subscription(1, &channel);
-    // Published while the resumer is not subscribed: it can never learn of it.
     push(&mut sim, p, "b ");
     push(&mut sim, p, "c");
     sim.engine(0).finish(p).unwrap();
     sim.settle();
-    let log = sim.log(1, r);
+    sim.log(1, r)
+}
+
+#[test]
+fn a_v1_resumer_whose_subscription_is_dropped_fails_rather_than_miss_a_chunk() {
+    let log = dropped_then_finished(Config::default().with_extensions(false));
     // Before the fix it was subscribed again, no error: its producer dropped it on the
     // PUBLISH of "b " that reached nobody, so it got "a " and then nothing at all.
     assert!(
@@ -68,14 +74,7 @@ fn a_v1_resumer_whose_subscription_is_dropped_fails_rather_than_miss_a_chunk() {
 
 #[test]
 fn a_resumer_of_ours_whose_subscription_is_dropped_asks_again_byte_exact() {
-    let (mut sim, p, r) = streaming(Config::default());
-    let channel = chunk_channel(&sim, 1);
-    sim.drop_subscription(1, &channel);
-    push(&mut sim, p, "b ");
-    push(&mut sim, p, "c");
-    sim.engine(0).finish(p).unwrap();
-    sim.settle();
-    let log = sim.log(1, r);
+    let log = dropped_then_finished(Config::default());
     assert_eq!(log.data, b"a b c", "{log:?}");
     assert!(log.ended && log.error.is_none(), "{log:?}");
 }

@@ -152,14 +152,7 @@ impl Harness {
             if let Some(rkey) = resumer {
                 self.readers.get_mut(&rkey).unwrap().cancel_answered_by = Some(pkey);
             }
-            let sent = self.drain(
-                node,
-                Ctx {
-                    owner: Some(pkey.1),
-                    chunk_message: false,
-                },
-            );
-            let ops: Vec<Op> = sent.into_iter().map(|c| c.op).collect();
+            let ops = self.drain_ops(node, Some(pkey.1));
             assert_eq!(ops, expected, "the answer to the cancel {request:?}");
             return;
         }
@@ -235,14 +228,7 @@ impl Harness {
             }
             serial
         };
-        let sent = self.drain(
-            node,
-            Ctx {
-                owner: Some(pkey.1),
-                chunk_message: false,
-            },
-        );
-        let ops: Vec<Op> = sent.into_iter().map(|c| c.op).collect();
+        let ops = self.drain_ops(node, Some(pkey.1));
         let answered = match expect {
             Expect::Exactly(expected) => {
                 assert_eq!(ops, expected, "the answer to {request:?} by {pkey:?}");

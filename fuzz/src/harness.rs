@@ -196,6 +196,16 @@ impl Harness {
 
     /// Moves every command of `node` onto its links and checks every event. Returns the
     /// commands, for the caller's checks.
+    /// What `node` sent for the stream `owner` produces (no chunk message in play):
+    /// the operations, drained, for a step to compare with what the model expects.
+    pub fn drain_ops(&mut self, node: usize, owner: Option<Handle>) -> Vec<Op> {
+        let ctx = Ctx {
+            owner,
+            chunk_message: false,
+        };
+        self.drain(node, ctx).into_iter().map(|c| c.op).collect()
+    }
+
     pub fn drain(&mut self, node: usize, ctx: Ctx) -> Vec<Command> {
         let mut sent = Vec::new();
         while let Some(command) = self.nodes[node].engine.poll_command() {
@@ -389,14 +399,7 @@ impl Harness {
                 r.expected_local.push_back((chunk, index));
             }
         }
-        let sent = self.drain(
-            node,
-            Ctx {
-                owner: Some(handle),
-                chunk_message: false,
-            },
-        );
-        let ops: Vec<Op> = sent.into_iter().map(|c| c.op).collect();
+        let ops = self.drain_ops(node, Some(handle));
         assert_eq!(
             ops, expected,
             "push_chunk on {key:?}: one PUBLISH per listener, in order"
@@ -442,14 +445,7 @@ impl Harness {
         } else {
             Vec::new()
         };
-        let sent = self.drain(
-            node,
-            Ctx {
-                owner: Some(handle),
-                chunk_message: false,
-            },
-        );
-        let ops: Vec<Op> = sent.into_iter().map(|c| c.op).collect();
+        let ops = self.drain_ops(node, Some(handle));
         assert_eq!(
             ops, expected,
             "finish on {key:?}: SET DONE, then the end to each listener"

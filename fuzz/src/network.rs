@@ -99,15 +99,8 @@ impl Harness {
                 p.routed = false;
             }
         }
-        let sent = self.drain(
-            node,
-            Ctx {
-                owner,
-                chunk_message: false,
-            },
-        );
+        let ops = self.drain_ops(node, owner);
         if let Some(expected) = expected {
-            let ops: Vec<Op> = sent.into_iter().map(|c| c.op).collect();
             assert_eq!(ops, expected, "the reply to a PUBLISH to a listener");
         }
     }

@@ -80,9 +80,9 @@ impl Backend for Redis<'_> {
         for command in batch {
             // The command as the engine spells it: its name, then its arguments.
             let cmd = pipe.cmd(command.op.name());
-            for arg in command.op.args() {
-                cmd.arg(arg.as_ref());
-            }
+            command.op.for_each_arg(|arg| {
+                cmd.arg(arg);
+            });
         }
         let packed = pipe.get_packed_pipeline();
         match redis::ConnectionLike::req_packed_commands(

@@ -143,9 +143,9 @@ pub fn pipeline(commands: &[Command]) -> redis::Pipeline {
             continue;
         }
         let cmd = pipe.cmd(op.name());
-        for arg in op.args() {
-            cmd.arg(arg.as_ref());
-        }
+        op.for_each_arg(|arg| {
+            cmd.arg(arg);
+        });
     }
     pipe
 }
