@@ -33,6 +33,136 @@ pub struct Config {
     skip_unit: SkipUnit,
     seed: u64,
     pubsub: PubSub,
+    durable: Option<Durable>,
+    cluster: bool,
+}
+
+/// Durable mode's settings ([`Config::with_durable`]): every chunk also goes to a
+/// Redis Stream log, so that a stream outlives its producer (docs/guide.md, "Durable
+/// mode").
+///
+/// ```
+/// use resumable_stream::{Config, Durable};
+/// use std::time::Duration;
+///
+/// let config = Config::default().with_durable(
+///     Durable::default()
+///         .with_linger(Duration::from_millis(10))
+///         .with_max_log_bytes(16 << 20),
+/// );
+/// assert_eq!(config.durable().unwrap().linger(), Duration::from_millis(10));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Durable {
+    linger: Duration,
+    max_batch_bytes: usize,
+    expiry_refresh: Duration,
+    replay_window: Option<Duration>,
+    max_log_bytes: Option<u64>,
+    read_count: u64,
+    max_blocking_reads: usize,
+}
+
+impl Default for Durable {
+    fn default() -> Self {
+        Durable {
+            linger: Duration::from_millis(5),
+            max_batch_bytes: 64 * 1024,
+            expiry_refresh: Duration::from_secs(5),
+            replay_window: None,
+            max_log_bytes: None,
+            read_count: 512,
+            max_blocking_reads: 8,
+        }
+    }
+}
+
+impl Durable {
+    /// How long a producer holds chunks before appending them to the log, so that one
+    /// pipeline carries every stream's chunks of that time (producers of one engine
+    /// flush together). Default 5 ms.
+    pub fn with_linger(mut self, linger: Duration) -> Self {
+        self.linger = linger;
+        self
+    }
+
+    /// A producer appends at once when it holds this many bytes. Default 64 KiB.
+    pub fn with_max_batch_bytes(mut self, bytes: usize) -> Self {
+        self.max_batch_bytes = bytes;
+        self
+    }
+
+    /// The log's expiry is refreshed at most this often while the stream is produced.
+    /// Default 5 s.
+    pub fn with_expiry_refresh(mut self, every: Duration) -> Self {
+        self.expiry_refresh = every;
+        self
+    }
+
+    /// How long a finished stream's log stays readable after its end, for a reload to
+    /// replay it whole. Default: the sentinel's TTL.
+    pub fn with_replay_window(mut self, window: Duration) -> Self {
+        self.replay_window = Some(window);
+        self
+    }
+
+    /// Caps a stream's log: a chunk that would take it past `bytes` ends the stream
+    /// with [`Error::LogFull`](crate::Error::LogFull) instead (the start is never
+    /// trimmed). Default: no cap.
+    pub fn with_max_log_bytes(mut self, bytes: u64) -> Self {
+        self.max_log_bytes = Some(bytes);
+        self
+    }
+
+    /// How many entries one `XRANGE` page or one `XREAD` takes per stream. Default 512.
+    pub fn with_read_count(mut self, count: u64) -> Self {
+        self.read_count = count.max(1);
+        self
+    }
+
+    /// How many blocking reads (`XREAD BLOCK`, each on its own connection) an engine
+    /// keeps in flight; each follows many streams (on a Redis Cluster, those of one
+    /// slot). Default 8.
+    pub fn with_max_blocking_reads(mut self, reads: usize) -> Self {
+        self.max_blocking_reads = reads.max(1);
+        self
+    }
+
+    /// The linger.
+    pub fn linger(&self) -> Duration {
+        self.linger
+    }
+
+    /// The size that makes a producer append at once.
+    pub fn max_batch_bytes(&self) -> usize {
+        self.max_batch_bytes
+    }
+
+    /// How often the log's expiry is refreshed.
+    pub fn expiry_refresh(&self) -> Duration {
+        self.expiry_refresh
+    }
+
+    /// The replay window, if set (else the sentinel's TTL).
+    pub fn replay_window(&self) -> Option<Duration> {
+        self.replay_window
+    }
+
+    /// The log's byte cap, if any.
+    pub fn max_log_bytes(&self) -> Option<u64> {
+        self.max_log_bytes
+    }
+
+    /// Entries per read.
+    pub fn read_count(&self) -> u64 {
+        self.read_count
+    }
+
+    /// Blocking reads in flight at most.
+    pub fn max_blocking_reads(&self) -> usize {
+        self.max_blocking_reads
+    }
 }
 
 /// Which pub/sub commands an engine uses.
@@ -71,6 +201,8 @@ impl Default for Config {
             skip_unit: SkipUnit::Utf16,
             seed: 0x005e_ed0f_5eed,
             pubsub: PubSub::Classic,
+            durable: None,
+            cluster: false,
         }
     }
 }
@@ -154,6 +286,31 @@ impl Config {
     pub fn with_pubsub(mut self, pubsub: PubSub) -> Self {
         self.pubsub = pubsub;
         self
+    }
+
+    /// Durable mode (see [`Durable`]): this engine's producers also append every chunk
+    /// to a log in Redis, and its resumers read that log when a stream has one (falling
+    /// back to pub/sub for a v1 producer). Default off.
+    pub fn with_durable(mut self, durable: Durable) -> Self {
+        self.durable = Some(durable);
+        self
+    }
+
+    /// Whether the store is a Redis Cluster: one blocking read then follows only
+    /// streams whose logs share a slot. Drivers set it from their backend.
+    pub fn with_cluster(mut self, cluster: bool) -> Self {
+        self.cluster = cluster;
+        self
+    }
+
+    /// Durable mode's settings, when it is on.
+    pub fn durable(&self) -> Option<&Durable> {
+        self.durable.as_ref()
+    }
+
+    /// Whether the store is a Redis Cluster.
+    pub fn cluster(&self) -> bool {
+        self.cluster
     }
 
     /// The key prefix.

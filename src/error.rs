@@ -96,6 +96,41 @@ pub enum Error {
     Internal(&'static str),
     /// The driver could not be set up (no Redis URL, a URL that does not parse, ...).
     Config(String),
+    /// Durable mode: the position asked for is before what the stream's log still
+    /// holds (its start was trimmed): nothing is delivered rather than wrong data.
+    BeforeRetained {
+        /// The stream id.
+        stream_id: String,
+        /// The chunk position asked for.
+        position: u64,
+        /// The first chunk the log holds.
+        retained_from: u64,
+    },
+    /// Durable mode: the position asked for is past the end of the finished stream.
+    PastEnd {
+        /// The stream id.
+        stream_id: String,
+        /// The chunk position asked for.
+        position: u64,
+        /// The stream's length.
+        length: u64,
+    },
+    /// Durable mode: this producer's lease lapsed (it was stalled for longer than three
+    /// heartbeat intervals) and a reader ended the stream's log as gone; Redis refuses
+    /// what it produces since. Its readers got every chunk that reached the log.
+    Fenced {
+        /// The stream id.
+        stream_id: String,
+    },
+    /// Durable mode: the stream's log reached its byte cap
+    /// ([`Durable::with_max_log_bytes`](crate::Durable::with_max_log_bytes)); the stream
+    /// ended there.
+    LogFull {
+        /// The stream id.
+        stream_id: String,
+        /// The cap, in bytes.
+        limit: u64,
+    },
 }
 
 impl fmt::Display for Error {
@@ -140,6 +175,22 @@ impl fmt::Display for Error {
             }
             Error::Internal(what) => write!(f, "resumable-stream internal error (a bug): {what}"),
             Error::Config(message) => write!(f, "resumable-stream configuration: {message}"),
+            Error::BeforeRetained { stream_id, position, retained_from } => write!(
+                f,
+                "stream {stream_id:?}: position {position} is before what its log holds (from chunk {retained_from})"
+            ),
+            Error::PastEnd { stream_id, position, length } => write!(
+                f,
+                "stream {stream_id:?}: position {position} is past its end ({length} chunks)"
+            ),
+            Error::Fenced { stream_id } => write!(
+                f,
+                "stream {stream_id:?}: this producer's lease lapsed and a reader ended its log; later chunks are refused"
+            ),
+            Error::LogFull { stream_id, limit } => write!(
+                f,
+                "stream {stream_id:?}: its durable log reached its cap of {limit} bytes"
+            ),
         }
     }
 }

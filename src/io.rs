@@ -26,6 +26,11 @@ pub enum Connection {
     /// The connection in subscriber mode (SUBSCRIBE, UNSUBSCRIBE), which also receives
     /// the pub/sub messages.
     PubSub,
+    /// A connection reserved for blocking reads (`XREAD BLOCK`, durable mode's live
+    /// tail): never the command connection, which a blocked read would stall. A driver
+    /// may keep several, with one such command in flight on each; commands on it are
+    /// independent of each other, so their order does not matter.
+    Blocking,
 }
 
 /// What happened to the pub/sub connection, as a driver tells the engine
@@ -105,6 +110,120 @@ pub enum Op {
         /// The channel to leave.
         channel: Bytes,
     },
+    /// `SET key value PX milliseconds`: durable mode's producer lease.
+    SetPx {
+        /// The key to set.
+        key: Bytes,
+        /// Its new value.
+        value: Bytes,
+        /// The expiry in milliseconds (`PX`), always at least 1.
+        expire_millis: u64,
+    },
+    /// `PEXPIRE key milliseconds`: the reply is 1, or 0 for a missing key.
+    PExpire {
+        /// The key whose expiry is set.
+        key: Bytes,
+        /// The expiry in milliseconds, always at least 1.
+        millis: u64,
+    },
+    /// `XADD key id field value [field value ...]`: appends one entry, with an explicit
+    /// id, to a Redis Stream (durable mode's log). Redis refuses an id not above the
+    /// stream's last one: that refusal is durable mode's fencing.
+    XAdd {
+        /// The stream's key.
+        key: Bytes,
+        /// The entry's id.
+        id: StreamId,
+        /// Field, value, field, value, ... (never empty, always an even count).
+        fields: Vec<Bytes>,
+    },
+    /// `XRANGE key start end COUNT count`: entries with ids from `start` to `end`,
+    /// both included, at most `count` of them. The reply is an array of entries, each
+    /// an array of the id and an array of fields and values.
+    XRange {
+        /// The stream's key.
+        key: Bytes,
+        /// The first id wanted.
+        start: StreamId,
+        /// The last id wanted.
+        end: StreamId,
+        /// At most this many entries.
+        count: u64,
+    },
+    /// `XREAD COUNT count BLOCK millis STREAMS key... id...`: entries after each id, or
+    /// nil when none came within `block_millis`. Travels on
+    /// [`Connection::Blocking`]; on a Redis Cluster every key is in one slot. The reply
+    /// is an array of (key, entries) pairs (a map in RESP3, which transports turn into
+    /// the same array).
+    XRead {
+        /// At most this many entries per stream.
+        count: u64,
+        /// How long Redis may wait for a first entry, in milliseconds (at least 1).
+        block_millis: u64,
+        /// Each stream's key and the id after which to read.
+        streams: Vec<(Bytes, StreamId)>,
+    },
+}
+
+/// The id of an entry of a Redis Stream: `ms-seq`.
+///
+/// ```
+/// use resumable_stream::StreamId;
+/// assert_eq!(StreamId::new(3, 2).to_string(), "3-2");
+/// assert_eq!(StreamId::parse(b"3-2"), Some(StreamId::new(3, 2)));
+/// assert_eq!(StreamId::parse(b"3"), None);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamId {
+    /// The first part (milliseconds, for ids Redis makes).
+    pub ms: u64,
+    /// The second part (a sequence number).
+    pub seq: u64,
+}
+
+impl StreamId {
+    /// The id `ms-seq`.
+    pub const fn new(ms: u64, seq: u64) -> StreamId {
+        StreamId { ms, seq }
+    }
+
+    /// The largest id a stream can hold.
+    pub const MAX: StreamId = StreamId::new(u64::MAX, u64::MAX);
+
+    /// Parses `ms-seq`, as Redis writes ids in its replies.
+    pub fn parse(text: &[u8]) -> Option<StreamId> {
+        let dash = text.iter().position(|&b| b == b'-')?;
+        let number = |digits: &[u8]| -> Option<u64> {
+            if digits.is_empty() || digits.len() > 20 || !digits.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            std::str::from_utf8(digits).ok()?.parse().ok()
+        };
+        Some(StreamId::new(
+            number(&text[..dash])?,
+            number(&text[dash + 1..])?,
+        ))
+    }
+
+    /// `ms-seq` written at the end of `buffer`, without allocating.
+    fn write<'b>(&self, buffer: &'b mut [u8; 41]) -> &'b [u8] {
+        let mut seq = [0u8; 20];
+        let mut ms = [0u8; 20];
+        let seq = decimal(self.seq, &mut seq);
+        let ms = decimal(self.ms, &mut ms);
+        let len = ms.len() + 1 + seq.len();
+        let start = buffer.len() - len;
+        buffer[start..start + ms.len()].copy_from_slice(ms);
+        buffer[start + ms.len()] = b'-';
+        buffer[start + ms.len() + 1..].copy_from_slice(seq);
+        &buffer[start..]
+    }
+}
+
+impl fmt::Display for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.ms, self.seq)
+    }
 }
 
 impl Op {
@@ -115,6 +234,7 @@ impl Op {
             | Op::Unsubscribe { .. }
             | Op::SSubscribe { .. }
             | Op::SUnsubscribe { .. } => Connection::PubSub,
+            Op::XRead { .. } => Connection::Blocking,
             _ => Connection::Commands,
         }
     }
@@ -131,6 +251,11 @@ impl Op {
             Op::SPublish { .. } => "SPUBLISH",
             Op::SSubscribe { .. } => "SSUBSCRIBE",
             Op::SUnsubscribe { .. } => "SUNSUBSCRIBE",
+            Op::SetPx { .. } => "SET",
+            Op::PExpire { .. } => "PEXPIRE",
+            Op::XAdd { .. } => "XADD",
+            Op::XRange { .. } => "XRANGE",
+            Op::XRead { .. } => "XREAD",
         }
     }
 
@@ -170,6 +295,57 @@ impl Op {
             | Op::Unsubscribe { channel }
             | Op::SSubscribe { channel }
             | Op::SUnsubscribe { channel } => arg(channel),
+            Op::SetPx {
+                key,
+                value,
+                expire_millis,
+            } => {
+                arg(key);
+                arg(value);
+                arg(b"PX");
+                let mut digits = [0u8; 20];
+                arg(decimal(*expire_millis, &mut digits));
+            }
+            Op::PExpire { key, millis } => {
+                arg(key);
+                let mut digits = [0u8; 20];
+                arg(decimal(*millis, &mut digits));
+            }
+            Op::XAdd { key, id, fields } => {
+                arg(key);
+                let mut text = [0u8; 41];
+                arg(id.write(&mut text));
+                fields.iter().for_each(|field| arg(field));
+            }
+            Op::XRange {
+                key,
+                start,
+                end,
+                count,
+            } => {
+                arg(key);
+                let mut text = [0u8; 41];
+                arg(start.write(&mut text));
+                arg(end.write(&mut text));
+                arg(b"COUNT");
+                let mut digits = [0u8; 20];
+                arg(decimal(*count, &mut digits));
+            }
+            Op::XRead {
+                count,
+                block_millis,
+                streams,
+            } => {
+                let mut digits = [0u8; 20];
+                arg(b"COUNT");
+                arg(decimal(*count, &mut digits));
+                arg(b"BLOCK");
+                arg(decimal(*block_millis, &mut digits));
+                arg(b"STREAMS");
+                streams.iter().for_each(|(key, _)| arg(key));
+                let mut text = [0u8; 41];
+                streams.iter().for_each(|(_, id)| arg(id.write(&mut text)));
+            }
         }
     }
 
@@ -183,7 +359,15 @@ impl Op {
     /// ```
     pub fn routing_key(&self) -> &[u8] {
         match self {
-            Op::Incr { key } | Op::Set { key, .. } | Op::Get { key } => key,
+            Op::Incr { key }
+            | Op::Set { key, .. }
+            | Op::Get { key }
+            | Op::SetPx { key, .. }
+            | Op::PExpire { key, .. }
+            | Op::XAdd { key, .. }
+            | Op::XRange { key, .. } => key,
+            // Every key of one XREAD shares a slot (the engine groups them so).
+            Op::XRead { streams, .. } => streams.first().map_or(&[][..], |(key, _)| key),
             Op::Publish { channel, .. }
             | Op::Subscribe { channel }
             | Op::Unsubscribe { channel }
@@ -251,7 +435,10 @@ pub enum Reply {
     Data(Bytes),
     /// The status `OK`, or a confirmed SUBSCRIBE / UNSUBSCRIBE.
     Ok,
-    /// Any other shape (status text, array, map, ...), described for error messages.
+    /// An array (a RESP3 map arrives as an array of its keys and values, in order):
+    /// what `XRANGE` and `XREAD` answer.
+    Array(Vec<Reply>),
+    /// Any other shape (status text, a set, ...), described for error messages.
     Other(String),
 }
 
@@ -262,6 +449,7 @@ impl fmt::Display for Reply {
             Reply::Integer(n) => write!(f, "integer {n}"),
             Reply::Data(d) => write!(f, "data {:?}", String::from_utf8_lossy(d)),
             Reply::Ok => f.write_str("OK"),
+            Reply::Array(items) => write!(f, "array of {}", items.len()),
             Reply::Other(s) => write!(f, "{s}"),
         }
     }
@@ -299,6 +487,28 @@ mod tests {
         for n in [0, 1, 9, 10, 86_400, 1 << 32, u64::MAX - 1, u64::MAX] {
             let mut digits = [0u8; 20];
             assert_eq!(decimal(n, &mut digits), n.to_string().as_bytes(), "{n}");
+        }
+    }
+
+    #[test]
+    fn stream_ids_write_and_parse_as_redis_does() {
+        use super::StreamId;
+        for id in [StreamId::new(0, 1), StreamId::new(7, 0), StreamId::MAX] {
+            let mut text = [0u8; 41];
+            let written = id.write(&mut text);
+            assert_eq!(written, id.to_string().as_bytes());
+            assert_eq!(StreamId::parse(written), Some(id));
+        }
+        for bad in [
+            &b""[..],
+            b"-",
+            b"1-",
+            b"-1",
+            b"1-2-3",
+            b"a-1",
+            b"18446744073709551616-0",
+        ] {
+            assert_eq!(StreamId::parse(bad), None, "{bad:?}");
         }
     }
 }

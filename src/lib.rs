@@ -70,12 +70,12 @@ pub mod skip;
 pub mod sse;
 pub mod wire;
 
-pub use config::{Config, PubSub};
+pub use config::{Config, Durable, PubSub};
 pub use engine::{Engine, Stats};
 pub use error::{Error, SourceError};
 pub use event::{Event, Handle, Role, StreamState};
 pub use idmap::{HandleMap, IdHasher};
-pub use io::{Command, CommandId, Connection, Op, PubSubState, Reply, ReplyError};
+pub use io::{Command, CommandId, Connection, Op, PubSubState, Reply, ReplyError, StreamId};
 pub use memory::{ClientId, Delivery, MemoryRedis};
 pub use position::Position;
 pub use skip::SkipUnit;

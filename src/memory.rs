@@ -1,13 +1,26 @@
-//! An in-process stand-in for Redis: string keys with expiry and pub/sub, executing the
-//! engine's [`Op`]s with Redis's semantics and error texts.
+//! An in-process stand-in for Redis: string and stream keys with expiry, and pub/sub,
+//! executing the engine's [`Op`]s with Redis 7.0's semantics and error texts.
 //!
 //! It is the embedded backend of a single-instance server (no Redis needed), and the
 //! Redis inside the simulator that tests the engine.
 
+mod streams;
+
 use crate::io::{Op, Reply, ReplyError};
 use bytes::Bytes;
 use std::collections::{HashMap, HashSet};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+use streams::Stream;
+
+/// What Redis answers a command on a key of another type.
+const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
+/// What Redis answers a number argument that does not fit a signed 64-bit integer.
+const NOT_AN_INTEGER: &str = "ERR value is not an integer or out of range";
+
+/// A Redis error reply with this text.
+fn server(text: impl Into<String>) -> ReplyError {
+    ReplyError::Server(text.into())
+}
 
 /// Names one connection of a [`MemoryRedis`]: the subscriber that messages go to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -16,14 +29,46 @@ pub struct ClientId(pub u64);
 /// A message to deliver: (subscriber, channel, message).
 pub type Delivery = (ClientId, Bytes, Bytes);
 
+/// A key's value: as in Redis, a key holds one type.
+#[derive(Debug, Clone)]
+enum Value {
+    String(Bytes),
+    Stream(Stream),
+}
+
 #[derive(Debug, Clone)]
 struct Entry {
-    value: Bytes,
+    value: Value,
     expires_at: Option<Instant>,
 }
 
-/// Keys and pub/sub in memory, with Redis's semantics for the commands the protocol
-/// uses.
+impl Entry {
+    fn string(value: Bytes, expires_at: Option<Instant>) -> Entry {
+        Entry {
+            value: Value::String(value),
+            expires_at,
+        }
+    }
+}
+
+/// The instant `millis` after `now`, as Redis 7.0 takes a relative expiry in
+/// milliseconds: a number beyond a signed 64-bit integer is refused as one, and one
+/// past what the clock can hold as an invalid expire time for `command`.
+fn expire_at(now: Instant, millis: u64, command: &str) -> Result<Instant, ReplyError> {
+    if i64::try_from(millis).is_err() {
+        return Err(server(NOT_AN_INTEGER));
+    }
+    now.checked_add(Duration::from_millis(millis))
+        .ok_or_else(|| server(format!("ERR invalid expire time in '{command}' command")))
+}
+
+/// Keys (strings and streams) and pub/sub in memory, with Redis 7.0's semantics for the
+/// commands the protocol uses.
+///
+/// `XREAD` is answered as without `BLOCK` (nil when no stream has a new entry): waiting
+/// is the business of whoever holds the connection, who parks the read and asks
+/// [`serve_blocked_read`](MemoryRedis::serve_blocked_read) after each `XADD` (as the
+/// simulator does).
 ///
 /// ```
 /// use resumable_stream::{MemoryRedis, Op, Reply};
@@ -73,13 +118,8 @@ impl MemoryRedis {
     /// Sets `key` to `value` without expiry, as a test or an operator would with
     /// `redis-cli SET`.
     pub fn set_raw(&mut self, key: impl Into<Bytes>, value: impl Into<Bytes>) {
-        self.keys.insert(
-            key.into(),
-            Entry {
-                value: value.into(),
-                expires_at: None,
-            },
-        );
+        self.keys
+            .insert(key.into(), Entry::string(value.into(), None));
     }
 
     /// Deletes `key`, as `DEL` would.
@@ -87,12 +127,15 @@ impl MemoryRedis {
         self.keys.remove(key);
     }
 
-    /// The value of `key` at `now`, if it exists.
+    /// The value of `key` at `now`, if it exists and holds a string (`None` for a stream).
     pub fn get_raw(&mut self, now: Instant, key: &[u8]) -> Option<Bytes> {
-        self.live(now, key).map(|e| e.value.clone())
+        match self.live(now, key)?.value {
+            Value::String(ref value) => Some(value.clone()),
+            Value::Stream(_) => None,
+        }
     }
 
-    /// The expiry of `key`, if it exists and has one.
+    /// The expiry of `key` (a string or a stream), if it exists and has one.
     pub fn expiry(&mut self, now: Instant, key: &[u8]) -> Option<Instant> {
         self.live(now, key).and_then(|e| e.expires_at)
     }
@@ -113,6 +156,61 @@ impl MemoryRedis {
         }
     }
 
+    /// `INCR key`: a missing key counts from 0 (and gets no expiry).
+    fn incr(&mut self, now: Instant, key: &Bytes) -> Result<Reply, ReplyError> {
+        let Some(entry) = self.live(now, key) else {
+            self.keys
+                .insert(key.clone(), Entry::string(Bytes::from_static(b"1"), None));
+            return Ok(Reply::Integer(1));
+        };
+        let Value::String(value) = &mut entry.value else {
+            return Err(server(WRONGTYPE));
+        };
+        let parsed = std::str::from_utf8(value)
+            .ok()
+            .and_then(|s| s.parse::<i64>().ok());
+        match parsed.and_then(|n| n.checked_add(1)) {
+            Some(n) => {
+                *value = Bytes::from(n.to_string());
+                Ok(Reply::Integer(n))
+            }
+            None => Err(server(NOT_AN_INTEGER)),
+        }
+    }
+
+    /// `SET key value PX millis`: replaces a value of any type, and its expiry.
+    fn set_px(
+        &mut self,
+        now: Instant,
+        key: &Bytes,
+        value: &Bytes,
+        millis: u64,
+    ) -> Result<Reply, ReplyError> {
+        if millis == 0 {
+            return Err(server("ERR invalid expire time in 'set' command"));
+        }
+        let at = expire_at(now, millis, "set")?;
+        self.keys
+            .insert(key.clone(), Entry::string(value.clone(), Some(at)));
+        Ok(Reply::Ok)
+    }
+
+    /// `PEXPIRE key millis`: 1 once a key of any type has its new expiry (an expiry
+    /// already reached deletes it, as Redis does), 0 for a missing key.
+    fn pexpire(&mut self, now: Instant, key: &[u8], millis: u64) -> Result<Reply, ReplyError> {
+        // Redis refuses an expiry it cannot compute before it looks the key up.
+        let at = expire_at(now, millis, "pexpire")?;
+        let Some(entry) = self.live(now, key) else {
+            return Ok(Reply::Integer(0));
+        };
+        if at <= now {
+            self.keys.remove(key);
+        } else {
+            entry.expires_at = Some(at);
+        }
+        Ok(Reply::Integer(1))
+    }
+
     /// Runs `op` for `client` at time `now`: its reply, and the messages a PUBLISH
     /// delivers (in subscription order).
     pub fn execute(
@@ -124,57 +222,35 @@ impl MemoryRedis {
         self.commands_executed += 1;
         let mut deliveries = Vec::new();
         let reply = match op {
-            Op::Incr { key } => match self.live(now, key) {
-                None => {
-                    self.keys.insert(
-                        key.clone(),
-                        Entry {
-                            value: Bytes::from_static(b"1"),
-                            expires_at: None,
-                        },
-                    );
-                    Ok(Reply::Integer(1))
-                }
-                Some(entry) => {
-                    let parsed = std::str::from_utf8(&entry.value)
-                        .ok()
-                        .and_then(|s| s.parse::<i64>().ok());
-                    match parsed.and_then(|n| n.checked_add(1)) {
-                        Some(n) => {
-                            entry.value = Bytes::from(n.to_string());
-                            Ok(Reply::Integer(n))
-                        }
-                        None => Err(ReplyError::Server(
-                            "ERR value is not an integer or out of range".to_owned(),
-                        )),
-                    }
-                }
-            },
+            Op::Incr { key } => self.incr(now, key),
             Op::Set {
                 key,
                 value,
                 expire_seconds,
             } => {
                 if *expire_seconds == 0 {
-                    Err(ReplyError::Server(
-                        "ERR invalid expire time in 'set' command".to_owned(),
-                    ))
+                    Err(server("ERR invalid expire time in 'set' command"))
                 } else {
-                    let expires_at =
-                        now.checked_add(std::time::Duration::from_secs(*expire_seconds));
-                    self.keys.insert(
-                        key.clone(),
-                        Entry {
-                            value: value.clone(),
-                            expires_at,
-                        },
-                    );
+                    let expires_at = now.checked_add(Duration::from_secs(*expire_seconds));
+                    self.keys
+                        .insert(key.clone(), Entry::string(value.clone(), expires_at));
                     Ok(Reply::Ok)
                 }
             }
-            Op::Get { key } => Ok(self
-                .live(now, key)
-                .map_or(Reply::Nil, |e| Reply::Data(e.value.clone()))),
+            Op::SetPx {
+                key,
+                value,
+                expire_millis,
+            } => self.set_px(now, key, value, *expire_millis),
+            Op::Get { key } => match self.live(now, key) {
+                None => Ok(Reply::Nil),
+                Some(Entry {
+                    value: Value::String(value),
+                    ..
+                }) => Ok(Reply::Data(value.clone())),
+                Some(_) => Err(server(WRONGTYPE)),
+            },
+            Op::PExpire { key, millis } => self.pexpire(now, key, *millis),
             Op::Publish { channel, message } | Op::SPublish { channel, message } => {
                 let slot = (matches!(op, Op::SPublish { .. }), channel.clone());
                 let receivers = self
@@ -207,6 +283,18 @@ impl MemoryRedis {
                 self.remove_subscriber(&slot, client);
                 Ok(Reply::Ok)
             }
+            Op::XAdd { key, id, fields } => self.xadd(now, key, *id, fields),
+            Op::XRange {
+                key,
+                start,
+                end,
+                count,
+            } => self.xrange(now, key, *start, *end, *count),
+            Op::XRead {
+                count,
+                block_millis,
+                streams,
+            } => self.xread(now, *count, *block_millis, streams),
         };
         (reply, deliveries)
     }
@@ -251,6 +339,116 @@ mod tests {
         assert_eq!(
             redis.execute(now + Duration::from_secs(2), c, &get).0,
             Ok(Reply::Nil)
+        );
+    }
+
+    #[test]
+    fn set_px_expires_in_milliseconds_and_refuses_0() {
+        let mut redis = MemoryRedis::new();
+        let c = redis.connect();
+        let now = Instant::now();
+        let set_px = |millis| Op::SetPx {
+            key: "k".into(),
+            value: "v".into(),
+            expire_millis: millis,
+        };
+        assert_eq!(
+            redis.execute(now, c, &set_px(0)).0,
+            Err(ReplyError::Server(
+                "ERR invalid expire time in 'set' command".into()
+            ))
+        );
+        assert_eq!(
+            redis.execute(now, c, &set_px(u64::MAX)).0,
+            Err(ReplyError::Server(NOT_AN_INTEGER.into()))
+        );
+        assert_eq!(
+            redis.get_raw(now, b"k"),
+            None,
+            "refused commands set nothing"
+        );
+        assert_eq!(redis.execute(now, c, &set_px(1500)).0, Ok(Reply::Ok));
+        assert_eq!(
+            redis.expiry(now, b"k"),
+            Some(now + Duration::from_millis(1500))
+        );
+        let get = Op::Get { key: "k".into() };
+        let almost = now + Duration::from_millis(1499);
+        assert_eq!(
+            redis.execute(almost, c, &get).0,
+            Ok(Reply::Data("v".into()))
+        );
+        let expired = now + Duration::from_millis(1500);
+        assert_eq!(redis.execute(expired, c, &get).0, Ok(Reply::Nil));
+        // SET without PX drops the expiry SET PX gave, and the reverse.
+        redis.set_raw("k", "w");
+        assert_eq!(redis.execute(now, c, &set_px(10)).0, Ok(Reply::Ok));
+        assert_eq!(
+            redis.expiry(now, b"k"),
+            Some(now + Duration::from_millis(10))
+        );
+    }
+
+    #[test]
+    fn pexpire_sets_the_expiry_of_an_existing_key() {
+        let mut redis = MemoryRedis::new();
+        let c = redis.connect();
+        let now = Instant::now();
+        let pexpire = |key: &'static str, millis| Op::PExpire {
+            key: key.into(),
+            millis,
+        };
+        assert_eq!(
+            redis.execute(now, c, &pexpire("k", 100)).0,
+            Ok(Reply::Integer(0))
+        );
+        assert_eq!(
+            redis.get_raw(now, b"k"),
+            None,
+            "a missing key stays missing"
+        );
+        redis.set_raw("k", "v");
+        assert_eq!(
+            redis.execute(now, c, &pexpire("k", 100)).0,
+            Ok(Reply::Integer(1))
+        );
+        assert_eq!(
+            redis.expiry(now, b"k"),
+            Some(now + Duration::from_millis(100))
+        );
+        // Renewing moves the expiry, later or earlier.
+        let later = now + Duration::from_millis(60);
+        assert_eq!(
+            redis.execute(later, c, &pexpire("k", 100)).0,
+            Ok(Reply::Integer(1))
+        );
+        assert_eq!(
+            redis.get_raw(now + Duration::from_millis(159), b"k"),
+            Some("v".into())
+        );
+        assert_eq!(redis.get_raw(now + Duration::from_millis(160), b"k"), None);
+        let expired = now + Duration::from_millis(160);
+        assert_eq!(
+            redis.execute(expired, c, &pexpire("k", 100)).0,
+            Ok(Reply::Integer(0)),
+            "an expired key is missing"
+        );
+        // An expiry already reached deletes the key, which counts as set.
+        redis.set_raw("k", "v");
+        assert_eq!(
+            redis.execute(now, c, &pexpire("k", 0)).0,
+            Ok(Reply::Integer(1))
+        );
+        assert_eq!(redis.get_raw(now, b"k"), None);
+        redis.set_raw("k", "v");
+        assert_eq!(
+            redis.execute(now, c, &pexpire("k", u64::MAX)).0,
+            Err(ReplyError::Server(NOT_AN_INTEGER.into()))
+        );
+        assert_eq!(
+            redis.expiry(now, b"k"),
+            None,
+            "a refused PEXPIRE changes nothing"
         );
     }
 

@@ -17,6 +17,7 @@
 //! until both return `None`, then sleep until `poll_timeout`.
 
 mod active;
+mod durable;
 mod outbox;
 mod producer;
 mod reconnect;
@@ -57,6 +58,8 @@ enum Machine {
     Checking(Checking),
     Producer(Box<Producer>),
     Resumer(Resumer),
+    LogReader(Box<durable::reader::LogReader>),
+    Tail(Box<durable::tail::Tail>),
 }
 
 impl Machine {
@@ -64,7 +67,8 @@ impl Machine {
         match self {
             Machine::Producer(p) => p.deadline(timer),
             Machine::Resumer(r) => r.deadline(timer),
-            Machine::Opening(_) | Machine::Checking(_) => None,
+            Machine::Tail(t) => t.deadline(timer),
+            Machine::Opening(_) | Machine::Checking(_) | Machine::LogReader(_) => None,
         }
     }
 
@@ -73,7 +77,10 @@ impl Machine {
         match self {
             Machine::Producer(p) => Some(p.request_channel()),
             Machine::Resumer(r) => Some(r.channel()),
-            Machine::Opening(_) | Machine::Checking(_) => None,
+            Machine::Opening(_)
+            | Machine::Checking(_)
+            | Machine::LogReader(_)
+            | Machine::Tail(_) => None,
         }
     }
 }
@@ -138,6 +145,8 @@ pub struct Engine {
     machines: IdMap<Handle, Machine>,
     /// Which machine a subscribed channel's messages go to.
     routes: HashMap<Bytes, Handle>,
+    /// Durable mode's tails and their blocking reads.
+    lanes: durable::Lanes,
     out: Outbox,
 }
 
@@ -150,6 +159,7 @@ impl Engine {
             next_handle: 0,
             machines: IdMap::default(),
             routes: HashMap::new(),
+            lanes: durable::Lanes::default(),
             out: Outbox::default(),
         }
     }
@@ -166,9 +176,24 @@ impl Engine {
         self.out.stats
     }
 
-    /// How many handles (requests, producers, readers) are alive.
+    /// How many handles (requests, producers, readers) are alive (durable mode's
+    /// tails, which no request names, are not counted).
     pub fn live_handles(&self) -> usize {
-        self.machines.len()
+        self.machines
+            .values()
+            .filter(|machine| !matches!(machine, Machine::Tail(_)))
+            .count()
+    }
+
+    /// Durable mode: how many streams this engine follows live (one tail per stream,
+    /// however many local readers it has), and how many blocking reads carry them.
+    pub fn tails(&self) -> (usize, usize) {
+        let tails = self
+            .machines
+            .values()
+            .filter(|machine| matches!(machine, Machine::Tail(_)))
+            .count();
+        (tails, self.lanes.in_flight())
     }
 
     /// How many streams this engine produces and has not retired yet: a producer is
@@ -199,6 +224,8 @@ impl Engine {
             Machine::Checking(checking) => checking.stream_id(),
             Machine::Producer(p) => Some(p.stream_id()),
             Machine::Resumer(r) => Some(r.stream_id()),
+            Machine::LogReader(r) => Some(r.stream_id()),
+            Machine::Tail(t) => Some(t.stream_id()),
         }
     }
 
@@ -329,8 +356,8 @@ impl Engine {
                 Next::Stay
             }
             Some(Machine::Resumer(r)) => r.leave(&mut self.out),
-            Some(Machine::Checking(_)) => Next::Remove,
-            None => Next::Stay,
+            Some(Machine::Checking(_) | Machine::LogReader(_)) => Next::Remove,
+            Some(Machine::Tail(_)) | None => Next::Stay,
         };
         self.apply(handle, next);
     }
@@ -340,10 +367,14 @@ impl Engine {
     /// The reply to command `id`. Replies may come in any order across connections;
     /// unknown ids are counted and ignored.
     pub fn handle_reply(&mut self, now: Instant, id: CommandId, reply: Result<Reply, ReplyError>) {
+        self.out.set_now(now);
         let Some((handle, expect)) = self.out.take_pending(id) else {
             self.out.stats.unmatched_replies += 1;
             return;
         };
+        if let Expect::TailRead { lane } = expect {
+            return self.on_tail_read(now, lane, reply);
+        }
         if expect == Expect::Write {
             if let Err(error) = reply {
                 self.out.stats.failed_writes += 1;
@@ -364,11 +395,32 @@ impl Engine {
             Some(Machine::Checking(_)) => {
                 if let Some(Machine::Checking(checking)) = self.machines.remove(&handle) {
                     match checking.on_reply(reply) {
+                        Checked::Resume(opening) if self.reads_log(opening.purpose) => {
+                            self.become_log_reader(opening, false)
+                        }
                         Checked::Resume(opening) => self.become_resumer(opening),
+                        // Durable mode replays a finished stream from its log.
+                        Checked::Finished(opening) if self.reads_log(opening.purpose) => {
+                            self.become_log_reader(opening, true)
+                        }
+                        Checked::Finished(opening) => {
+                            let handle = opening.handle;
+                            if opening.reader_attached {
+                                self.out.emit(Event::Done { handle });
+                            }
+                        }
                         Checked::Answer(event) => self.out.emit(event),
                     }
                 }
                 return;
+            }
+            Some(Machine::LogReader(r)) => {
+                let wants = r.on_reply(expect, reply, config, out);
+                return self.on_wants(now, handle, wants);
+            }
+            Some(Machine::Tail(t)) => {
+                t.on_reply(now, expect, reply, config, out);
+                Next::Stay
             }
             None => Next::Stay,
         };
@@ -378,6 +430,7 @@ impl Engine {
     /// A pub/sub message arrived on `channel`. Messages on channels no stream listens to,
     /// and malformed requests, are counted and dropped.
     pub fn handle_message(&mut self, now: Instant, channel: &[u8], message: Bytes) {
+        self.out.set_now(now);
         let Some(handle) = self.routes.get(channel).copied() else {
             self.out.stats.unrouted_messages += 1;
             return;
@@ -395,6 +448,7 @@ impl Engine {
 
     /// Time has reached `now`: fires every deadline at or before it.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.out.set_now(now);
         while let Some((deadline, handle, timer)) = self.out.peek_deadline() {
             if deadline > now {
                 break;
@@ -404,6 +458,10 @@ impl Engine {
                 Some(machine) if machine.deadline(timer) != Some(deadline) => continue,
                 Some(Machine::Producer(p)) => p.on_timeout(now, timer, &self.config, &mut self.out),
                 Some(Machine::Resumer(r)) => r.on_timeout(now, timer, &self.config, &mut self.out),
+                Some(Machine::Tail(t)) => {
+                    t.on_timeout(now, timer, &self.config, &mut self.out);
+                    continue;
+                }
                 _ => continue,
             };
             self.apply(handle, next);
@@ -414,6 +472,8 @@ impl Engine {
 
     /// The next command to send. Changes after any request or input.
     pub fn poll_command(&mut self) -> Option<Command> {
+        // Tails that want a read join one now, with every other tail that does.
+        self.schedule_reads();
         let command = self.out.poll_command()?;
         Some(match self.config.pubsub() {
             PubSub::Classic => command,
@@ -497,7 +557,14 @@ impl Engine {
             Decision::Produce => self.become_producer(opening),
             // Nobody waits for any other answer to a dropped request.
             _ if !opening.reader_attached => {}
+            Decision::Resume if self.reads_log(opening.purpose) => {
+                self.become_log_reader(opening, false)
+            }
             Decision::Resume => self.become_resumer(opening),
+            // Durable mode replays a finished stream from its log.
+            Decision::Answer(Event::Done { .. }) if self.reads_log(opening.purpose) => {
+                self.become_log_reader(opening, true)
+            }
             Decision::Check(cause) => {
                 let checking = Checking::start(
                     handle,
@@ -528,18 +595,21 @@ impl Engine {
             return;
         }
         self.routes.insert(channel.clone(), handle);
+        let token = Bytes::from(self.listener_ids.next_id());
         let producer = Producer::start(
             handle,
             opening.stream_id,
             opening.names,
             opening.reader_attached,
+            token,
+            &self.config,
             &mut self.out,
         );
         self.machines
             .insert(handle, Machine::Producer(Box::new(producer)));
     }
 
-    fn become_resumer(&mut self, opening: Opening) {
+    pub(in crate::engine) fn become_resumer(&mut self, opening: Opening) {
         if !opening.reader_attached {
             return;
         }
@@ -582,6 +652,9 @@ impl Engine {
         let Some(machine) = self.machines.remove(&handle) else {
             return;
         };
+        if let Machine::LogReader(reader) = &machine {
+            self.leave_tail(handle, reader.log_key());
+        }
         if let Some(channel) = machine.channel() {
             if self.routes.get(channel) == Some(&handle) {
                 self.routes.remove(channel);

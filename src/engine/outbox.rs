@@ -52,6 +52,25 @@ pub(super) enum Expect {
     ActiveSet,
     /// The `GET` of an owner's active stream.
     ActiveGet,
+    /// A durable producer's `XADD` of chunks.
+    LogAppend,
+    /// The `XRANGE` of one id that tells whether a refused append had landed.
+    LogVerify,
+    /// A durable producer's `XADD` of the end entry.
+    LogEnd,
+    /// A log reader's `XRANGE` page.
+    LogPage,
+    /// A log reader's `GET` of the lease, when the log is empty.
+    LeaseProbe,
+    /// A tail's `GET` of the lease while the log is quiet.
+    LeaseCheck,
+    /// A tail's `XADD` of the `gone` end entry.
+    GoneEnd,
+    /// A blocking `XREAD` of the tails of one lane.
+    TailRead {
+        /// The lane.
+        lane: u64,
+    },
 }
 
 /// The deadlines a machine can have; each machine keeps the instant of its own, so
@@ -70,6 +89,14 @@ pub(super) enum Timer {
     Heartbeat,
     /// A finished producer stops answering late requests.
     Grace,
+    /// A durable producer appends what it holds to the log.
+    Flush,
+    /// A durable producer renews its lease.
+    Lease,
+    /// A tail reads the lease of a quiet log.
+    LeaseCheck,
+    /// A tail reads again after a failed read.
+    ReadRetry,
 }
 
 /// Counters of what the engine dropped or ignored, for monitoring.
@@ -103,6 +130,11 @@ pub(super) struct Outbox {
     events: VecDeque<Event>,
     pending: IdMap<CommandId, (Handle, Expect)>,
     deadlines: BinaryHeap<Reverse<(Instant, Handle, Timer)>>,
+    /// The time of the latest input, and of the first: requests between inputs (a
+    /// pushed chunk) are timed by the latest, and flushes align on a grid from the
+    /// first.
+    now: Option<Instant>,
+    epoch: Option<Instant>,
     /// Counters of what was dropped or ignored.
     pub(super) stats: Stats,
 }
@@ -131,6 +163,20 @@ impl Outbox {
     /// Queues an `UNSUBSCRIBE` from `channel` for `handle`'s machine.
     pub(super) fn unsubscribe(&mut self, handle: Handle, channel: Bytes, expect: Expect) {
         self.send(handle, Op::Unsubscribe { channel }, expect);
+    }
+
+    /// An input arrived at `now`.
+    pub(super) fn set_now(&mut self, now: Instant) {
+        self.epoch.get_or_insert(now);
+        if self.now.is_none_or(|last| last < now) {
+            self.now = Some(now);
+        }
+    }
+
+    /// The time of the latest input (what a request between inputs is timed by), and
+    /// of the first; `None` before any input (the engine reads no clock).
+    pub(super) fn clock(&self) -> Option<(Instant, Instant)> {
+        Some((self.now?, self.epoch?))
     }
 
     /// Queues an event for the application.

@@ -86,7 +86,11 @@ impl Engine {
             match machine {
                 Machine::Producer(p) => p.on_pubsub_interrupted(),
                 Machine::Resumer(r) => r.on_interrupted(),
-                Machine::Opening(_) | Machine::Checking(_) => {}
+                // The log's readers need no subscription.
+                Machine::Opening(_)
+                | Machine::Checking(_)
+                | Machine::LogReader(_)
+                | Machine::Tail(_) => {}
             }
         }
     }

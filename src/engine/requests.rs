@@ -167,6 +167,9 @@ impl Checking {
 pub(super) enum Checked {
     /// The stream is active again: the idempotent request resumes it.
     Resume(Opening),
+    /// The stream is done: the idempotent request is answered "done" (or, in durable
+    /// mode, replays the stream's log).
+    Finished(Opening),
     /// The request ends with this event.
     Answer(Event),
 }
@@ -194,8 +197,10 @@ impl Checking {
     pub(super) fn on_reply(self, reply: Result<Reply, ReplyError>) -> Checked {
         let handle = self.handle;
         if let (Some(opening), Ok(Reply::Data(value))) = (self.retry, &reply) {
-            if Sentinel::parse(value.as_ref()) == Some(Sentinel::Active) {
-                return Checked::Resume(opening);
+            match Sentinel::parse(value.as_ref()) {
+                Some(Sentinel::Active) => return Checked::Resume(opening),
+                Some(Sentinel::Done) => return Checked::Finished(opening),
+                None => {}
             }
         }
         Checked::Answer(match reply {

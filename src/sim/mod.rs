@@ -10,6 +10,12 @@
 //! with its faults (drop, fail, delay, reorder, duplicate). [`Sim`] drives it in
 //! virtual time; the fuzz targets (`fuzz/`) drive the same network step by step.
 //!
+//! Blocking reads (`XREAD BLOCK`, on [`Connection::Blocking`]) that find nothing wait in
+//! the simulated Redis ([`Net::blocked`]) until an `XADD` serves them or their block
+//! time runs out in virtual time. A waiting read is not traffic: [`Sim::settle`] returns
+//! while reads wait (as it does while subscribers wait for messages), and
+//! [`Sim::advance`] answers those whose block time ends within it with nil.
+//!
 //! ```
 //! use resumable_stream::sim::Sim;
 //! use resumable_stream::{Config, Role};
@@ -30,6 +36,8 @@
 //! ```
 
 pub mod net;
+#[cfg(test)]
+mod tests;
 
 use crate::engine::Engine;
 use crate::error::Error;
@@ -176,9 +184,14 @@ impl Sim {
     }
 
     /// Cuts node `node` off (its commands fail with a connection error, nothing reaches
-    /// it) or heals it. A cut also drops its subscriptions, as a closed connection does.
+    /// it) or heals it. A cut also drops its subscriptions and fails its parked blocking
+    /// reads, as closed connections do.
     pub fn partition(&mut self, node: usize, cut: bool) {
-        for connection in [Connection::Commands, Connection::PubSub] {
+        for connection in [
+            Connection::Commands,
+            Connection::PubSub,
+            Connection::Blocking,
+        ] {
             let error = cut.then(|| ReplyError::Connection("connection reset".into()));
             self.net.set_down(node, connection, error);
         }
@@ -241,15 +254,18 @@ impl Sim {
         }
     }
 
+    /// The first deadline of an engine or of a blocking read parked in Redis.
     fn next_deadline(&mut self) -> Option<Instant> {
         self.nodes
             .iter_mut()
             .filter_map(|n| n.engine.poll_timeout())
+            .chain(self.net.next_timeout())
             .min()
     }
 
     /// Delivers everything in flight, and fires any deadline that falls before the next
-    /// delivery, until the network is quiet. Deadlines after that are left pending.
+    /// delivery, until the network is quiet. Deadlines after that are left pending,
+    /// among them the block times of reads parked in Redis.
     ///
     /// # Panics
     /// If the engines never stop talking (a livelock): a bug this detects.
@@ -300,6 +316,7 @@ impl Sim {
     fn fire(&mut self, deadline: Instant) {
         self.now = self.now.max(deadline);
         let now = self.now;
+        self.net.time_out(now);
         for node in &mut self.nodes {
             node.engine.handle_timeout(now);
         }

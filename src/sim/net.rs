@@ -2,6 +2,14 @@
 //! link down (replies and, on the pub/sub connection, messages), around one
 //! [`MemoryRedis`].
 //!
+//! Each node has three connections: commands, pub/sub, and one for blocking reads
+//! (`XREAD BLOCK`, [`Connection::Blocking`]). A blocking read that finds nothing is
+//! parked in Redis ([`Net::blocked`]) instead of answered: an `XADD` to one of its
+//! streams answers it with the new entries (as Redis 7.0 serves a blocked read), and its
+//! block time running out with nil ([`Net::time_out`], at [`Net::next_timeout`]). Several
+//! may be parked per node, as a driver may keep several blocking connections; the faults
+//! of the blocking links act on all of them at once, as on one connection.
+//!
 //! A link keeps its items in the order they are due (then in the order they were
 //! queued), as TCP keeps a connection's bytes in order. Whoever drives the network
 //! picks what moves: [`Sim`](super::Sim) delivers the earliest head of all links in
@@ -9,8 +17,8 @@
 //! reorders deliveries freely across connections and nodes. The faults are the same
 //! for both: [`drop`](Net::remove), [`fail`](Net::fail_next), [`delay`](Net::delay)
 //! and [`reorder`](Net::reorder) one item, [`duplicate`](Net::duplicate) a message,
-//! [`take a connection down`](Net::drop_connection), and
-//! [`drop one subscription`](Net::drop_subscription) on the server side.
+//! [`take a connection down`](Net::drop_connection) (which fails the reads parked on it),
+//! and [`drop one subscription`](Net::drop_subscription) on the server side.
 //!
 //! ```
 //! use resumable_stream::sim::{Item, Link, Net};
@@ -32,9 +40,9 @@ use crate::io::{Command, CommandId, Connection, Op, Reply, ReplyError};
 use crate::memory::{ClientId, MemoryRedis};
 use bytes::Bytes;
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-/// One of a node's four links.
+/// One of a node's six links.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Link {
     /// Commands to Redis on the command connection.
@@ -45,22 +53,31 @@ pub enum Link {
     PubSubUp,
     /// Their replies, and the messages of the subscribed channels.
     PubSubDown,
+    /// Blocking reads to Redis on the blocking connection.
+    BlockingUp,
+    /// Their replies (at once, when an entry arrives, or nil when the block time ran
+    /// out).
+    BlockingDown,
 }
 
 impl Link {
-    /// The four links, in a fixed order (up then down, commands then pub/sub).
-    pub const ALL: [Link; 4] = [
+    /// The six links, in a fixed order (commands, pub/sub, blocking; up then down):
+    /// the first four are the command and pub/sub links, as before blocking reads.
+    pub const ALL: [Link; 6] = [
         Link::CommandsUp,
         Link::CommandsDown,
         Link::PubSubUp,
         Link::PubSubDown,
+        Link::BlockingUp,
+        Link::BlockingDown,
     ];
 
     /// The link up of `connection`.
     pub fn up(connection: Connection) -> Link {
         match connection {
+            Connection::Commands => Link::CommandsUp,
             Connection::PubSub => Link::PubSubUp,
-            _ => Link::CommandsUp,
+            Connection::Blocking => Link::BlockingUp,
         }
     }
 
@@ -69,6 +86,16 @@ impl Link {
         match self {
             Link::CommandsUp | Link::CommandsDown => Link::CommandsDown,
             Link::PubSubUp | Link::PubSubDown => Link::PubSubDown,
+            Link::BlockingUp | Link::BlockingDown => Link::BlockingDown,
+        }
+    }
+
+    /// The connection this link is part of.
+    pub fn connection(self) -> Connection {
+        match self {
+            Link::CommandsUp | Link::CommandsDown => Connection::Commands,
+            Link::PubSubUp | Link::PubSubDown => Connection::PubSub,
+            Link::BlockingUp | Link::BlockingDown => Connection::Blocking,
         }
     }
 
@@ -108,10 +135,25 @@ struct Queued {
 #[derive(Debug)]
 struct Node {
     client: ClientId,
-    links: [VecDeque<Queued>; 4],
+    links: [VecDeque<Queued>; 6],
     /// While set, commands on the connection fail with this error, messages to it are
-    /// lost: [commands, pub/sub].
-    down: [Option<ReplyError>; 2],
+    /// lost: [commands, pub/sub, blocking].
+    down: [Option<ReplyError>; 3],
+}
+
+/// A blocking `XREAD` that Redis holds until an entry arrives or its block time ends.
+#[derive(Debug)]
+struct Parked {
+    node: usize,
+    /// The read (an [`Op::XRead`]).
+    command: Command,
+    /// When Redis gives up with nil, and when that nil arrives (the block time after
+    /// the read ran and after its reply would have arrived); `None` for `BLOCK 0`, which
+    /// waits for ever.
+    timeout: Option<(Instant, Instant)>,
+    /// When its reply would have arrived had Redis answered at once: where a failure
+    /// of its connection is queued.
+    due: Instant,
 }
 
 /// What [`Net::execute`] did with a command.
@@ -122,6 +164,11 @@ pub struct Executed {
     pub ran: bool,
     /// How many subscribers its `PUBLISH` reached.
     pub deliveries: usize,
+    /// It is a blocking read that found nothing: Redis holds it (see [`Net::blocked`]),
+    /// no reply went down yet.
+    pub parked: bool,
+    /// How many parked reads its `XADD` answered.
+    pub woken: usize,
 }
 
 /// The links of every node and the Redis they lead to.
@@ -131,12 +178,16 @@ pub struct Net {
     pub redis: MemoryRedis,
     nodes: Vec<Node>,
     seq: u64,
+    /// Blocking reads Redis holds, in the order they blocked (the order Redis serves
+    /// them in).
+    parked: Vec<Parked>,
 }
 
 fn slot(connection: Connection) -> usize {
     match connection {
+        Connection::Commands => 0,
         Connection::PubSub => 1,
-        _ => 0,
+        Connection::Blocking => 2,
     }
 }
 
@@ -146,13 +197,13 @@ impl Net {
         Net::default()
     }
 
-    /// Adds a node (one Redis client for both its connections) and returns its index.
+    /// Adds a node (one Redis client for all its connections) and returns its index.
     pub fn add_node(&mut self) -> usize {
         let client = self.redis.connect();
         self.nodes.push(Node {
             client,
             links: Default::default(),
-            down: [None, None],
+            down: [None, None, None],
         });
         self.nodes.len() - 1
     }
@@ -187,7 +238,8 @@ impl Net {
         self.nodes[node].links[link.index()].len()
     }
 
-    /// Whether every link of every node is empty.
+    /// Whether every link of every node is empty. Reads parked in Redis do not count:
+    /// they wait on something else happening, as an idle subscriber does.
     pub fn is_idle(&self) -> bool {
         self.nodes
             .iter()
@@ -297,6 +349,10 @@ impl Net {
     /// Redis receives `command` from `node`: unless its connection is down, it runs;
     /// its reply goes down the same connection and what it publishes down each
     /// subscriber's pub/sub link, all due at `due`.
+    ///
+    /// A blocking `XREAD` that finds nothing is parked instead of answered; an `XADD`
+    /// answers the parked reads it gives an entry to (their replies due at `due` too, as
+    /// Redis serves them right after the `XADD`).
     pub fn execute(
         &mut self,
         node: usize,
@@ -305,17 +361,44 @@ impl Net {
         due: Instant,
     ) -> Executed {
         let link = Link::up(command.op.connection());
+        let mut executed = Executed {
+            ran: false,
+            deliveries: 0,
+            parked: false,
+            woken: 0,
+        };
         if let Some(error) = self.nodes[node].down[slot(command.op.connection())].clone() {
             self.push(node, link.down(), Item::Reply(command.id, Err(error)), due);
-            return Executed {
-                ran: false,
-                deliveries: 0,
-            };
+            return executed;
         }
+        executed.ran = true;
         let client = self.nodes[node].client;
         let (reply, deliveries) = self.redis.execute(now, client, &command.op);
-        self.push(node, link.down(), Item::Reply(command.id, reply), due);
-        let count = deliveries.len();
+        match (&command.op, &reply) {
+            (Op::XRead { block_millis, .. }, Ok(Reply::Nil)) => {
+                // BLOCK 0 waits for ever; a block time past what the clock holds, too.
+                let timeout = (*block_millis > 0)
+                    .then(|| Duration::from_millis(*block_millis))
+                    .and_then(|block| {
+                        let deadline = now.checked_add(block)?;
+                        Some((deadline, due.checked_add(block).unwrap_or(deadline)))
+                    });
+                self.parked.push(Parked {
+                    node,
+                    command,
+                    timeout,
+                    due,
+                });
+                executed.parked = true;
+                return executed;
+            }
+            (Op::XAdd { key, .. }, Ok(_)) => {
+                self.push(node, link.down(), Item::Reply(command.id, reply), due);
+                executed.woken = self.wake(key, now, due);
+            }
+            _ => self.push(node, link.down(), Item::Reply(command.id, reply), due),
+        }
+        executed.deliveries = deliveries.len();
         for (to, channel, message) in deliveries {
             if let Some(target) = self.node_of(to) {
                 self.push(
@@ -326,10 +409,77 @@ impl Net {
                 );
             }
         }
-        Executed {
-            ran: true,
-            deliveries: count,
+        executed
+    }
+
+    /// Answers, in the order they blocked, the parked reads that `key`'s new entries
+    /// serve: their replies go down at `due`. Returns how many.
+    fn wake(&mut self, key: &[u8], now: Instant, due: Instant) -> usize {
+        let mut woken = 0;
+        let mut index = 0;
+        while let Some(parked) = self.parked.get(index) {
+            let served = match &parked.command.op {
+                Op::XRead { count, streams, .. } => {
+                    self.redis.serve_blocked_read(now, key, *count, streams)
+                }
+                _ => None,
+            };
+            match served {
+                Some(reply) => {
+                    let parked = self.parked.remove(index);
+                    let item = Item::Reply(parked.command.id, Ok(reply));
+                    self.push(parked.node, Link::BlockingDown, item, due);
+                    woken += 1;
+                }
+                None => index += 1,
+            }
         }
+        woken
+    }
+
+    /// The blocking reads of `node` that Redis holds, in the order they blocked.
+    pub fn blocked(&self, node: usize) -> impl Iterator<Item = &Command> {
+        self.parked
+            .iter()
+            .filter(move |p| p.node == node)
+            .map(|p| &p.command)
+    }
+
+    /// When the first parked read's block time runs out, if one has a block time.
+    pub fn next_timeout(&self) -> Option<Instant> {
+        self.parked
+            .iter()
+            .filter_map(|p| p.timeout.map(|(deadline, _)| deadline))
+            .min()
+    }
+
+    /// Redis gives up on every parked read whose block time ran out by `now`: each
+    /// answers nil, due the block time after its reply would have arrived had Redis
+    /// answered at once. Returns how many.
+    pub fn time_out(&mut self, now: Instant) -> usize {
+        let mut timed_out = 0;
+        let mut index = 0;
+        while let Some(parked) = self.parked.get(index) {
+            match parked.timeout {
+                Some((deadline, due)) if deadline <= now => {
+                    let parked = self.parked.remove(index);
+                    let item = Item::Reply(parked.command.id, Ok(Reply::Nil));
+                    self.push(parked.node, Link::BlockingDown, item, due);
+                    timed_out += 1;
+                }
+                _ => index += 1,
+            }
+        }
+        timed_out
+    }
+
+    /// Takes the reads parked on `node`'s blocking connection out of Redis.
+    fn unpark(&mut self, node: usize) -> Vec<Parked> {
+        let (gone, kept) = std::mem::take(&mut self.parked)
+            .into_iter()
+            .partition(|p| p.node == node);
+        self.parked = kept;
+        gone
     }
 
     /// Whether a message to `node` arriving now is lost (its pub/sub connection is down).
@@ -339,37 +489,57 @@ impl Net {
 
     /// Takes `connection` of `node` down (commands sent on it fail with `error`,
     /// messages to it are lost) or, with `None`, brings it back. Taking the pub/sub
-    /// connection down makes Redis forget the node's subscriptions.
+    /// connection down makes Redis forget the node's subscriptions; taking the blocking
+    /// connection down fails the reads parked on it with `error`, at once (due when
+    /// their replies would have been had Redis answered them on arrival).
     pub fn set_down(&mut self, node: usize, connection: Connection, error: Option<ReplyError>) {
-        let going_down = error.is_some();
-        self.nodes[node].down[slot(connection)] = error;
-        if going_down && connection == Connection::PubSub {
-            let client = self.nodes[node].client;
-            self.redis.disconnect(client);
+        if let Some(error) = &error {
+            match connection {
+                Connection::PubSub => {
+                    let client = self.nodes[node].client;
+                    self.redis.disconnect(client);
+                }
+                Connection::Blocking => {
+                    for parked in self.unpark(node) {
+                        let item = Item::Reply(parked.command.id, Err(error.clone()));
+                        self.push(node, Link::BlockingDown, item, parked.due);
+                    }
+                }
+                Connection::Commands => {}
+            }
         }
+        self.nodes[node].down[slot(connection)] = error;
     }
 
     /// The connection `connection` of `node` drops: Redis forgets the node's
-    /// subscriptions (on the pub/sub connection), messages in flight are lost, and the
-    /// commands in flight (replies not yet arrived first, then commands not yet run)
-    /// are returned: each will fail.
+    /// subscriptions (on the pub/sub connection) and the reads parked on it (on the
+    /// blocking connection), messages in flight are lost, and the commands in flight
+    /// (replies not yet arrived first, then reads parked in Redis, then commands not
+    /// yet run) are returned: each will fail.
     pub fn drop_connection(&mut self, node: usize, connection: Connection) -> Vec<CommandId> {
         let up = Link::up(connection);
         let down: Vec<Queued> = self.nodes[node].links[up.down().index()]
             .drain(..)
             .collect();
         let sent: Vec<Queued> = self.nodes[node].links[up.index()].drain(..).collect();
-        if connection == Connection::PubSub {
-            let client = self.nodes[node].client;
-            self.redis.disconnect(client);
-        }
+        let parked = match connection {
+            Connection::PubSub => {
+                let client = self.nodes[node].client;
+                self.redis.disconnect(client);
+                Vec::new()
+            }
+            Connection::Blocking => self.unpark(node),
+            Connection::Commands => Vec::new(),
+        };
+        let in_flight = |q: Queued| match q.item {
+            Item::Command(c) => Some(c.id),
+            Item::Reply(id, _) => Some(id),
+            Item::Message { .. } => None,
+        };
         down.into_iter()
-            .chain(sent)
-            .filter_map(|q| match q.item {
-                Item::Command(c) => Some(c.id),
-                Item::Reply(id, _) => Some(id),
-                Item::Message { .. } => None,
-            })
+            .filter_map(in_flight)
+            .chain(parked.into_iter().map(|p| p.command.id))
+            .chain(sent.into_iter().filter_map(in_flight))
             .collect()
     }
 

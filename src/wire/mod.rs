@@ -1,8 +1,9 @@
 //! The wire: what crosses Redis, byte for byte. [`v1`] is the deployed protocol of the
-//! npm and PyPI libraries; [`ext`] is what this crate adds, invisible to v1 peers.
-//! docs/protocol.md describes both.
+//! npm and PyPI libraries; [`ext`] is what this crate adds, invisible to v1 peers;
+//! [`log`] is durable mode's log. docs/protocol.md describes them.
 
 pub mod ext;
+pub mod log;
 pub mod v1;
 
 pub use ext::{Control, ErrorKind, Extension, Incoming, CONTROL_MARK, EXTENSION_VERSION};

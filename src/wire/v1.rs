@@ -84,6 +84,23 @@ impl Names {
         self.join("active", owner.as_bytes())
     }
 
+    /// `{prefix}:rs:log:{id}`: durable mode's log of stream `stream_id`, a Redis Stream
+    /// ([`log`](super::log)).
+    ///
+    /// ```
+    /// use resumable_stream::wire::Names;
+    /// assert_eq!(Names::new("p").log("abc"), "p:rs:log:abc");
+    /// ```
+    pub fn log(&self, stream_id: &str) -> Bytes {
+        self.join("log", stream_id.as_bytes())
+    }
+
+    /// `{prefix}:rs:lease:{id}`: durable mode's producer lease of stream `stream_id`,
+    /// refreshed while its producer lives.
+    pub fn lease(&self, stream_id: &str) -> Bytes {
+        self.join("lease", stream_id.as_bytes())
+    }
+
     /// `{prefix}:rs:chunk:{listener_id}`, the channel a resumer listens on.
     pub fn chunk_channel(&self, listener_id: &str) -> Bytes {
         self.join("chunk", listener_id.as_bytes())

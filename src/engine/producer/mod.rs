@@ -6,9 +6,11 @@
 //! announced our extensions (docs/protocol.md) it adds control messages: the answer
 //! (hello and catch-up in one message), chunks framed with their index, heartbeats
 //! while idle, and a typed ending (error, cancelled) where v1 can only say "done".
+//! In durable mode its [`LogWriter`] also appends every chunk to the stream's log.
 
 mod buffer;
 mod listeners;
+mod log_writer;
 
 use super::outbox::{Expect, Outbox, Timer};
 use super::{redis_error, unexpected, Next};
@@ -16,10 +18,13 @@ use crate::config::Config;
 use crate::error::{Error, SourceError};
 use crate::event::{Event, Handle, Role};
 use crate::io::{Op, Reply, ReplyError};
+use crate::wire::log::LogEnding;
 use crate::wire::{Control, ErrorKind, Incoming, StreamNames, DONE_MESSAGE, DONE_VALUE};
 use buffer::Buffer;
 use bytes::Bytes;
 use listeners::Listener;
+pub(crate) use log_writer::lease_millis;
+use log_writer::{LogWriter, Logged};
 use smallvec::SmallVec;
 use std::time::Instant;
 
@@ -41,6 +46,12 @@ pub(super) enum Ending {
     Clean,
     SourceFailed(SourceError),
     Cancelled,
+    /// Durable mode: a reader ended the log while this producer's lease had lapsed.
+    Fenced,
+    /// Durable mode: the log reached its byte cap.
+    LogFull {
+        limit: u64,
+    },
 }
 
 impl Ending {
@@ -55,12 +66,57 @@ impl Ending {
                 next: Some(next),
             },
             Ending::Cancelled => Control::Cancelled { next: Some(next) },
+            Ending::Fenced | Ending::LogFull { .. } => Control::Error {
+                kind: ErrorKind::Other(self.kind().to_owned()),
+                message: self.describe(),
+                next: Some(next),
+            },
         }
     }
 
-    /// The local reader's last event.
-    fn event(&self, handle: Handle) -> Event {
+    /// The kind of a durable ending on the wire.
+    fn kind(&self) -> &'static str {
         match self {
+            Ending::LogFull { .. } => "log-full",
+            _ => "fenced",
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Ending::LogFull { limit } => {
+                format!("the stream's log reached its cap of {limit} bytes")
+            }
+            _ => "the producer's lease lapsed and a reader ended the stream".to_owned(),
+        }
+    }
+
+    /// The end entry of the log; `None` when a reader wrote it already.
+    fn log_ending(&self) -> Option<LogEnding> {
+        Some(match self {
+            Ending::Clean => LogEnding::Done,
+            Ending::SourceFailed(error) => LogEnding::Error(error.message().to_owned()),
+            Ending::Cancelled => LogEnding::Cancelled,
+            Ending::LogFull { limit } => LogEnding::Full(*limit),
+            Ending::Fenced => return None,
+        })
+    }
+
+    /// The local reader's last event.
+    fn event(&self, handle: Handle, stream_id: &str) -> Event {
+        let stream_id = stream_id.to_owned();
+        match self {
+            Ending::Fenced => Event::Failed {
+                handle,
+                error: Error::Fenced { stream_id },
+            },
+            Ending::LogFull { limit } => Event::Failed {
+                handle,
+                error: Error::LogFull {
+                    stream_id,
+                    limit: *limit,
+                },
+            },
             Ending::Clean => Event::End { handle },
             Ending::SourceFailed(error) => Event::Failed {
                 handle,
@@ -108,6 +164,8 @@ pub(super) struct Producer {
     /// the producer keeps answering requests for a liveness window, long enough for
     /// it to ask again.
     unsettled: bool,
+    /// Durable mode's log writer.
+    log: Option<Box<LogWriter>>,
 }
 
 impl Producer {
@@ -118,13 +176,19 @@ impl Producer {
 
     /// The producer of `stream_id` for request `handle`: subscribes to its request
     /// channel first, so that no request sent once the sentinel says "active" is lost.
+    /// In durable mode it takes the log's lease first, with `token` as its value.
     pub(super) fn start(
         handle: Handle,
         stream_id: String,
         names: StreamNames,
         reader_attached: bool,
+        token: Bytes,
+        config: &Config,
         out: &mut Outbox,
     ) -> Producer {
+        let log = config
+            .durable()
+            .map(|_| Box::new(LogWriter::start(handle, &stream_id, token, config, out)));
         let channel = names.request_channel.clone();
         out.send(handle, Op::Subscribe { channel }, Expect::Subscribe);
         Producer {
@@ -142,6 +206,7 @@ impl Producer {
             quiet: true,
             grace_until: None,
             unsettled: false,
+            log,
         }
     }
 
@@ -154,6 +219,7 @@ impl Producer {
         match timer {
             Timer::Heartbeat => self.heartbeat_at,
             Timer::Grace => self.grace_until,
+            Timer::Flush | Timer::Lease => self.log.as_ref()?.deadline(timer),
             _ => None,
         }
     }
@@ -228,6 +294,9 @@ impl Producer {
             }
             (Expect::MarkActive, Ok(Reply::Ok)) if self.phase == Phase::Marking => {
                 self.phase = Phase::Live;
+                if let Some(log) = &mut self.log {
+                    log.on_live(self.handle, now, config, out);
+                }
                 out.emit(Event::Started {
                     handle: self.handle,
                     role: Role::Producer,
@@ -245,6 +314,9 @@ impl Producer {
                     );
                 }
                 Next::Remove
+            }
+            (Expect::LogAppend | Expect::LogVerify | Expect::LogEnd, reply) => {
+                self.on_logged(expect, reply, config, out)
             }
             (Expect::Deliver { listener }, reply) => {
                 self.on_delivered(listener, reply, out);
@@ -277,9 +349,62 @@ impl Producer {
                 self.grace_until = None;
                 self.retire(out);
             }
+            Timer::Flush | Timer::Lease => {
+                if let (Some(log), Some(durable)) = (&mut self.log, config.durable()) {
+                    log.on_timeout(self.handle, now, timer, config, durable, out);
+                }
+            }
             _ => {}
         }
         Next::Stay
+    }
+
+    /// The reply to one of the log writer's commands.
+    fn on_logged(
+        &mut self,
+        expect: Expect,
+        reply: Result<Reply, ReplyError>,
+        config: &Config,
+        out: &mut Outbox,
+    ) -> Next {
+        let (Some(log), Some(durable)) = (&mut self.log, config.durable()) else {
+            return Next::Stay;
+        };
+        match log.on_reply(self.handle, expect, reply, config, durable, out) {
+            Logged::Going => Next::Stay,
+            Logged::Ended => {
+                self.mark_done(config, out);
+                Next::Stay
+            }
+            Logged::Fenced if self.phase == Phase::Live => {
+                let _ = self.end(Ending::Fenced, config, out);
+                Next::Stay
+            }
+            Logged::Fenced => {
+                // Fenced while its last chunks were going in: what its reader is told
+                // changes; the stream is marked done as the reader that ended it did.
+                if self.end.is_some() {
+                    self.end = Some(Ending::Fenced.event(self.handle, &self.stream_id));
+                }
+                self.mark_done(config, out);
+                Next::Stay
+            }
+            Logged::Failed(error) => {
+                log::warn!(
+                    "resumable-stream: the log of {:?} cannot be written: {error}",
+                    self.stream_id
+                );
+                if self.phase == Phase::Live {
+                    out.emit(Event::StopSource {
+                        handle: self.handle,
+                    });
+                }
+                self.log = None;
+                let channel = self.names.request_channel.clone();
+                out.unsubscribe(self.handle, channel, Expect::Write);
+                self.fail(error, out)
+            }
+        }
     }
 
     fn retire(&mut self, out: &mut Outbox) {
@@ -300,6 +425,16 @@ impl Producer {
     ) -> Result<(), Error> {
         if self.phase != Phase::Live {
             return Err(Error::NotProducing);
+        }
+        if let (Some(log), Some(durable)) = (&mut self.log, config.durable()) {
+            if let Err(limit) = log.push(self.handle, &chunk, durable, out) {
+                self.end(Ending::LogFull { limit }, config, out)?;
+                out.emit(Event::StopSource {
+                    handle: self.handle,
+                });
+                let stream_id = self.stream_id.clone();
+                return Err(Error::LogFull { stream_id, limit });
+            }
         }
         let index = self.buffer.chunk_count();
         for listener in self.listeners.iter().filter(|l| !l.lost) {
@@ -340,20 +475,21 @@ impl Producer {
             return Err(Error::NotProducing);
         }
         self.phase = Phase::Finished;
-        self.end = Some(ending.event(self.handle));
+        self.end = Some(ending.event(self.handle, &self.stream_id));
         self.heartbeat_at = None;
-        if ending == Ending::Cancelled {
+        if matches!(ending, Ending::Cancelled | Ending::Fenced) {
             // The source must stop now, not at its next chunk.
             out.emit(Event::StopSource {
                 handle: self.handle,
             });
         }
-        let op = Op::Set {
-            key: self.names.sentinel.clone(),
-            value: Bytes::from_static(DONE_VALUE),
-            expire_seconds: config.sentinel_ttl_seconds(),
-        };
-        out.send(self.handle, op, Expect::MarkedDone);
+        match (&mut self.log, config.durable(), ending.log_ending()) {
+            // The stream is marked done once its end is in the log, after every chunk.
+            (Some(log), Some(durable), Some(log_ending)) => {
+                log.end(self.handle, log_ending, config, durable, out);
+            }
+            _ => self.mark_done(config, out),
+        }
         let next = self.buffer.chunk_count();
         for listener in std::mem::take(&mut self.listeners) {
             let message = ending.message(next, listener.token.as_deref());
@@ -361,6 +497,16 @@ impl Producer {
         }
         self.ending = Some(ending);
         Ok(())
+    }
+
+    /// Writes "DONE" to the sentinel; the local reader ends once it is written.
+    fn mark_done(&mut self, config: &Config, out: &mut Outbox) {
+        let op = Op::Set {
+            key: self.names.sentinel.clone(),
+            value: Bytes::from_static(DONE_VALUE),
+            expire_seconds: config.sentinel_ttl_seconds(),
+        };
+        out.send(self.handle, op, Expect::MarkedDone);
     }
 
     /// The stream is marked done: the local reader ends, and after the grace period

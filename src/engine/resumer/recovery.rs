@@ -126,7 +126,13 @@ impl Resumer {
                 }
                 Next::Stay
             }
-            Timer::Heartbeat | Timer::Grace => Next::Stay,
+            // A producer's or a tail's timers, never a resumer's.
+            Timer::Heartbeat
+            | Timer::Grace
+            | Timer::Flush
+            | Timer::Lease
+            | Timer::LeaseCheck
+            | Timer::ReadRetry => Next::Stay,
         }
     }
 
