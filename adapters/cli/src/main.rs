@@ -16,6 +16,7 @@
 //! | 2 | bad usage: arguments, the chunks file, the `--cacert` file, no Redis URL |
 //! | 3 | the stream is already done (`DONE` on stderr) |
 //! | 4 | no such stream (`resume`, `cancel`); `resume` without `--existing` has then made it an empty, finished stream (said on stderr) |
+//! | 5 | the producer is gone (`--durable`): what reached the stream's log was printed, exactly, then the tool stopped |
 
 #![forbid(unsafe_code)]
 
@@ -23,7 +24,8 @@ use bytes::Bytes;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use futures_util::{stream, Stream, StreamExt};
 use resumable_stream_tokio::{
-    Cancelled, Config, Error, ResumableStream, ResumableStreamContext, Resumed, Role, SkipUnit,
+    Cancelled, Config, Durable, Error, Position, ResumableStream, ResumableStreamContext, Resumed,
+    Role, SkipUnit,
 };
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -35,6 +37,7 @@ const EXIT_ERROR: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 const EXIT_DONE: u8 = 3;
 const EXIT_NOT_FOUND: u8 = 4;
+const EXIT_PRODUCER_GONE: u8 = 5;
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -43,7 +46,9 @@ Exit codes:
   2  bad usage (arguments, the chunks file, the --cacert file, no Redis URL)
   3  the stream is already done (\"DONE\" on stderr)
   4  no stream with that id (resume, cancel); without --existing, resume
-     leaves the id holding an empty, finished stream (said on stderr)";
+     leaves the id holding an empty, finished stream (said on stderr)
+  5  the producer is gone (--durable): what reached the stream's log was
+     printed, exactly, then the tool stopped";
 
 /// Produce, resume and inspect resumable streams on Redis.
 ///
@@ -125,9 +130,35 @@ struct ProduceArgs {
     #[arg(long, value_name = "H")]
     hold_ms: Option<u64>,
     /// While resumers of this library listen, say "alive" this often when no chunk
-    /// flows; they declare this producer gone after three silent intervals.
+    /// flows; they declare this producer gone after three silent intervals. With
+    /// --durable, also how often the log's lease is renewed (it lapses after three).
     #[arg(long, value_name = "MS", default_value_t = 2000)]
     heartbeat_ms: u64,
+    #[command(flatten)]
+    durable: DurableArgs,
+}
+
+/// Durable mode: the stream goes to a log in Redis and outlives its producer.
+#[derive(Debug, Args)]
+struct DurableArgs {
+    /// Durable mode: a producer also appends every chunk to the stream's log in Redis,
+    /// so that the stream outlives it; a resumer reads that log (or pub/sub, from a
+    /// producer without one) and exits 5 when the producer is gone.
+    #[arg(long)]
+    durable: bool,
+    /// With --durable: how long a producer holds chunks before appending them.
+    #[arg(long, value_name = "MS", default_value_t = 5)]
+    linger_ms: u64,
+}
+
+impl DurableArgs {
+    fn apply(&self, config: Config) -> Config {
+        if !self.durable {
+            return config;
+        }
+        let durable = Durable::default().with_linger(Duration::from_millis(self.linger_ms));
+        config.with_durable(durable)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -135,8 +166,18 @@ struct ResumeArgs {
     #[command(flatten)]
     target: Target,
     /// Skip the first N units of the stream (what the caller already has).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", conflicts_with = "from_chunk")]
     skip: Option<u64>,
+    /// Start after the first N chunks (an SSE `Last-Event-ID`): producers of this
+    /// library, and durable logs, only.
+    #[arg(long, value_name = "N")]
+    from_chunk: Option<u64>,
+    /// How often a --durable reader checks a quiet log's producer lease: it reports
+    /// the producer gone (exit 5) at most this long after the lease lapsed.
+    #[arg(long, value_name = "MS", default_value_t = 2000)]
+    heartbeat_ms: u64,
+    #[command(flatten)]
+    durable: DurableArgs,
     /// Explicit resume: exit 4 when no stream exists, never become a producer.
     #[arg(long)]
     existing: bool,
@@ -283,7 +324,7 @@ async fn produce(args: ProduceArgs) -> Result<Exit, Exit> {
     let hold = Duration::from_millis(args.hold_ms.unwrap_or(args.delay_ms));
     let config =
         Config::default().with_heartbeat_interval(Duration::from_millis(args.heartbeat_ms.max(1)));
-    let ctx = context(&args.target, config).await?;
+    let ctx = context(&args.target, args.durable.apply(config)).await?;
     let make_stream = move || paced(chunks, delay, hold);
     match ctx
         .resumable_stream(&args.target.id, make_stream, None)
@@ -295,7 +336,7 @@ async fn produce(args: ProduceArgs) -> Result<Exit, Exit> {
             // SIGTERM (a deploy) shuts the context down gracefully: the stream runs
             // to its end for every reader, here and on other instances.
             let on_sigterm = tokio::spawn(shut_down_on_sigterm(ctx.clone()));
-            copy_to_stdout(stream).await?;
+            copy_to_stdout(stream, args.durable.durable).await?;
             on_sigterm.abort();
             if role == Role::Producer {
                 // The stream's last commands (the sentinel's DONE, the end message to
@@ -325,14 +366,20 @@ async fn shut_down_on_sigterm(ctx: ResumableStreamContext) {
 }
 
 async fn resume(args: ResumeArgs) -> Result<Exit, Exit> {
-    let mut config = Config::default().with_skip_unit(args.unit.into());
+    let mut config = Config::default()
+        .with_skip_unit(args.unit.into())
+        .with_heartbeat_interval(Duration::from_millis(args.heartbeat_ms.max(1)));
     if let Some(ms) = args.ack_timeout_ms {
         config = config.with_ack_timeout(Duration::from_millis(ms));
     }
-    let ctx = context(&args.target, config).await?;
+    let ctx = context(&args.target, args.durable.apply(config)).await?;
     let id = &args.target.id;
+    let from = match (args.from_chunk, args.skip) {
+        (Some(chunks), _) => Position::Chunk(chunks),
+        (None, skip) => Position::from(skip),
+    };
     let stream = if args.existing {
-        match ctx.resume_existing_stream(id, args.skip).await? {
+        match ctx.resume_existing_stream(id, from).await? {
             Resumed::Stream(stream) => stream,
             Resumed::Done => return Ok(Exit::done()),
             Resumed::NotFound => return Ok(Exit::with(EXIT_NOT_FOUND, "NOT_FOUND")),
@@ -347,13 +394,13 @@ async fn resume(args: ResumeArgs) -> Result<Exit, Exit> {
         // The source is used only if no stream exists: the idempotent call then makes
         // us its producer, and an empty source ends it at once.
         let empty = || stream::empty::<Result<Bytes, Infallible>>();
-        match ctx.resumable_stream(id, empty, args.skip).await? {
+        match ctx.resumable_stream(id, empty, from).await? {
             Some(stream) => stream,
             None => return Ok(Exit::done()),
         }
     };
     let role = stream.role();
-    copy_to_stdout(stream).await?;
+    copy_to_stdout(stream, args.durable.durable).await?;
     if role == Role::Producer {
         // We were the producer: nothing was there to resume.
         ctx.shutdown(Instant::now() + SHUTDOWN_GRACE).await;
@@ -397,12 +444,19 @@ fn paced(
 }
 
 /// Writes every chunk to stdout as it arrives, flushed, so that a reader of the pipe
-/// sees the stream's progress.
-async fn copy_to_stdout(mut stream: ResumableStream) -> Result<(), Exit> {
+/// sees the stream's progress. In durable mode a gone producer is exit 5 (without it,
+/// exit 1 as every other library error, which the interop peers mirror).
+async fn copy_to_stdout(mut stream: ResumableStream, durable: bool) -> Result<(), Exit> {
     let mut stdout = tokio::io::stdout();
     let write_failed = |e: std::io::Error| Exit::with(EXIT_ERROR, format!("writing stdout: {e}"));
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk?;
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(error @ Error::ProducerGone { .. }) if durable => {
+                return Err(Exit::with(EXIT_PRODUCER_GONE, error.to_string()))
+            }
+            Err(error) => return Err(error.into()),
+        };
         stdout.write_all(&chunk).await.map_err(write_failed)?;
         stdout.flush().await.map_err(write_failed)?;
     }

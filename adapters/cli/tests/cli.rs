@@ -9,51 +9,17 @@
 //! managed Redis serves): a stream produced with `--cacert` and resumed with the URL in
 //! `KV_URL` and the CA in `SSL_CERT_FILE`; an untrusted CA refused at once.
 
+mod support;
+
 use resumable_stream_testkit::RedisServer;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+use support::{cli, finish, run, stderr, BIN, STEP_TIMEOUT};
 
-const BIN: &str = env!("CARGO_BIN_EXE_resumable-stream");
 const TEXT: &str = "héllo 日本 🚀 done";
-/// Nothing a step does should take this long; a step that does fails instead of hanging.
-const STEP_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// `resumable-stream ARGS --redis URL`, not yet started.
-fn cli(server: &RedisServer, args: &[&str]) -> Command {
-    let mut command = Command::new(BIN);
-    command
-        .args(args)
-        .args(["--redis", &server.url()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    command
-}
-
-/// Waits for a child, killing it (and failing) past the step timeout.
-fn finish(mut child: Child, what: &str) -> Output {
-    let deadline = Instant::now() + STEP_TIMEOUT;
-    while child.try_wait().expect("try_wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{what} did not finish within {STEP_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.wait_with_output().expect("output")
-}
-
-fn run(server: &RedisServer, args: &[&str]) -> Output {
-    let child = cli(server, args).spawn().expect("run the CLI");
-    finish(child, &args.join(" "))
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
 
 fn chunks_file(dir: &Path) -> PathBuf {
     let path = dir.join("chunks.json");

@@ -9,6 +9,7 @@
 pub mod async_harness;
 pub mod cluster;
 pub mod custom;
+pub mod durable;
 pub mod harness;
 pub mod managed;
 pub mod redis_cluster;
@@ -24,7 +25,7 @@ pub mod wire;
 pub use async_harness::{AsyncContext, AsyncHarness, Executor};
 pub use harness::{fixed, manual, Context, Feed, Harness, Item, Made, Reader, Resumed, Source};
 pub use redis_cluster::RedisCluster;
-pub use redis_server::RedisServer;
+pub use redis_server::{free_port, RedisServer, ServerOptions};
 pub use setup::Setup;
 pub use store::Store;
 
@@ -100,7 +101,30 @@ macro_rules! behaviour_suite {
             #[allow(unused_imports)]
             use super::*;
             $crate::behaviour_suite!(@all $harness; $store);
+            $crate::behaviour_suite!(@durable $harness; $store);
         }
+    };
+    // Durable mode: a custom publisher/subscriber cannot hold a log.
+    (@durable $harness:expr; custom) => {
+        $crate::behaviour_suite!(@durable_cases $harness; custom;
+            durable_without_a_log_store_is_a_typed_error,
+        );
+    };
+    (@durable $harness:expr; $store:ident) => {
+        $crate::behaviour_suite!(@durable_cases $harness; $store;
+            durable_readers_elsewhere_are_byte_exact_and_a_finished_stream_replays,
+            durable_chunk_positions_in_the_log,
+            durable_a_producer_that_dies_leaves_its_log,
+            durable_many_streams_share_few_blocking_reads,
+        );
+    };
+    (@durable_cases $harness:expr; $store:ident; $($case:ident),+ $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                $crate::durable::$case(&$harness, &$crate::Store::$store());
+            }
+        )+
     };
     (@all $harness:expr; $store:ident) => {
         $crate::behaviour_suite!(@cases $harness; $store;
@@ -172,6 +196,7 @@ macro_rules! cluster_suite {
             #[allow(unused_imports)]
             use super::*;
             $crate::behaviour_suite!(@all $harness; cluster);
+            $crate::behaviour_suite!(@durable $harness; cluster);
         }
         mod cluster_classic {
             #[allow(unused_imports)]

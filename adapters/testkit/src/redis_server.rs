@@ -28,6 +28,9 @@ pub struct ServerOptions {
     pub tls: bool,
     /// The `default` user's password (`--requirepass`).
     pub password: Option<String>,
+    /// Persist every write to an append-only file, fsynced at once (`--appendonly yes
+    /// --appendfsync always`): a [`restart`](RedisServer::restart) then reloads it.
+    pub appendonly: bool,
 }
 
 /// The password of the `default` user of a managed-Redis-like server, as Upstash and
@@ -76,6 +79,7 @@ impl RedisServer {
         let options = ServerOptions {
             tls: true,
             password: Some(TOKEN.to_owned()),
+            appendonly: false,
         };
         Self::start_with(free_port(), options)
     }
@@ -113,8 +117,9 @@ impl RedisServer {
         }
     }
 
-    /// Kills the server and starts it again on its port, as it served (empty: nothing
-    /// is saved); the user [`as_user`](Self::as_user) made is gone with the rest.
+    /// Kills the server (SIGKILL) and starts it again on its port, as it served: empty,
+    /// unless it keeps an append-only file ([`ServerOptions::appendonly`]), which it
+    /// then reloads; the user [`as_user`](Self::as_user) made is gone with the rest.
     pub fn restart(&mut self) {
         self.kill();
         self.child = spawn(&self.dir.0, self.port, &self.options);
@@ -207,8 +212,14 @@ fn spawn(dir: &std::path::Path, port: u16, options: &ServerOptions) -> Child {
     if let Some(password) = &options.password {
         command.args(["--requirepass", password]);
     }
+    let appendonly: &[&str] = if options.appendonly {
+        &["--appendonly", "yes", "--appendfsync", "always"]
+    } else {
+        &["--appendonly", "no"]
+    };
     command
-        .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args(["--bind", "127.0.0.1", "--save", ""])
+        .args(appendonly)
         .arg("--dir")
         .arg(dir)
         .stdout(Stdio::null())

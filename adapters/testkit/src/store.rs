@@ -204,6 +204,73 @@ impl Store {
         }
     }
 
+    /// How many entries the Redis Stream `key` holds (`XLEN`), `None` when the store
+    /// has no streams (the custom store).
+    pub fn stream_len(&self, key: &str) -> Option<usize> {
+        match self {
+            Store::Memory(memory) => {
+                memory.with_store(|store| store.stream_len(Instant::now(), key.as_bytes()))
+            }
+            Store::Custom(_) => None,
+            Store::Redis(server) => redis::cmd("XLEN")
+                .arg(key)
+                .query(&mut server.connection())
+                .ok(),
+            Store::Cluster(cluster, _) => redis::cmd("XLEN")
+                .arg(key)
+                .query(&mut cluster.connection_for(key.as_bytes()))
+                .ok(),
+        }
+    }
+
+    /// Deletes the entries of the Redis Stream `key` below `first_kept`, as an
+    /// operator's `XTRIM key MINID first_kept` does.
+    pub fn trim_log_before(&self, key: &str, first_kept: resumable_stream::StreamId) {
+        let trim = || {
+            let mut cmd = redis::cmd("XTRIM");
+            cmd.arg(key).arg("MINID").arg(first_kept.to_string());
+            cmd
+        };
+        match self {
+            Store::Memory(memory) => {
+                memory.with_store(|store| store.trim_stream_before(key.as_bytes(), first_kept));
+            }
+            Store::Custom(_) => {}
+            Store::Redis(server) => {
+                let _: i64 = trim().query(&mut server.connection()).expect("XTRIM");
+            }
+            Store::Cluster(cluster, _) => {
+                let _: i64 = trim()
+                    .query(&mut cluster.connection_for(key.as_bytes()))
+                    .expect("XTRIM");
+            }
+        }
+    }
+
+    /// How many clients are blocked in a command (`INFO clients`' `blocked_clients`,
+    /// summed over a cluster's nodes); `None` for stores that are not Redis.
+    pub fn blocked_clients(&self) -> Option<u64> {
+        let count = |conn: &mut redis::Connection| -> u64 {
+            let info: String = redis::cmd("INFO")
+                .arg("clients")
+                .query(conn)
+                .expect("INFO clients");
+            info.lines()
+                .find_map(|line| line.strip_prefix("blocked_clients:"))
+                .and_then(|n| n.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        match self {
+            Store::Memory(_) | Store::Custom(_) => None,
+            Store::Redis(server) => Some(count(&mut server.connection())),
+            Store::Cluster(cluster, _) => Some(
+                (0..cluster.len())
+                    .map(|i| count(&mut cluster.connection(i)))
+                    .sum(),
+            ),
+        }
+    }
+
     /// The Redis Cluster, when the store is one.
     pub fn redis_cluster(&mut self) -> Option<&mut RedisCluster> {
         match self {

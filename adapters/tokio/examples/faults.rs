@@ -22,15 +22,25 @@
 //! bytes that are a prefix of the stream, within three heartbeat intervals of the kill
 //! plus [`LIVENESS_SLACK`], measured from each producer's kill to its resumer's error.
 //!
+//! The same faults then run in durable mode (`support/durable_faults.rs`): Redis
+//! restarted from its append-only file and every connection dropped (every reader
+//! byte-exact), Redis restarted empty (what it forgot is lost: every reader byte-exact
+//! or a prefix then a typed error, never wrong data), and durable producer processes
+//! killed (every resumer, attached or started after the kill, prints exactly what
+//! reached the log, then `ProducerGone`, within four heartbeats plus the slack).
+//!
 //! The results are printed as a markdown table on stdout and written, the table to
 //! `results.md` and every figure to `results.json`, in the directory named by
 //! `FAULTS_OUT` (default: `faults/` in the target directory this example was built in).
+
+#[path = "support/durable_faults.rs"]
+mod durable_faults;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
 use resumable_stream::Error;
 use resumable_stream_testkit::{RedisServer, Store};
-use resumable_stream_tokio::{ResumableStream, ResumableStreamContext};
+use resumable_stream_tokio::{Config, Durable, ResumableStream, ResumableStreamContext};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -63,6 +73,12 @@ enum Promise {
     /// `Error::ProducerGone` after a prefix of the stream, at most this long after the
     /// reader's producer was killed.
     ProducerGoneWithin(Duration),
+    /// Durable mode: exactly what reached the stream's log, then `Error::ProducerGone`,
+    /// at most this long after the reader's producer was killed.
+    LogThenGoneWithin(Duration),
+    /// The whole stream byte-exact, or a prefix of it and then a typed error, never
+    /// wrong data and never a hang (what is lost when Redis loses its data).
+    ExactOrTypedError,
 }
 
 impl Promise {
@@ -75,6 +91,15 @@ impl Promise {
                 HEARTBEAT.as_millis(),
                 LIVENESS_SLACK.as_secs_f64()
             ),
+            Promise::LogThenGoneWithin(bound) => format!(
+                "every resumer, attached or started after the kill, prints exactly the log, then `ProducerGone` within {:.1} s of the kill (4 × {} ms heartbeat + {:.1} s slack)",
+                bound.as_secs_f64(),
+                HEARTBEAT.as_millis(),
+                LIVENESS_SLACK.as_secs_f64()
+            ),
+            Promise::ExactOrTypedError => {
+                "every reader byte-exact, or a prefix then a typed error; never wrong data, never hung".to_owned()
+            }
         }
     }
 
@@ -91,6 +116,12 @@ impl Promise {
                 matches!(error, Error::ProducerGone { .. })
                     && ending.after_kill().is_some_and(|after| after <= bound)
             }
+            (Promise::LogThenGoneWithin(bound), End::Error { error, .. }) => {
+                matches!(error, Error::ProducerGone { .. })
+                    && ending.logged.as_ref() == Some(&ending.got)
+                    && ending.after_kill().is_some_and(|after| after <= bound)
+            }
+            (Promise::ExactOrTypedError, End::Exact | End::Error { prefix: true, .. }) => true,
             _ => false,
         }
     }
@@ -113,6 +144,10 @@ struct Ending {
     end: End,
     at: Instant,
     killed_at: Option<Instant>,
+    /// What it read.
+    got: Vec<u8>,
+    /// Durable mode: what its stream's log held once the faults were over.
+    logged: Option<Vec<u8>>,
 }
 
 impl Ending {
@@ -141,6 +176,8 @@ async fn judge(mut reader: ResumableStream, expected: Vec<u8>) -> Ending {
         end,
         at: Instant::now(),
         killed_at: None,
+        got,
+        logged: None,
     }
 }
 
@@ -232,8 +269,10 @@ impl Row {
 
     fn json(&self) -> serde_json::Value {
         let bound_ms = match self.promise {
-            Promise::ByteExact => None,
-            Promise::ProducerGoneWithin(bound) => Some(bound.as_millis()),
+            Promise::ByteExact | Promise::ExactOrTypedError => None,
+            Promise::ProducerGoneWithin(bound) | Promise::LogThenGoneWithin(bound) => {
+                Some(bound.as_millis())
+            }
         };
         let after_kill_ms: Vec<f64> = self
             .after_kill
@@ -267,26 +306,36 @@ fn kind(error: &Error) -> String {
         .to_owned()
 }
 
-async fn context(url: &str) -> ResumableStreamContext {
+async fn context(url: &str, durable: bool) -> ResumableStreamContext {
+    // Durable readers check a quiet log's lease every heartbeat.
+    let config = if durable {
+        Config::default()
+            .with_heartbeat_interval(HEARTBEAT)
+            .with_durable(Durable::default())
+    } else {
+        Config::default()
+    };
     ResumableStreamContext::builder()
+        .config(config)
         .redis_url(url)
         .build()
         .await
         .expect("a context")
 }
 
-/// Runs `streams` in-process streams, calling `fault` once every stream has a reader
-/// and half its chunks are out.
+/// Runs `streams` in-process streams (in durable mode or not), calling `fault` once
+/// every stream has a reader and half its chunks are out.
 async fn in_process(
     streams: usize,
     store: &mut Store,
+    durable: bool,
     fault: impl FnOnce(&mut Store),
 ) -> Vec<Ending> {
     let url = match store {
         Store::Redis(server) => server.url(),
         _ => unreachable!("the fault suite runs on Redis"),
     };
-    let (a, b) = (context(&url).await, context(&url).await);
+    let (a, b) = (context(&url, durable).await, context(&url, durable).await);
     let mut feeds = Vec::new();
     let mut readers = Vec::new();
     for s in 0..streams {
@@ -377,7 +426,7 @@ async fn killed_producers(streams: usize, server: &RedisServer, cli: &Path) -> V
                 .expect("the resumable-stream CLI (cargo build -p resumable-stream-cli)")
         })
         .collect();
-    let b = context(&server.url()).await;
+    let b = context(&server.url(), false).await;
     let mut judging = Vec::new();
     for s in 0..streams {
         let id = format!("k{s}");
@@ -504,7 +553,7 @@ async fn main() {
 
     let started = Instant::now();
     let mut store = Store::redis();
-    let endings = in_process(streams, &mut store, |store| {
+    let endings = in_process(streams, &mut store, false, |store| {
         if let Some(server) = store.redis_server() {
             let port = server.port;
             server.kill();
@@ -522,7 +571,7 @@ async fn main() {
 
     let started = Instant::now();
     let mut store = Store::redis();
-    let endings = in_process(streams, &mut store, |store| {
+    let endings = in_process(streams, &mut store, false, |store| {
         if let Some(server) = store.redis_server() {
             redis_cli(server.port, &["CLIENT", "KILL", "TYPE", "pubsub"]);
             redis_cli(server.port, &["CLIENT", "KILL", "TYPE", "normal"]);
@@ -538,7 +587,7 @@ async fn main() {
 
     let started = Instant::now();
     let mut store = Store::redis();
-    let endings = in_process(streams, &mut store, |store| flood(store, streams)).await;
+    let endings = in_process(streams, &mut store, false, |store| flood(store, streams)).await;
     rows.push(Row::new(
         "malformed flood (5000 messages)",
         Promise::ByteExact,
@@ -561,6 +610,7 @@ async fn main() {
         &endings,
         started.elapsed(),
     ));
+    rows.extend(durable_faults::rows(streams, cli.as_deref()).await);
 
     let mut table = format!("{}\n", Row::HEADER);
     for row in &rows {

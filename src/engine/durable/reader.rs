@@ -376,12 +376,12 @@ impl LogReader {
             return self.fail(error, out);
         }
         if self.position < length {
-            let error = Error::Remote {
-                kind: "incomplete".to_owned(),
-                message: format!(
-                    "the log of {:?} ends at {length} chunks, {} were read",
-                    self.stream_id, self.position
-                ),
+            // The log ends at `length` chunks but holds none from this reader's
+            // position: its start was trimmed.
+            let error = Error::BeforeRetained {
+                stream_id: self.stream_id.clone(),
+                position: self.position,
+                retained_from: length,
             };
             return self.fail(error, out);
         }

@@ -1,0 +1,178 @@
+//! The fault suite's durable rows: the faults of the pub/sub rows, with durable
+//! contexts, and durable producer processes killed while resumers read their logs.
+
+use super::{
+    chunks, context, in_process, judge, Ending, Promise, Row, HEARTBEAT, LIVENESS_SLACK,
+    START_BOUND,
+};
+use resumable_stream_testkit::durable::logged;
+use resumable_stream_testkit::{free_port, RedisServer, ServerOptions, Store};
+use resumable_stream_tokio::Resumed;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How many durable producer processes are killed; as many readers start after the
+/// kill as were attached before it.
+const KILLED: usize = 10;
+
+/// The durable rows, in order.
+pub async fn rows(streams: usize, cli: Option<&Path>) -> Vec<Row> {
+    let mut rows = Vec::new();
+
+    let started = Instant::now();
+    let options = ServerOptions {
+        appendonly: true,
+        ..ServerOptions::default()
+    };
+    let mut store = Store::Redis(RedisServer::start_with(free_port(), options));
+    let endings = in_process(streams, &mut store, true, |store| {
+        if let Some(server) = store.redis_server() {
+            // SIGKILL, then the same port and files: Redis reloads its AOF.
+            server.restart();
+        }
+    })
+    .await;
+    rows.push(Row::new(
+        "durable: redis restarted from its AOF",
+        Promise::ByteExact,
+        &endings,
+        started.elapsed(),
+    ));
+
+    let started = Instant::now();
+    let mut store = Store::redis();
+    let endings = in_process(streams, &mut store, true, |store| {
+        if let Some(server) = store.redis_server() {
+            for kind in ["pubsub", "normal"] {
+                let _ = Command::new("redis-cli")
+                    .args([
+                        "-p",
+                        &server.port.to_string(),
+                        "CLIENT",
+                        "KILL",
+                        "TYPE",
+                        kind,
+                    ])
+                    .stdout(Stdio::null())
+                    .status();
+            }
+        }
+    })
+    .await;
+    rows.push(Row::new(
+        "durable: connections dropped",
+        Promise::ByteExact,
+        &endings,
+        started.elapsed(),
+    ));
+
+    let started = Instant::now();
+    let mut store = Store::redis();
+    let endings = in_process(streams, &mut store, true, |store| {
+        if let Some(server) = store.redis_server() {
+            // Without persistence: the logs, leases and sentinels are gone.
+            server.restart();
+        }
+    })
+    .await;
+    rows.push(Row::new(
+        "durable: redis restarted empty (no persistence)",
+        Promise::ExactOrTypedError,
+        &endings,
+        started.elapsed(),
+    ));
+
+    let started = Instant::now();
+    let endings = match cli {
+        Some(cli) => killed_producers(streams.min(KILLED), cli).await,
+        None => Vec::new(),
+    };
+    rows.push(Row::new(
+        "durable: producer processes killed (SIGKILL)",
+        Promise::LogThenGoneWithin(HEARTBEAT * 4 + LIVENESS_SLACK),
+        &endings,
+        started.elapsed(),
+    ));
+    rows
+}
+
+/// Durable producers as CLI children, killed mid-stream while their chunks flow; one
+/// resumer each attached before the kill, one started right after it.
+async fn killed_producers(streams: usize, cli: &Path) -> Vec<Ending> {
+    let server = RedisServer::start();
+    let dir = std::env::temp_dir().join(format!("rs-faults-durable-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("chunks.json");
+    std::fs::write(&file, serde_json::to_string(&chunks(0)).expect("json")).expect("chunks file");
+    let heartbeat_ms = HEARTBEAT.as_millis().to_string();
+    let mut children: Vec<Child> = (0..streams)
+        .map(|s| {
+            Command::new(cli)
+                .args(["produce", "--durable", "--redis", &server.url()])
+                .args(["--id", &format!("d{s}")])
+                .args(["--chunks", file.to_str().unwrap_or_default()])
+                .args(["--delay-ms", "50", "--hold-ms", "60000"])
+                .args(["--heartbeat-ms", &heartbeat_ms])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("the resumable-stream CLI (cargo build -p resumable-stream-cli)")
+        })
+        .collect();
+    let b = context(&server.url(), true).await;
+    let expected = chunks(0).concat().into_bytes();
+    let mut judging = Vec::new();
+    for s in 0..streams {
+        let resumer = resume(&b, &format!("d{s}")).await;
+        judging.push((s, tokio::spawn(judge(resumer, expected.clone()))));
+    }
+    // Mid-stream: 40 chunks at 50 ms take 2 s.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let killed_at: Vec<Instant> = children
+        .iter_mut()
+        .map(|child| {
+            let at = Instant::now();
+            child.kill().expect("SIGKILL a producer");
+            at
+        })
+        .collect();
+    for child in &mut children {
+        let _ = child.wait();
+    }
+    // Readers that come after the kill, on a context of their own.
+    let c = context(&server.url(), true).await;
+    for s in 0..streams {
+        let resumer = resume(&c, &format!("d{s}")).await;
+        judging.push((s, tokio::spawn(judge(resumer, expected.clone()))));
+    }
+    let mut endings = Vec::new();
+    for (s, judged) in judging {
+        let ending = judged.await.expect("judge");
+        endings.push(Ending {
+            killed_at: Some(killed_at[s]),
+            logged: Some(logged(&mut server.connection(), &format!("d{s}"))),
+            ..ending
+        });
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    endings
+}
+
+/// A resumer of `id`, once its producer made it exist.
+async fn resume(
+    context: &resumable_stream_tokio::ResumableStreamContext,
+    id: &str,
+) -> resumable_stream_tokio::ResumableStream {
+    let started = Instant::now();
+    loop {
+        if let Ok(Resumed::Stream(reader)) = context.resume_existing_stream(id, None).await {
+            return reader;
+        }
+        assert!(
+            started.elapsed() < START_BOUND,
+            "producer {id} never started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
