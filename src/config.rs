@@ -101,7 +101,7 @@ impl Durable {
     }
 
     /// How long a finished stream's log stays readable after its end, for a reload to
-    /// replay it whole. Default: the sentinel's TTL.
+    /// replay it whole. Default, and at most: the sentinel's TTL.
     pub fn with_replay_window(mut self, window: Duration) -> Self {
         self.replay_window = Some(window);
         self
@@ -313,6 +313,25 @@ impl Config {
         self.cluster
     }
 
+    /// Durable mode: how long a log stays after its end, in milliseconds: the replay
+    /// window, at most the sentinel's TTL (a log must not outlive the sentinel that
+    /// says its stream exists: a new producer of that id would find it ended).
+    pub(crate) fn replay_window_millis(&self) -> u64 {
+        let ttl = self.sentinel_ttl;
+        let window = self
+            .durable
+            .as_ref()
+            .and_then(|d| d.replay_window)
+            .map_or(ttl, |w| w.min(ttl));
+        millis(window)
+    }
+
+    /// Durable mode: how long a log lives while its stream is produced, in
+    /// milliseconds: the sentinel's TTL.
+    pub(crate) fn log_ttl_millis(&self) -> u64 {
+        millis(self.sentinel_ttl)
+    }
+
     /// The key prefix.
     pub fn key_prefix(&self) -> &str {
         self.names.prefix()
@@ -379,4 +398,11 @@ impl Config {
     pub fn pubsub(&self) -> PubSub {
         self.pubsub
     }
+}
+
+/// `duration` in whole milliseconds, at least 1 (an expiry of 0 deletes a key).
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
 }

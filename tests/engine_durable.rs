@@ -447,3 +447,52 @@ fn an_append_that_met_a_lost_connection_goes_again_without_a_duplicate() {
     sim.settle();
     assert_eq!(sim.log(1, r).data, b"abc");
 }
+
+#[test]
+fn a_cancel_from_anywhere_ends_the_log_and_its_readers() {
+    let mut sim = sim(3);
+    let p = producer(&mut sim, "s");
+    push(&mut sim, p, "partial ");
+    sim.advance(20 * MS);
+    let r = sim.engine(1).resume_existing_stream("s", None);
+    sim.advance(20 * MS);
+    let cancel = sim.engine(2).cancel("s");
+    sim.advance(50 * MS);
+    assert!(sim.log(2, cancel).cancelled, "{:?}", sim.log(2, cancel));
+    assert!(sim.log(0, p).stop_source);
+    let reader = sim.log(1, r);
+    assert_eq!(reader.data, b"partial ");
+    assert_eq!(reader.error, Some(Error::Cancelled), "{reader:?}");
+    assert!(matches!(
+        log_of(&mut sim, "s").last(),
+        Some(LogEntry::End {
+            ending: LogEnding::Cancelled,
+            next: Some(1)
+        })
+    ));
+    // A reload after the cancel replays what was produced, then the cancel.
+    let late = sim.engine(1).resume_existing_stream("s", None);
+    sim.settle();
+    assert_eq!(sim.log(1, late).data, b"partial ");
+    assert_eq!(sim.log(1, late).error, Some(Error::Cancelled));
+}
+
+#[test]
+fn the_log_outlives_its_end_by_the_replay_window_at_most_the_sentinel_ttl() {
+    let config = durable()
+        .with_sentinel_ttl(Duration::from_secs(60))
+        .with_durable(Durable::default().with_replay_window(Duration::from_secs(3600)));
+    let mut sim = Sim::new(1, MS, config);
+    let p = producer(&mut sim, "s");
+    push(&mut sim, p, "x");
+    sim.engine(0).finish(p).unwrap();
+    sim.settle();
+    let now = sim.now();
+    let key = Names::new("resumable-stream").log("s");
+    let expiry = sim.redis().expiry(now, &key).expect("an expiry");
+    assert!(
+        expiry <= now + Duration::from_secs(60),
+        "the log outlives its sentinel"
+    );
+    assert!(expiry > now + Duration::from_secs(59));
+}

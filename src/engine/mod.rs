@@ -460,6 +460,8 @@ impl Engine {
                 Some(Machine::Resumer(r)) => r.on_timeout(now, timer, &self.config, &mut self.out),
                 Some(Machine::Tail(t)) => {
                     t.on_timeout(now, timer, &self.config, &mut self.out);
+                    // A retry that came due makes the tail want a read.
+                    self.lanes.wanted = true;
                     continue;
                 }
                 _ => continue,

@@ -13,7 +13,10 @@
 //! | [`Error::ShuttingDown`], [`Error::Closed`]: this instance stops serving | 503 Service Unavailable |
 //! | [`Error::UnexpectedReply`], [`Error::UnexpectedSentinel`]: Redis holds or answers what no library writes | 502 Bad Gateway |
 //! | [`Error::Source`], [`Error::Remote`]: the producer's source failed | 502 Bad Gateway |
-//! | [`Error::Vanished`], [`Error::Truncated`], [`Error::Cancelled`]: what was asked is gone | 410 Gone |
+//! | [`Error::Vanished`], [`Error::Truncated`], [`Error::Cancelled`], [`Error::BeforeRetained`]: what was asked is gone | 410 Gone |
+//! | [`Error::PastEnd`]: a position past the end of a finished durable stream | 416 Range Not Satisfiable |
+//! | [`Error::Fenced`]: a durable producer whose stream a reader ended (its lease lapsed) | 409 Conflict |
+//! | [`Error::LogFull`]: a durable stream's log reached its byte cap | 507 Insufficient Storage |
 //! | [`Error::NotProducing`], [`Error::Internal`], [`Error::Config`], anything newer | 500 Internal Server Error |
 //!
 //! A stop ([`ai_sdk::stop`](crate::ai_sdk::stop)) answers 200 when it stopped a running
@@ -37,7 +40,9 @@ use resumable_stream::Error;
 /// ```
 pub fn status_for(error: &Error) -> StatusCode {
     match error {
-        Error::Unsupported { .. } | Error::AlreadyProducing { .. } => StatusCode::CONFLICT,
+        Error::Unsupported { .. } | Error::AlreadyProducing { .. } | Error::Fenced { .. } => {
+            StatusCode::CONFLICT
+        }
         Error::AckTimeout { .. } | Error::ProducerGone { .. } => StatusCode::GATEWAY_TIMEOUT,
         Error::Redis { .. } | Error::ShuttingDown | Error::Closed => {
             StatusCode::SERVICE_UNAVAILABLE
@@ -46,7 +51,12 @@ pub fn status_for(error: &Error) -> StatusCode {
         | Error::UnexpectedSentinel { .. }
         | Error::Source(_)
         | Error::Remote { .. } => StatusCode::BAD_GATEWAY,
-        Error::Vanished { .. } | Error::Truncated { .. } | Error::Cancelled => StatusCode::GONE,
+        Error::Vanished { .. }
+        | Error::Truncated { .. }
+        | Error::Cancelled
+        | Error::BeforeRetained { .. } => StatusCode::GONE,
+        Error::PastEnd { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
+        Error::LogFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

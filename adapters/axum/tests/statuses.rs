@@ -133,6 +133,35 @@ fn the_status_table() {
             410,
         ),
         (Error::Cancelled, 410),
+        (
+            Error::BeforeRetained {
+                stream_id: "s".into(),
+                position: 0,
+                retained_from: 3,
+            },
+            410,
+        ),
+        (
+            Error::PastEnd {
+                stream_id: "s".into(),
+                position: 9,
+                length: 5,
+            },
+            416,
+        ),
+        (
+            Error::Fenced {
+                stream_id: "s".into(),
+            },
+            409,
+        ),
+        (
+            Error::LogFull {
+                stream_id: "s".into(),
+                limit: 8,
+            },
+            507,
+        ),
         (Error::NotProducing, 500),
         (Error::Internal("bug"), 500),
         (Error::Config("no url".into()), 500),

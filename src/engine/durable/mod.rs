@@ -39,6 +39,9 @@ pub(super) struct Lanes {
     /// The tails each read in flight carries.
     reads: HashMap<u64, SmallVec<[Handle; 4]>>,
     next_lane: u64,
+    /// A tail may want a read: set when one is made, a read returns or a retry is
+    /// due, so that polling commands does not look at every tail each time.
+    pub(super) wanted: bool,
 }
 
 impl Lanes {
@@ -119,6 +122,7 @@ impl Engine {
                 self.machines
                     .insert(tail_handle, Machine::Tail(Box::new(tail)));
                 self.lanes.tails.insert(log, tail_handle);
+                self.lanes.wanted = true;
                 tail_handle
             }
         };
@@ -161,9 +165,12 @@ impl Engine {
             return;
         };
         let (max_reads, count) = (durable.max_blocking_reads(), durable.read_count());
-        if self.lanes.tails.is_empty() || self.lanes.in_flight() >= max_reads {
+        if !self.lanes.wanted || self.lanes.in_flight() >= max_reads {
             return;
         }
+        // Every tail that wants a read gets one below, unless the lanes run out (then
+        // it stays wanted for the next read that returns).
+        self.lanes.wanted = false;
         // Grouped by slot on a cluster (one XREAD must stay in one slot), else one group.
         let cluster = self.config.cluster();
         let mut groups: BTreeMap<u16, Vec<(Bytes, StreamId, Handle)>> = BTreeMap::new();
@@ -182,6 +189,7 @@ impl Engine {
         let block_millis = block_millis(self);
         for (_, group) in groups {
             if self.lanes.in_flight() >= max_reads {
+                self.lanes.wanted = true;
                 break;
             }
             let lane = self.lanes.next_lane;
@@ -216,6 +224,8 @@ impl Engine {
         let Some(carried) = self.lanes.reads.remove(&lane) else {
             return;
         };
+        // Its tails read again (and a lane is free for any that waited).
+        self.lanes.wanted = true;
         let streams = match reply {
             Ok(reply) => decode_read(&reply).map_err(|reason| Error::UnexpectedReply {
                 command: "XREAD",

@@ -189,11 +189,7 @@ impl Tail {
             fields: end_fields(&LogEnding::Gone, None),
         };
         out.send(self.handle, op, Expect::GoneEnd);
-        let window = config
-            .durable()
-            .and_then(|d| d.replay_window())
-            .unwrap_or(config.sentinel_ttl());
-        let millis = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
+        let millis = config.replay_window_millis();
         out.send(
             self.handle,
             Op::PExpire {

@@ -76,6 +76,8 @@ pub(super) struct LogWriter {
     /// The end to write once every chunk is in, with the stream's length.
     ending: Option<(LogEnding, u64)>,
     ended: bool,
+    /// The log's expiry while it grows: the sentinel's TTL.
+    ttl_millis: u64,
 }
 
 impl LogWriter {
@@ -103,6 +105,7 @@ impl LogWriter {
             log_bytes: 0,
             ending: None,
             ended: false,
+            ttl_millis: config.log_ttl_millis(),
         };
         writer.renew_lease(handle, config, out);
         writer
@@ -204,7 +207,7 @@ impl LogWriter {
         {
             self.refresh_at = now.map(|now| now + durable.expiry_refresh());
             // The log lives as long as the sentinel while it grows.
-            let millis = self.expiry_millis(durable, None);
+            let millis = self.ttl_millis;
             out.send(
                 handle,
                 Op::PExpire {
@@ -214,13 +217,6 @@ impl LogWriter {
                 Expect::Write,
             );
         }
-    }
-
-    fn expiry_millis(&self, durable: &Durable, replay: Option<Duration>) -> u64 {
-        let ttl = replay
-            .or(durable.replay_window())
-            .unwrap_or(Duration::from_secs(86_400));
-        u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
     }
 
     /// Asks whether the append in flight landed: its id, read back.
@@ -270,11 +266,11 @@ impl LogWriter {
         }
         let now = out.clock().map(|(now, _)| now);
         self.flush(handle, now, durable, out);
-        self.write_end(handle, config, durable, out);
+        self.write_end(handle, config, out);
     }
 
     /// Writes the end entry once nothing is pending or in flight.
-    fn write_end(&mut self, handle: Handle, config: &Config, durable: &Durable, out: &mut Outbox) {
+    fn write_end(&mut self, handle: Handle, config: &Config, out: &mut Outbox) {
         if self.in_flight.is_some() || !self.pending.is_empty() {
             return;
         }
@@ -293,8 +289,7 @@ impl LogWriter {
             },
             out,
         );
-        let window = durable.replay_window().unwrap_or(config.sentinel_ttl());
-        let millis = self.expiry_millis(durable, Some(window));
+        let millis = config.replay_window_millis();
         out.send(
             handle,
             Op::PExpire {
@@ -407,7 +402,7 @@ impl LogWriter {
         // What came meanwhile goes at once: it has waited a round trip already.
         let now = out.clock().map(|(now, _)| now);
         self.flush(handle, now, durable, out);
-        self.write_end(handle, config, durable, out);
+        self.write_end(handle, config, out);
         Logged::Going
     }
 }
