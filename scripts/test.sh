@@ -76,9 +76,9 @@ cargo test --workspace --doc
 step "rustdoc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
-step "loom: the mailboxes, the hub and the in-process store the drivers' threads share"
+step "loom: the mailboxes, the hub, the in-process store and its parked blocking reads the drivers' threads share"
 LOOM_MAX_PREEMPTIONS=3 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
-  cargo test -p resumable-stream-driver --release --test loom_mailbox --test loom_hub --test loom_memory
+  cargo test -p resumable-stream-driver --release --test loom_mailbox --test loom_hub --test loom_memory --test loom_blocking
 
 step "fuzzing: every target's corpus replayed, then fuzzed for a bounded time"
 FUZZ_SECONDS="${FUZZ_SECONDS:-20}" bash fuzz/run.sh

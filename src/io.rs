@@ -435,8 +435,8 @@ pub enum Reply {
     Data(Bytes),
     /// The status `OK`, or a confirmed SUBSCRIBE / UNSUBSCRIBE.
     Ok,
-    /// An array (a RESP3 map arrives as an array of its keys and values, in order):
-    /// what `XRANGE` and `XREAD` answer.
+    /// An array: what `XRANGE` and `XREAD` answer (a RESP3 map, as `XREAD` answers
+    /// over RESP3, arrives as an array of `[key, value]` pairs, the RESP2 shape).
     Array(Vec<Reply>),
     /// Any other shape (status text, a set, ...), described for error messages.
     Other(String),

@@ -43,7 +43,8 @@ use std::time::{Duration, Instant};
 
 pub use bytes::Bytes;
 pub use resumable_stream::{
-    Config, Error, Position, PubSub, ReplyError, Role, SkipUnit, SourceError, Stats, StreamState,
+    Config, Durable, Error, Position, PubSub, ReplyError, Role, SkipUnit, SourceError, Stats,
+    StreamState,
 };
 /// The Redis client (redis-rs) whose types the builder's `redis_client` and
 /// `redis_connections` take, at the version this driver was built with.

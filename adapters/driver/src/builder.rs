@@ -284,6 +284,12 @@ impl Parts {
                     .into(),
             ));
         }
+        // On a Redis Cluster, the engine keeps each blocking read within one slot.
+        let config = if transport.cluster() {
+            config.with_cluster(true)
+        } else {
+            config
+        };
         Ok(Context::start(config, transport, runtime))
     }
 }

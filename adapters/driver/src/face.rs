@@ -59,8 +59,8 @@ macro_rules! async_driver {
     (runtime = $runtime:expr; $(#[$doc:meta])*) => {
         pub use $crate::engine::bytes::Bytes;
         pub use $crate::engine::resumable_stream::{
-            Config, Error, Position, PubSub, ReplyError, Role, SkipUnit, SourceError, Stats,
-            StreamState,
+            Config, Durable, Error, Position, PubSub, ReplyError, Role, SkipUnit, SourceError,
+            Stats, StreamState,
         };
         pub use $crate::{
             Cancelled, Inbox, MemoryBackend, Publisher, ResumableStream, SseOptions, SseStream,

@@ -14,7 +14,9 @@
 //! - production: a producer's source pulled on a task ([`task_starter`]) or a thread
 //!   ([`thread_starter`]), a panic in it ending the stream as a source error;
 //! - [`Transport`]: every backend (Redis, Redis Cluster, the in-process
-//!   [`MemoryBackend`], a [`Publisher`] and [`Subscriber`] of your own).
+//!   [`MemoryBackend`], a [`Publisher`] and [`Subscriber`] of your own), each carrying
+//!   the engine's commands on the connection each names: the command connection
+//!   (pipelined), the pub/sub connection, and connections reserved for blocking reads.
 //!
 //! No protocol decision is made here: the engine makes them all.
 
@@ -62,6 +64,14 @@ pub use request::{Answer, Cancelled, Opened, Request, Resumed};
 pub use runtime::Runtime;
 #[cfg(not(loom))]
 pub use sse::{BlockingChunks, SseIter, SseOptions, SseStream};
+/// A Redis Cluster transport (redis-rs's async cluster connection), to build by hand
+/// and hand to [`Builder::transport`], or to drive directly.
+#[cfg(all(not(loom), feature = "cluster"))]
+pub use transport::cluster::ClusterTransport;
+/// A single-Redis transport (redis-rs's async connections), to build by hand and hand
+/// to [`Builder::transport`], or to drive directly.
+#[cfg(all(not(loom), feature = "redis"))]
+pub use transport::redis::RedisTransport;
 pub use transport::{
     CustomTransport, Inbox, MemoryBackend, MemoryConnection, Publisher, Subscriber, Transport,
 };

@@ -1,5 +1,6 @@
 //! The engine behind one lock, and the routing of its outputs: commands into one
-//! mailbox per connection, events to the mailbox of the reader or request they name.
+//! mailbox per connection (commands, pub/sub, blocking reads), events to the mailbox
+//! of the reader or request they name.
 //!
 //! Every input from any thread or task takes the same path: lock, feed the engine,
 //! route every output, unlock, then do what routing left for after the lock. The lock
@@ -21,7 +22,9 @@ use crate::request::{Answer, Request};
 use crate::sync::{downgrade, lock, Arc, Mutex, Weak};
 use bytes::Bytes;
 use resumable_stream::HandleMap;
-use resumable_stream::{Command, Connection, Engine, Error, Event, Handle, Reply, ReplyError};
+use resumable_stream::{
+    Command, CommandId, Connection, Engine, Error, Event, Handle, Reply, ReplyError,
+};
 use std::collections::VecDeque;
 use std::time::Instant;
 
@@ -65,6 +68,7 @@ struct Inner {
     /// so the queues' memory circulates instead of growing anew).
     staged_commands: VecDeque<Command>,
     staged_subscriptions: VecDeque<Command>,
+    staged_blocking: VecDeque<Command>,
     staged_chunks: VecDeque<ReaderItem>,
 }
 
@@ -88,6 +92,9 @@ pub struct Queues {
     pub commands: Receiver<Command>,
     /// SUBSCRIBE / UNSUBSCRIBE for the pub/sub connection, in order.
     pub subscriptions: Receiver<Command>,
+    /// Blocking reads (`XREAD ... BLOCK`), each for a connection of its own, in any
+    /// order.
+    pub blocking: Receiver<Command>,
     /// A wake-up each time the engine's next deadline changes.
     pub timer: Receiver<()>,
 }
@@ -104,6 +111,7 @@ pub(crate) struct Shared {
     inner: Mutex<Inner>,
     commands: Sender<Command>,
     subscriptions: Sender<Command>,
+    blocking: Sender<Command>,
     timer: Sender<()>,
 }
 
@@ -112,6 +120,7 @@ impl Hub {
     pub fn new(engine: Engine) -> (Hub, Queues) {
         let (commands, command_queue) = mailbox();
         let (subscriptions, subscription_queue) = mailbox();
+        let (blocking, blocking_queue) = mailbox();
         let (timer, timer_queue) = mailbox();
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
@@ -125,16 +134,19 @@ impl Hub {
                 stop_signals: HandleMap::default(),
                 staged_commands: VecDeque::new(),
                 staged_subscriptions: VecDeque::new(),
+                staged_blocking: VecDeque::new(),
                 staged_chunks: VecDeque::new(),
             }),
             commands,
             subscriptions,
+            blocking,
             timer,
         });
         let hub = Hub { shared };
         let queues = Queues {
             commands: command_queue,
             subscriptions: subscription_queue,
+            blocking: blocking_queue,
             timer: timer_queue,
         };
         (hub, queues)
@@ -295,6 +307,12 @@ impl Hub {
         });
     }
 
+    /// The reply to one command, whatever connection it travelled on (a blocking
+    /// read's, answered alone).
+    pub fn handle_reply(&self, id: CommandId, reply: Result<Reply, ReplyError>) {
+        self.with_engine(|engine| engine.handle_reply(Instant::now(), id, reply));
+    }
+
     /// The engine's next deadline, as last routed.
     pub fn next_deadline(&self) -> Option<Instant> {
         lock(&self.shared.inner).armed
@@ -360,6 +378,7 @@ impl Hub {
         }
         self.shared.commands.close();
         self.shared.subscriptions.close();
+        self.shared.blocking.close();
         self.shared.timer.close();
     }
 
@@ -370,10 +389,12 @@ impl Hub {
         let mut after = Vec::new();
         let mut commands = std::mem::take(&mut inner.staged_commands);
         let mut subscriptions = std::mem::take(&mut inner.staged_subscriptions);
+        let mut blocking = std::mem::take(&mut inner.staged_blocking);
         let mut chunks = std::mem::take(&mut inner.staged_chunks);
         while let Some(command) = inner.engine.poll_command() {
             match command.op.connection() {
                 Connection::PubSub => subscriptions.push_back(command),
+                Connection::Blocking => blocking.push_back(command),
                 // The command connection, and any a later engine adds before this
                 // driver knows it: the transport answers what it cannot run.
                 _ => commands.push_back(command),
@@ -382,6 +403,7 @@ impl Hub {
         for (queue, staged) in [
             (&self.shared.commands, &mut commands),
             (&self.shared.subscriptions, &mut subscriptions),
+            (&self.shared.blocking, &mut blocking),
         ] {
             if !staged.is_empty() && !queue.send_all(staged) {
                 // Closed: the commands fail as on a lost connection.
@@ -418,6 +440,7 @@ impl Hub {
         }
         inner.staged_commands = commands;
         inner.staged_subscriptions = subscriptions;
+        inner.staged_blocking = blocking;
         inner.staged_chunks = chunks;
         if inner.shutting_down && !inner.drained.is_empty() && inner.engine.producing() == 0 {
             for signal in inner.drained.drain(..) {

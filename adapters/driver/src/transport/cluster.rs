@@ -25,9 +25,13 @@
 //!   slots, refreshing the slot map, for up to the reconnect window (its overall
 //!   response timeout), so a failover shorter than the window costs a wait, not an
 //!   error.
+//! - Blocking reads (`XREAD ... BLOCK`) go to the master owning their slot, each on a
+//!   connection of a pool of that master's own, never on the multiplexed node
+//!   connections ([`cluster_reads`](super::cluster_reads)).
 //! - `rediss://` URLs connect every node over TLS, trusting the given roots or the
 //!   system's.
 
+use super::cluster_reads::{slot_ranges, ClusterReads};
 use super::redis::{connection_failed, retry};
 use super::wire::{connect_error, pipeline, replies, to_reply, to_reply_error};
 use super::{wrong_connection, Inbox, Transport};
@@ -95,6 +99,8 @@ pub struct ClusterTransport {
     /// The slots whose last pipeline failed for want of a connection, and since when:
     /// the window counts from then, not anew for each batch behind it.
     failing: Mutex<HashMap<u16, Instant>>,
+    /// Blocking reads, on connections of their own to each master.
+    reads: ClusterReads,
     runtime: Arc<dyn Runtime>,
 }
 
@@ -148,6 +154,7 @@ impl ClusterTransport {
                 Ok::<(), std::convert::Infallible>(())
             });
         let builder = with_tls(builder, urls, root_certificates)?;
+        let reads = ClusterReads::new(urls, root_certificates)?;
         let client = builder
             .build()
             .map_err(|e| Error::Config(format!("invalid Redis Cluster URLs: {e}")))?;
@@ -161,6 +168,7 @@ impl ClusterTransport {
             disconnections: Mutex::new(Some(disconnections)),
             reconnect_window,
             failing: Mutex::new(HashMap::new()),
+            reads,
             runtime,
         })
     }
@@ -227,41 +235,16 @@ fn redirected(reply: &Result<Reply, ReplyError>) -> bool {
 /// of the shard, or any node, while it cannot reach the master, and the slot map keeps
 /// a dead master until its replica takes over.)
 async fn ping_masters(mut connection: ClusterConnection) -> redis::RedisResult<Value> {
-    let any_node = RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random);
-    let mut slots_command = redis::cmd("CLUSTER");
-    slots_command.arg("SLOTS");
-    let slots = connection.route_command(slots_command, any_node).await?;
-    let Value::Array(ranges) = slots else {
-        return Err(unreadable("CLUSTER SLOTS did not answer an array"));
-    };
-    for range in ranges {
-        // [start, end, [host, port, id, ...], replicas...]
-        let Value::Array(fields) = range else {
-            return Err(unreadable("a CLUSTER SLOTS range is not an array"));
-        };
-        let Some(Value::Array(master)) = fields.get(2) else {
-            return Err(unreadable("a CLUSTER SLOTS range names no master"));
-        };
-        let (Some(host), Some(Value::Int(port))) = (master.first(), master.get(1)) else {
-            return Err(unreadable("a CLUSTER SLOTS master has no address"));
-        };
-        let host = match host {
-            Value::BulkString(bytes) => String::from_utf8_lossy(bytes).into_owned(),
-            Value::SimpleString(text) => text.clone(),
-            _ => return Err(unreadable("a CLUSTER SLOTS master's host is not a string")),
-        };
-        let port = u16::try_from(*port).map_err(|_| unreadable("a port out of range"))?;
-        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
+    for range in slot_ranges(&mut connection).await? {
+        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+            host: range.host,
+            port: range.port,
+        });
         connection
             .route_command(redis::cmd("PING"), routing)
             .await?;
     }
     Ok(Value::Okay)
-}
-
-/// A reply of the cluster this transport cannot read.
-fn unreadable(what: &'static str) -> redis::RedisError {
-    redis::RedisError::from((redis::ErrorKind::Parse, what))
 }
 
 impl Transport for ClusterTransport {
@@ -363,6 +346,15 @@ impl Transport for ClusterTransport {
         })
     }
 
+    fn blocking<'a>(&'a self, command: &'a Command) -> BoxFuture<'a, Result<Reply, ReplyError>> {
+        Box::pin(self.reads.read(
+            &self.connection,
+            command,
+            &*self.runtime,
+            self.reconnect_window,
+        ))
+    }
+
     fn pubsub<'a>(&'a self, commands: &'a [Command]) -> BoxFuture<'a, Vec<Result<(), ReplyError>>> {
         Box::pin(async move {
             // One at a time: sharded channels may each live on another shard.
@@ -372,6 +364,10 @@ impl Transport for ClusterTransport {
             }
             results
         })
+    }
+
+    fn cluster(&self) -> bool {
+        true
     }
 
     fn sharded_pubsub(&self) -> bool {

@@ -4,14 +4,19 @@
 //! the engine.
 //!
 //! A transport never interprets a command: it runs them in order on the connection
-//! each names and returns one reply per command, in the engine's neutral [`Reply`]
-//! shape. How it batches (one pipeline per batch, one SUBSCRIBE naming many channels)
-//! is its own business; what to send, and what a reply means, is the engine's.
+//! each names (blocking reads each on a connection of its own, in any order) and
+//! returns one reply per command, in the engine's neutral [`Reply`] shape. How it
+//! batches (one pipeline per batch, one SUBSCRIBE naming many channels) is its own
+//! business; what to send, and what a reply means, is the engine's.
 
 #[cfg(all(not(loom), feature = "cluster"))]
 pub mod cluster;
+#[cfg(all(not(loom), feature = "cluster"))]
+mod cluster_reads;
 mod custom;
 mod memory;
+#[cfg(all(not(loom), feature = "redis"))]
+mod read_pool;
 #[cfg(all(not(loom), feature = "redis"))]
 pub mod redis;
 #[cfg(feature = "redis")]
@@ -109,6 +114,41 @@ pub trait Transport: Send + Sync + 'static {
     /// exactly one result per command. A transport may send a run of them as one
     /// command naming many channels.
     fn pubsub<'a>(&'a self, commands: &'a [Command]) -> BoxFuture<'a, Vec<Result<(), ReplyError>>>;
+
+    /// Runs one blocking read of a connection reserved for them
+    /// ([`Connection::Blocking`](resumable_stream::Connection): `XREAD ... BLOCK`),
+    /// never on the command connection, which it would stall. The context's loop runs up
+    /// to a few of them at once, each on a connection of its own, and waits for each at
+    /// most its `block_millis` plus a slack (see
+    /// [`times_out_blocking_reads`](Self::times_out_blocking_reads)); past that it
+    /// drops the future, so dropping it must be safe (the connection it used must not be
+    /// used again).
+    ///
+    /// The default answers that this backend has no blocking reads (a server error).
+    fn blocking<'a>(&'a self, command: &'a Command) -> BoxFuture<'a, Result<Reply, ReplyError>> {
+        let _ = command;
+        Box::pin(std::future::ready(Err(ReplyError::Server(
+            "ERR this backend has no blocking reads (XREAD BLOCK)".into(),
+        ))))
+    }
+
+    /// Whether [`blocking`](Self::blocking) answers by itself once a read's
+    /// `block_millis` passed without data, as Redis does (nil); then the context's
+    /// loop gives it a slack beyond that, and answers a connection error past it. A
+    /// backend that waits for data for ever (the in-process store) says `false`: the
+    /// loop then ends its read at exactly `block_millis` and answers nil itself.
+    /// `true` unless overridden.
+    fn times_out_blocking_reads(&self) -> bool {
+        true
+    }
+
+    /// Whether this backend is a Redis Cluster, where one command's keys must share a
+    /// slot: the context then tells its engine so
+    /// ([`Config::with_cluster`](resumable_stream::Config::with_cluster)), which groups
+    /// the streams of one blocking read by slot. `false` unless overridden.
+    fn cluster(&self) -> bool {
+        false
+    }
 
     /// Whether this backend has sharded pub/sub (`SPUBLISH`, `SSUBSCRIBE`): a context
     /// configured with [`PubSub::Sharded`](resumable_stream::PubSub) refuses to start

@@ -1,14 +1,18 @@
 //! Redis over redis-rs's async API: one multiplexed connection for commands (pipelined),
-//! one pub/sub connection for every subscription. redis-rs runs it on tokio or on
-//! async-io (smol, async-std), whichever the caller runs on.
+//! one pub/sub connection for every subscription, and a small pool of connections for
+//! blocking reads, one read on each at a time ([`read_pool`](super::read_pool)).
+//! redis-rs runs it on tokio or on async-io (smol, async-std), whichever the caller
+//! runs on.
 //!
 //! Both connections come back after Redis restarts or drops them: the command
 //! connection is reopened before the next pipeline, the pub/sub connection as soon as
 //! its stream ends (each retried for up to the reconnect window,
 //! [`Builder::reconnect_window`](crate::Builder::reconnect_window)), after which the
 //! engine subscribes every channel again. A transport built from existing connections
-//! has no client to reopen them with, and reports the loss instead.
+//! has no client to reopen them with, and reports the loss instead; nor can it open
+//! connections for blocking reads, which it answers with a connection error.
 
+use super::read_pool::ReadPool;
 use super::wire::{connect_error, pipeline, replies, to_reply_error};
 use super::{wrong_connection, Inbox, Transport};
 use crate::runtime::Runtime;
@@ -26,6 +30,8 @@ pub struct RedisTransport {
     commands: AsyncMutex<Commands>,
     sink: Arc<AsyncMutex<Option<redis::aio::PubSubSink>>>,
     stream: Mutex<Option<redis::aio::PubSubStream>>,
+    /// Connections for blocking reads (opened with `client`).
+    reads: ReadPool,
     /// How long a dropped connection is retried before what waits for it fails.
     reconnect_window: Duration,
     runtime: Arc<dyn Runtime>,
@@ -58,6 +64,7 @@ impl RedisTransport {
             }),
             sink: Arc::new(AsyncMutex::new(Some(sink))),
             stream: Mutex::new(Some(stream)),
+            reads: ReadPool::default(),
             reconnect_window,
             runtime,
         }
@@ -249,6 +256,23 @@ impl Transport for RedisTransport {
                 connection.down_since = Some(Instant::now());
             }
             replies(result, commands.len())
+        })
+    }
+
+    fn blocking<'a>(&'a self, command: &'a Command) -> BoxFuture<'a, Result<Reply, ReplyError>> {
+        Box::pin(async move {
+            let Some(client) = &self.client else {
+                return Err(ReplyError::Connection(
+                    "blocking reads need connections of their own, which a transport \
+                     built from existing connections cannot open (give a Redis URL or \
+                     client instead)"
+                        .into(),
+                ));
+            };
+            let (runtime, window) = (&*self.runtime, self.reconnect_window);
+            self.reads
+                .read(client, command, false, runtime, window)
+                .await
         })
     }
 

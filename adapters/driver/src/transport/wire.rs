@@ -1,5 +1,6 @@
-//! Commands to redis-rs and replies back, shared by the async and the blocking Redis
-//! transports: how each [`Op`] is spelled, and how each reply is turned into the
+//! Commands to redis-rs and replies back, shared by the Redis and Redis Cluster
+//! transports: how each [`Op`](resumable_stream::Op) is spelled (pipelines of the
+//! command connection, single blocking reads), and how each reply is turned into the
 //! engine's neutral [`Reply`]; and the redis-rs client of a URL, over TLS for
 //! `rediss://`.
 
@@ -107,19 +108,40 @@ pub fn connect_error(error: &redis::RedisError) -> Error {
     }
 }
 
-/// A reply value, as the engine's neutral reply.
+/// A reply value, as the engine's neutral reply: arrays (and RESP3 sets) become
+/// [`Reply::Array`], element by element; a RESP3 map becomes the array of its
+/// (key, value) pairs, each a two-element [`Reply::Array`], in order, which is the shape
+/// RESP2 gives the same reply (`XREAD` answers `[[key, entries], ...]` either way). An
+/// error anywhere inside is the reply's error.
 pub fn to_reply(value: redis::Value) -> Result<Reply, ReplyError> {
     match value {
         redis::Value::Nil => Ok(Reply::Nil),
         redis::Value::Int(n) => Ok(Reply::Integer(n)),
         redis::Value::BulkString(data) => Ok(Reply::Data(Bytes::from(data))),
         redis::Value::Okay => Ok(Reply::Ok),
+        redis::Value::Array(items) | redis::Value::Set(items) => array(items),
+        redis::Value::Map(pairs) => pairs
+            .into_iter()
+            .map(|(key, value)| Ok(Reply::Array(vec![to_reply(key)?, to_reply(value)?])))
+            .collect::<Result<_, _>>()
+            .map(Reply::Array),
+        // The data an attribute annotates is the reply.
+        redis::Value::Attribute { data, .. } => to_reply(*data),
         redis::Value::ServerError(error) => Err(ReplyError::Server(match error.details() {
             Some(details) => format!("{} {details}", error.code()),
             None => error.code().to_owned(),
         })),
         other => Ok(Reply::Other(format!("{other:?}"))),
     }
+}
+
+/// The elements of an array, each turned into a reply.
+fn array(items: Vec<redis::Value>) -> Result<Reply, ReplyError> {
+    items
+        .into_iter()
+        .map(to_reply)
+        .collect::<Result<_, _>>()
+        .map(Reply::Array)
 }
 
 /// A failed request, as the engine's reply error.
@@ -136,9 +158,10 @@ pub fn pipeline(commands: &[Command]) -> redis::Pipeline {
     for command in commands {
         let op = &command.op;
         if op.connection() != Connection::Commands {
-            // Subscriptions travel on the pub/sub connection; a driver never sends them
-            // here. A harmless command keeps replies aligned if one ever does (its
-            // `PONG` is no reply the engine takes for an answer).
+            // Subscriptions travel on the pub/sub connection, blocking reads on
+            // connections of their own ([`command`]); a driver never sends them here. A
+            // harmless command keeps replies aligned if one ever does (its `PONG` is no
+            // reply the engine takes for an answer).
             pipe.cmd("PING");
             continue;
         }
@@ -148,6 +171,17 @@ pub fn pipeline(commands: &[Command]) -> redis::Pipeline {
         });
     }
     pipe
+}
+
+/// One command as redis-rs sends it: its [`name`](resumable_stream::Op::name), then its
+/// [arguments](resumable_stream::Op::for_each_arg), whatever connection it travels on
+/// (a blocking read goes alone on a connection of its own).
+pub fn command(command: &Command) -> redis::Cmd {
+    let mut cmd = redis::cmd(command.op.name());
+    command.op.for_each_arg(|arg| {
+        cmd.arg(arg);
+    });
+    cmd
 }
 
 /// The replies of a pipeline, one per command, whatever went wrong.
@@ -165,5 +199,86 @@ pub fn replies(
             vec![Err(error); count]
         }
         Err(error) => vec![Err(to_reply_error(&error)); count],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redis::Value;
+    use resumable_stream::{CommandId, Op, StreamId};
+
+    fn bulk(text: &str) -> Value {
+        Value::BulkString(text.as_bytes().to_vec())
+    }
+
+    fn data(text: &'static str) -> Reply {
+        Reply::Data(Bytes::from_static(text.as_bytes()))
+    }
+
+    /// One stream's entries as `XREAD` sends them: `[[id, [field, value]]]`.
+    fn entries() -> Value {
+        Value::Array(vec![Value::Array(vec![
+            bulk("1-0"),
+            Value::Array(vec![bulk("f"), bulk("v")]),
+        ])])
+    }
+
+    #[test]
+    fn xread_in_resp2_and_resp3_is_one_reply() {
+        let resp2 = Value::Array(vec![Value::Array(vec![bulk("k"), entries()])]);
+        let resp3 = Value::Map(vec![(bulk("k"), entries())]);
+        let expected = Reply::Array(vec![Reply::Array(vec![
+            data("k"),
+            Reply::Array(vec![Reply::Array(vec![
+                data("1-0"),
+                Reply::Array(vec![data("f"), data("v")]),
+            ])]),
+        ])]);
+        assert_eq!(to_reply(resp2), Ok(expected.clone()));
+        assert_eq!(to_reply(resp3), Ok(expected));
+    }
+
+    #[test]
+    fn scalars_keep_their_shape_and_nested_errors_fail_the_reply() {
+        assert_eq!(to_reply(Value::Nil), Ok(Reply::Nil));
+        assert_eq!(to_reply(Value::Okay), Ok(Reply::Ok));
+        assert_eq!(to_reply(Value::Int(3)), Ok(Reply::Integer(3)));
+        assert_eq!(to_reply(Value::Array(vec![])), Ok(Reply::Array(vec![])));
+        assert_eq!(
+            to_reply(Value::Set(vec![Value::Int(1)])),
+            Ok(Reply::Array(vec![Reply::Integer(1)]))
+        );
+        assert!(matches!(
+            to_reply(Value::SimpleString("PONG".into())),
+            Ok(Reply::Other(_))
+        ));
+        // An array holding an error reply (as `EXEC` may answer).
+        let with_error = redis::parse_redis_value(b"*2\r\n:1\r\n-ERR boom\r\n");
+        assert_eq!(
+            with_error.map(to_reply).ok(),
+            Some(Err(ReplyError::Server("ERR boom".into())))
+        );
+    }
+
+    #[test]
+    fn a_blocking_read_is_spelled_by_the_op() {
+        let read = Command {
+            id: CommandId(1),
+            op: Op::XRead {
+                count: 10,
+                block_millis: 500,
+                streams: vec![(Bytes::from_static(b"k"), StreamId::new(3, 1))],
+            },
+        };
+        let packed = String::from_utf8(command(&read).get_packed_command()).unwrap_or_default();
+        let args: Vec<&str> = packed
+            .split("\r\n")
+            .filter(|line| !line.starts_with(['*', '$']))
+            .collect();
+        assert_eq!(
+            args,
+            ["XREAD", "COUNT", "10", "BLOCK", "500", "STREAMS", "k", "3-1", ""]
+        );
     }
 }
