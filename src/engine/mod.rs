@@ -7,8 +7,11 @@
 //!   or a deadline belongs to) and the machines, and is the public API;
 //! - one machine per handle: an [`Opening`](requests::Opening) request whose role is
 //!   not decided yet, a [`Checking`](requests::Checking) one, a
-//!   [`Producer`](producer::Producer) or a [`Resumer`](resumer::Resumer); each is a
-//!   plain struct whose methods take `(&mut self, now, &Config, &mut Outbox)`;
+//!   [`Producer`](producer::Producer), a [`Resumer`](resumer::Resumer) (over pub/sub)
+//!   or, in durable mode, a log reader and the tail its stream's readers share
+//!   (`durable/`); each is a plain struct whose methods take
+//!   `(&mut self, now, &Config, &mut Outbox)`;
+//! - `roles.rs`: how a request becomes one of these machines, and how machines go;
 //! - the [`Outbox`](outbox::Outbox) the machines write to: commands with their reply
 //!   routes, events, deadlines, counters;
 //! - `reconnect.rs`: what a lost pub/sub connection or subscription does to them all.
@@ -23,6 +26,7 @@ mod producer;
 mod reconnect;
 mod requests;
 mod resumer;
+mod roles;
 
 use crate::config::{Config, PubSub};
 use crate::error::{Error, SourceError};
@@ -35,7 +39,7 @@ use bytes::Bytes;
 pub use outbox::Stats;
 use outbox::{Expect, Outbox};
 use producer::{Ending, Producer};
-use requests::{Checked, Checking, Decision, Opening, Purpose};
+use requests::{Checked, Checking, Opening, Purpose};
 use resumer::Resumer;
 use std::collections::HashMap;
 use std::time::Instant;
@@ -510,158 +514,6 @@ impl Engine {
     /// Whether commands or events are waiting to be polled.
     pub fn has_output(&self) -> bool {
         self.out.has_output()
-    }
-
-    // ----- routing -----
-
-    /// A new request for `stream_id`, its first command `first` (none for the
-    /// explicit create, which produces at once).
-    fn open(&mut self, stream_id: &str, purpose: Purpose, first: Option<Expect>) -> Handle {
-        let handle = Handle(self.next_handle);
-        self.next_handle += 1;
-        let opening = Opening {
-            handle,
-            stream_id: stream_id.to_owned(),
-            names: self.config.names().stream(stream_id),
-            purpose,
-            reader_attached: true,
-        };
-        if let Some(first) = first {
-            opening.ask(first, &mut self.out);
-        }
-        self.machines.insert(handle, Machine::Opening(opening));
-        handle
-    }
-
-    fn take_opening(&mut self, handle: Handle) -> Option<Opening> {
-        match self.machines.remove(&handle) {
-            Some(Machine::Opening(opening)) => Some(opening),
-            Some(other) => {
-                self.machines.insert(handle, other);
-                None
-            }
-            None => None,
-        }
-    }
-
-    /// Acts on what an opening request's reply decided.
-    fn decide(&mut self, handle: Handle, decision: Decision) {
-        if let Decision::Wait = decision {
-            return;
-        }
-        let Some(opening) = self.take_opening(handle) else {
-            return;
-        };
-        match decision {
-            Decision::Wait => {}
-            // A producer starts even if nobody reads it: its `Started` tells the
-            // application to feed the source, which its listeners are owed.
-            Decision::Produce => self.become_producer(opening),
-            // Nobody waits for any other answer to a dropped request.
-            _ if !opening.reader_attached => {}
-            Decision::Resume if self.reads_log(opening.purpose) => {
-                self.become_log_reader(opening, false)
-            }
-            Decision::Resume => self.become_resumer(opening),
-            // Durable mode replays a finished stream from its log.
-            Decision::Answer(Event::Done { .. }) if self.reads_log(opening.purpose) => {
-                self.become_log_reader(opening, true)
-            }
-            Decision::Check(cause) => {
-                let checking = Checking::start(
-                    handle,
-                    &opening.names.sentinel.clone(),
-                    cause,
-                    Some(opening),
-                    &mut self.out,
-                );
-                self.machines.insert(handle, Machine::Checking(checking));
-            }
-            Decision::Answer(event) => self.out.emit(event),
-        }
-    }
-
-    fn become_producer(&mut self, opening: Opening) {
-        let handle = opening.handle;
-        let channel = &opening.names.request_channel;
-        if self.routes.contains_key(channel) {
-            // Another producer of this engine owns the request channel: a second one
-            // would answer every request twice.
-            if opening.reader_attached {
-                let stream_id = opening.stream_id;
-                self.out.emit(Event::Failed {
-                    handle,
-                    error: Error::AlreadyProducing { stream_id },
-                });
-            }
-            return;
-        }
-        self.routes.insert(channel.clone(), handle);
-        let token = Bytes::from(self.listener_ids.next_id());
-        let producer = Producer::start(
-            handle,
-            opening.stream_id,
-            opening.names,
-            opening.reader_attached,
-            token,
-            &self.config,
-            &mut self.out,
-        );
-        self.machines
-            .insert(handle, Machine::Producer(Box::new(producer)));
-    }
-
-    pub(in crate::engine) fn become_resumer(&mut self, opening: Opening) {
-        if !opening.reader_attached {
-            return;
-        }
-        let handle = opening.handle;
-        let listener_id = self.listener_ids.next_id();
-        let token = self.listener_ids.next_id().replace('-', "");
-        let resumer = Resumer::start(
-            handle,
-            opening.stream_id,
-            opening.names,
-            opening.purpose,
-            listener_id,
-            token,
-            &self.config,
-            &mut self.out,
-        );
-        self.routes.insert(resumer.channel().clone(), handle);
-        self.machines.insert(handle, Machine::Resumer(resumer));
-    }
-
-    /// Acts on what a machine asked after an input.
-    fn apply(&mut self, handle: Handle, next: Next) {
-        match next {
-            Next::Stay => {}
-            Next::Remove => self.remove(handle),
-            Next::Check(cause) => {
-                let Some(Machine::Resumer(resumer)) = self.machines.get(&handle) else {
-                    return;
-                };
-                let sentinel = resumer.sentinel().clone();
-                self.remove(handle);
-                let checking = Checking::start(handle, &sentinel, cause, None, &mut self.out);
-                self.machines.insert(handle, Machine::Checking(checking));
-            }
-        }
-    }
-
-    /// Forgets `handle`'s machine and its channel's route.
-    fn remove(&mut self, handle: Handle) {
-        let Some(machine) = self.machines.remove(&handle) else {
-            return;
-        };
-        if let Machine::LogReader(reader) = &machine {
-            self.leave_tail(handle, reader.log_key());
-        }
-        if let Some(channel) = machine.channel() {
-            if self.routes.get(channel) == Some(&handle) {
-                self.routes.remove(channel);
-            }
-        }
     }
 }
 

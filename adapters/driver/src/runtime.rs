@@ -1,7 +1,8 @@
 //! What a context needs of an executor, and the four loops it runs there: one
 //! carries commands to the transport, one carries (un)subscriptions, one runs blocking
-//! reads (a few at once, each bounded in time), one fires the engine's deadlines. The async drivers run them on their runtime (tokio, async-std,
-//! smol); the blocking driver runs them on a private I/O thread.
+//! reads (a few at once, each bounded in time), one fires the engine's deadlines. The
+//! async drivers run them on their runtime (tokio, async-std, smol); the blocking
+//! driver runs them on a private I/O thread.
 
 use crate::hub::{Hub, Queues};
 use crate::mailbox::{mailbox, Receiver};
