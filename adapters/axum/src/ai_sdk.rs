@@ -55,7 +55,9 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use resumable_stream::Position;
-use resumable_stream_tokio::{Cancelled, ResumableStream, ResumableStreamContext, Resumed};
+use resumable_stream_tokio::{
+    Cancelled, ResumableStream, ResumableStreamContext, Resumed, StreamState,
+};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The header that tells the AI SDK the body is its UI message stream.
@@ -125,11 +127,21 @@ where
 /// The `GET {chatId}/stream` route: the chat's active stream from its start, as
 /// [`start`] answered it; 204 No Content when the chat has no active stream (none
 /// ever, or expired) or it finished. Errors as [`status_for`](crate::status_for).
+///
+/// In durable mode too a finished answer is 204, not replayed from its log: the AI SDK
+/// client already holds it, and would show it twice. An answer whose producer died
+/// while it ran is resumed until a reader records that end: what reached the log,
+/// then an error part.
 pub async fn resume(ctx: &ResumableStreamContext, chat_id: &str) -> Response {
     let stream_id = match active(ctx, chat_id).await {
         Ok(stream_id) => stream_id,
         Err(answer) => return *answer,
     };
+    match ctx.has_existing_stream(&stream_id).await {
+        Ok(StreamState::Active) => {}
+        Ok(_) => return StatusCode::NO_CONTENT.into_response(),
+        Err(error) => return ErrorResponse(error).into_response(),
+    }
     match ctx
         .resume_existing_stream(&stream_id, Position::Start)
         .await

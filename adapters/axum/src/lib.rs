@@ -26,6 +26,6 @@ pub use axum::http;
 pub use bytes::Bytes;
 pub use resumable_stream::sse as framing;
 pub use resumable_stream_tokio::{
-    Cancelled, Config, Error, MemoryBackend, Position, ResumableStream, ResumableStreamContext,
-    Resumed, Role, SkipUnit, SseOptions, SseStream, StreamState,
+    Cancelled, Config, Durable, Error, MemoryBackend, Position, ResumableStream,
+    ResumableStreamContext, Resumed, Role, SkipUnit, SseOptions, SseStream, StreamState,
 };

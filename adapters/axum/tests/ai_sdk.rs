@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
 use futures_util::{stream, StreamExt};
-use resumable_stream_axum::{ai_sdk, Config, ResumableStreamContext};
+use resumable_stream_axum::{ai_sdk, Config, Durable, ResumableStreamContext};
 use resumable_stream_testkit::sse::joined;
 use support::{gated, request, serve, App, Backend, Sources};
 
@@ -68,11 +68,17 @@ fn post_body(chat_id: &str) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn post_streams_and_get_resumes_from_the_start_or_answers_204() {
-    for backend in Backend::both() {
-        let name = backend.name();
+    // Durable mode too: the reconnect reads the log, and a finished answer is still
+    // 204 (the client holds it), not replayed.
+    let durable = Config::default().with_durable(Durable::default());
+    let setups = [Config::default(), durable]
+        .into_iter()
+        .flat_map(|config| Backend::both().map(|backend| (backend, config.clone())));
+    for (backend, config) in setups {
+        let name = format!("{} durable={}", backend.name(), config.durable().is_some());
         let sources = Sources::default();
-        let a = server(backend.context(Config::default()).await, sources.clone()).await;
-        let ctx_b = backend.context(Config::default()).await;
+        let a = server(backend.context(config.clone()).await, sources.clone()).await;
+        let ctx_b = backend.context(config).await;
         let b = server(ctx_b.clone(), sources.clone()).await;
 
         // A chat that never ran.

@@ -11,7 +11,9 @@ use axum::routing::get;
 use bytes::Bytes;
 use futures_util::{stream, StreamExt};
 use resumable_stream::skip::catch_up;
-use resumable_stream_axum::{sse_body, Config, ResumableStreamContext, SkipUnit, SseOptions};
+use resumable_stream_axum::{
+    sse_body, Config, Durable, ResumableStreamContext, SkipUnit, SseOptions,
+};
 use resumable_stream_testkit::sse::{adversarial, check_well_formed, joined};
 use std::time::Duration;
 use support::{
@@ -172,4 +174,45 @@ async fn keep_alives_flow_while_the_producer_is_silent() {
     );
     assert_eq!(joined(&parser.chunks()), b"before after");
     check_well_formed(&parser, 2, true, "end");
+}
+
+/// Durable mode: a reload after the end replays the whole answer (200, not 204), by
+/// `Last-Event-ID` from any chunk position, on another instance; a position past the
+/// end is 416.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durable_a_reload_after_the_end_replays_the_answer() {
+    let durable = Config::default().with_durable(Durable::default());
+    for backend in Backend::both() {
+        let sources = Sources::default();
+        let a = server(backend.context(durable.clone()).await, sources.clone()).await;
+        let b = server(backend.context(durable.clone()).await, sources.clone()).await;
+        let chunks = adversarial();
+        sources.push(stream::iter(chunks.clone().into_iter().map(Ok)).boxed());
+        let produced = read_sse(request(a, "GET", "/s/dur", &[], b"").await).await;
+        assert_eq!(joined(&produced.chunks()), joined(&chunks));
+
+        let reload = request(b, "GET", "/s/dur", &[], b"").await;
+        assert_eq!(reload.status, 200, "{}: a reload replays", backend.name());
+        let reload = read_sse(reload).await;
+        assert_eq!(joined(&reload.chunks()), joined(&chunks));
+        check_well_formed(&reload, chunks.len() as u64, false, "end");
+        let from_3 =
+            read_sse(request(b, "GET", "/r/dur", &[("last-event-id", b"3")], b"").await).await;
+        assert_eq!(joined(&from_3.chunks()), joined(&chunks[3..]));
+        check_well_formed(&from_3, chunks.len() as u64, false, "end");
+        let past = format!("{}", chunks.len() + 5);
+        let past = request(
+            b,
+            "GET",
+            "/r/dur",
+            &[("last-event-id", past.as_bytes())],
+            b"",
+        )
+        .await;
+        assert_eq!(past.status, 416, "{}", backend.name());
+        println!(
+            "{}: replayed whole after the end, and from Last-Event-ID 3",
+            backend.name()
+        );
+    }
 }

@@ -233,6 +233,13 @@ impl LogReader {
             out.send(self.handle, op, Expect::LeaseProbe);
             return Wants::Nothing;
         }
+        if first {
+            // A position outside the log fails before the stream starts, so that an
+            // HTTP face can still answer with its status (416, 410).
+            if let Some(error) = self.outside(entries.first()) {
+                return Wants::Next(self.fail(error, out));
+            }
+        }
         self.start_reading(out);
         let full = entries.len() as u64 >= config.durable().map_or(512, |d| d.read_count());
         let last = entries.last().map(LogEntry::id);
@@ -256,6 +263,36 @@ impl LogReader {
                     None => Wants::Nothing,
                 }
             }
+        }
+    }
+
+    /// Why this reader's position is outside the log whose first entry from that
+    /// position is `entry`, if it is.
+    fn outside(&self, entry: Option<&LogEntry>) -> Option<Error> {
+        let stream_id = self.stream_id.clone();
+        match entry? {
+            LogEntry::Chunks { first, .. } if *first > self.position => {
+                Some(Error::BeforeRetained {
+                    stream_id,
+                    position: self.position,
+                    retained_from: *first,
+                })
+            }
+            LogEntry::End {
+                next: Some(length), ..
+            } if self.asked > *length => Some(Error::PastEnd {
+                stream_id,
+                position: self.asked,
+                length: *length,
+            }),
+            LogEntry::End {
+                next: Some(length), ..
+            } if self.position < *length => Some(Error::BeforeRetained {
+                stream_id,
+                position: self.position,
+                retained_from: *length,
+            }),
+            _ => None,
         }
     }
 
