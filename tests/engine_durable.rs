@@ -289,7 +289,7 @@ fn local_readers_of_one_stream_share_one_tail_and_reads_stay_few() {
         }
     }
     sim.advance(20 * MS);
-    let (tails, reads) = sim.engine(1).tails();
+    let (tails, reads) = (sim.engine(1).tails(), sim.engine(1).blocking_reads());
     assert_eq!(tails, 20);
     assert!(reads <= 8, "{reads} blocking reads");
     for round in 0..10 {
@@ -308,7 +308,7 @@ fn local_readers_of_one_stream_share_one_tail_and_reads_stay_few() {
         assert_eq!(log.data, expected.as_bytes());
         assert!(log.ended);
     }
-    assert_eq!(sim.engine(1).tails(), (0, 0));
+    assert_eq!((sim.engine(1).tails(), sim.engine(1).blocking_reads()), (0, 0));
 }
 
 #[test]

@@ -183,21 +183,19 @@ impl Engine {
     /// How many handles (requests, producers, readers) are alive (durable mode's
     /// tails, which no request names, are not counted).
     pub fn live_handles(&self) -> usize {
-        self.machines
-            .values()
-            .filter(|machine| !matches!(machine, Machine::Tail(_)))
-            .count()
+        self.machines.len().saturating_sub(self.lanes.tails())
     }
 
     /// Durable mode: how many streams this engine follows live (one tail per stream,
-    /// however many local readers it has), and how many blocking reads carry them.
-    pub fn tails(&self) -> (usize, usize) {
-        let tails = self
-            .machines
-            .values()
-            .filter(|machine| matches!(machine, Machine::Tail(_)))
-            .count();
-        (tails, self.lanes.in_flight())
+    /// however many local readers it has).
+    pub fn tails(&self) -> usize {
+        self.lanes.tails()
+    }
+
+    /// Durable mode: how many blocking reads (`XREAD BLOCK`) carry this engine's tails
+    /// now; one read follows many streams.
+    pub fn blocking_reads(&self) -> usize {
+        self.lanes.in_flight()
     }
 
     /// How many streams this engine produces and has not retired yet: a producer is

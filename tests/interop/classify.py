@@ -41,6 +41,8 @@ JOINS_WHILE_PRODUCING = ("live-during", "burst")
 class Outcome:
     """One observed row of the matrix, with what the resumer meant."""
 
+    # Languages, not peers: our CLI in durable mode, rust(durable) in the matrix, is
+    # judged as rust (to v1 resumers it must be indistinguishable from a plain producer).
     producer: str  # rust | node | python | "-" | "(gone)"
     resumer: str  # the resumer's language: rust | node | python, or "(itself)"
     unit: Optional[str]  # the unit our resumer names (--unit), None when it names none

@@ -136,5 +136,24 @@ class GoneProducer(unittest.TestCase):
         self.assertEqual(self.gone("rust", True), FAIL)
 
 
+class DurablePeers(unittest.TestCase):
+    """run.py judges our CLI in durable mode, rust(durable), as rust: its expectations
+    and known differences are the plain CLI's."""
+
+    def test_a_durable_peer_is_judged_as_rust(self):
+        from run import DURABLE, lang_of, replays, unit_label
+
+        self.assertEqual(lang_of(DURABLE), "rust")
+        self.assertEqual(lang_of("(itself)"), "(itself)")
+        self.assertEqual(unit_label(DURABLE, "codepoint"), "rust(durable,codepoint)")
+        self.assertEqual(unit_label("rust", "byte"), "rust(byte)")
+        # Only a log reader of a stream with a log replays a finished stream.
+        self.assertTrue(replays(DURABLE, DURABLE))
+        for producer, resumer in ((DURABLE, "rust"), (DURABLE, "node"), ("rust", DURABLE), ("node", DURABLE)):
+            self.assertFalse(replays(producer, resumer))
+        o = skipped(lang_of(DURABLE), "python", None, 10, "utf16")
+        self.assertEqual(classify(o)[:2], (OURS, "our producer's default unit (UTF-16) for a PyPI resumer"))
+
+
 if __name__ == "__main__":
     unittest.main()

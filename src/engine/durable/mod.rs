@@ -49,6 +49,11 @@ impl Lanes {
     pub(super) fn in_flight(&self) -> usize {
         self.reads.len()
     }
+
+    /// How many tails there are (each is also a machine of the engine's).
+    pub(super) fn tails(&self) -> usize {
+        self.tails.len()
+    }
 }
 
 impl Engine {
