@@ -308,7 +308,10 @@ fn local_readers_of_one_stream_share_one_tail_and_reads_stay_few() {
         assert_eq!(log.data, expected.as_bytes());
         assert!(log.ended);
     }
-    assert_eq!((sim.engine(1).tails(), sim.engine(1).blocking_reads()), (0, 0));
+    assert_eq!(
+        (sim.engine(1).tails(), sim.engine(1).blocking_reads()),
+        (0, 0)
+    );
 }
 
 #[test]
