@@ -2,15 +2,15 @@
 """The interop orchestrator: Rust, Node and Python services on one Redis.
 
 Drives three peers with one command-line interface (exit codes 0 ok, 1 error, 3 done,
-4 not found): our CLI (`resumable-stream`), tests/interop/node_peer.mjs (npm
-`resumable-stream` 2.2.13) and tests/interop/python_peer.py (PyPI `resumable-stream`
-0.2.0). Our CLI runs twice in the matrix: plain (`rust`) and in durable mode
-(`rust(durable)`, `--durable`), whose producer also appends every chunk to the stream's
-log in Redis and still answers v1 requests (so v1 resumers must not tell it from a plain
-one), and whose resumer reads the log when the stream has one and falls back to pub/sub
-otherwise. For every producer (rust, rust(durable), node, python) and every resumer
-(the same four), with the resumer's idempotent (`resume`) and explicit
-(`resume --existing`) calls, it checks:
+4 not found; 5, producer gone, from our CLI in durable mode only): our CLI
+(`resumable-stream`), tests/interop/node_peer.mjs (npm `resumable-stream` 2.2.13) and
+tests/interop/python_peer.py (PyPI `resumable-stream` 0.2.0). Our CLI runs twice in the
+matrix: plain (`rust`) and in durable mode (`rust(durable)`, `--durable`), whose
+producer also appends every chunk to the stream's log in Redis and still answers v1
+requests (so v1 resumers must not tell it from a plain one), and whose resumer reads the
+log when the stream has one and falls back to pub/sub otherwise. For every producer
+(rust, rust(durable), node, python) and every resumer (the same four), with the
+resumer's idempotent (`resume`) and explicit (`resume --existing`) calls, it checks:
 
 - live streams: resumers joining before the first chunk, during production and after
   the end (exit 3), on a Unicode and a longer ASCII stream, and the state each language
@@ -31,13 +31,14 @@ of a finished stream that has a log replays it (exit 0) where any other reader i
 it is done (exit 3).
 
 Each outcome is `pass` (exactly what the resumer meant), `FAIL`, or one of the known
-differences of classify.py (which judges a peer by its language: rust(durable) as rust), each a precise predicate over the producer, the resumer,
+differences of classify.py, each a precise predicate over the producer, the resumer,
 the case and the bytes observed against those expected: `by-design-ours` (a choice of
 ours, with the setting that changes it) or `known-peer-bug` (a behaviour of a deployed
-library). A missing chunk is a failure wherever it happens. The matrix is printed as
-markdown (and written to .interop/matrix.md, raw rows to .interop/results.json), then a
-table of the known differences with their rows, then `N passed, M failed`. Standard
-library only; every subprocess has a timeout, everything runs on 127.0.0.1.
+library); it judges a peer by its language, rust(durable) as rust. A missing chunk is a
+failure wherever it happens. The matrix is printed as markdown (and written to
+.interop/matrix.md, raw rows to .interop/results.json), then a table of the known
+differences with their rows, then `N passed, M failed`. Standard library only; every
+subprocess has a timeout, everything runs on 127.0.0.1.
 """
 
 import argparse
