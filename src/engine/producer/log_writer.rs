@@ -399,9 +399,25 @@ impl LogWriter {
             self.ended = true;
             return Logged::Ended;
         }
-        // What came meanwhile goes at once: it has waited a round trip already.
-        let now = out.clock().map(|(now, _)| now);
-        self.flush(handle, now, durable, out);
+        // What came meanwhile waits for the next aligned flush, with every other
+        // stream's (sent alone at once, it would make one entry per chunk under load);
+        // at once only when it fills a batch, or when the end waits behind it.
+        let clock = out.clock();
+        match clock {
+            Some((now, epoch))
+                if self.ending.is_none() && self.pending_bytes < durable.max_batch_bytes() =>
+            {
+                if !self.pending.is_empty() && self.flush_at.is_none() {
+                    let at = aligned(epoch, now, durable.linger());
+                    self.flush_at = Some(at);
+                    out.arm(handle, Timer::Flush, at);
+                }
+            }
+            _ => {
+                self.flush_at = None;
+                self.flush(handle, clock.map(|(now, _)| now), durable, out);
+            }
+        }
         self.write_end(handle, config, out);
         Logged::Going
     }
