@@ -8,8 +8,8 @@
 # with TLS, is all they need) and in memory, the
 # doc examples, the loom models, the cargo-fuzz targets (corpus replay and a short
 # run each), the examples, and the interop matrix with the
-# deployed Node and Python libraries, and the Vercel AI SDK's client against the
-# ai_chat example.
+# deployed Node and Python libraries, the Vercel AI SDK's client against the
+# ai_chat example, and the Durable Streams conformance suite against `serve`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -101,3 +101,6 @@ STREAMS=100 "${CARGO_TARGET_DIR:-target}/debug/examples/faults"
 
 step "interop with the npm and PyPI libraries"
 bash scripts/interop.sh
+
+step "the Durable Streams protocol: its official conformance suite (npm, pinned 0.3.6) against serve, in memory and on a private Redis"
+bash scripts/durable-streams-test.sh memory redis

@@ -33,6 +33,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 
+mod serve;
+
 const EXIT_ERROR: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 const EXIT_DONE: u8 = 3;
@@ -93,6 +95,9 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Serve the Durable Streams HTTP protocol (in memory, or on Redis with --redis,
+    /// where streams made by resumable-stream in durable mode are readable too).
+    Serve(serve::ServeArgs),
 }
 
 /// Where the stream lives.
@@ -253,6 +258,7 @@ async fn main() -> ExitCode {
         Command::Produce(args) => produce(args).await,
         Command::Resume(args) => resume(args).await,
         Command::Cancel { target } => cancel(target).await,
+        Command::Serve(args) => serve::serve(args).await,
     }
     .unwrap_or_else(|exit| exit);
     if let Some(message) = exit.message {
