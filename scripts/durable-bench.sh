@@ -112,4 +112,8 @@ done
 step "table"
 python3 "$REPO/scripts/durable-bench-report.py" "$OUT_DIR/results.jsonl" "$OUT_DIR/run.txt" >"$OUT_DIR/table.md"
 cat "$OUT_DIR/table.md"
+if [ "$OUT_DIR" = "$REPO/docs/performance/durable" ]; then
+  # docs/performance.md quotes the tables: spliced in by the same code, never by hand.
+  python3 "$REPO/scripts/durable-bench-report.py" --splice "$OUT_DIR/results.jsonl" "$REPO/docs/performance.md"
+fi
 python3 "$REPO/scripts/durable-bench-report.py" --check "$OUT_DIR/results.jsonl"
