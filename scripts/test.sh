@@ -102,5 +102,5 @@ STREAMS=100 "${CARGO_TARGET_DIR:-target}/debug/examples/faults"
 step "interop with the npm and PyPI libraries"
 bash scripts/interop.sh
 
-step "the Durable Streams protocol: its official conformance suite (npm, pinned 0.3.6) against serve, in memory and on a private Redis"
-bash scripts/durable-streams-test.sh memory redis
+step "the Durable Streams protocol: its official conformance suite (npm, pinned 0.3.6) against serve, in memory, on a private Redis and on a private three-master Redis Cluster"
+bash scripts/durable-streams-test.sh memory redis cluster
