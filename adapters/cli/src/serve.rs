@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use clap::Args;
-use resumable_stream_durable_streams::{router, Config, MemoryStore, RedisStore};
+use resumable_stream_durable_streams::{
+    router, Config, MemoryStore, RedisStore, SubscriptionConfig,
+};
 
 use crate::{Exit, EXIT_ERROR, EXIT_USAGE};
 
@@ -31,12 +33,21 @@ pub(crate) struct ServeArgs {
     /// Seconds a long-poll waits for data before answering 204.
     #[arg(long, value_name = "S", default_value_t = 10)]
     long_poll_timeout: u64,
+    /// Accept webhook subscriptions to loopback addresses (http://127.0.0.1, localhost),
+    /// for development and tests; refused by default (protocol section 12.8).
+    /// Subscriptions are served in memory only (501 on Redis).
+    #[arg(long)]
+    webhook_allow_loopback: bool,
 }
 
 pub(crate) async fn serve(args: ServeArgs) -> Result<Exit, Exit> {
     let config = Config {
         base_path: args.base_path.trim_end_matches('/').to_owned(),
         long_poll_timeout: Duration::from_secs(args.long_poll_timeout),
+        subscriptions: SubscriptionConfig {
+            allow_loopback_webhooks: args.webhook_allow_loopback,
+            ..SubscriptionConfig::default()
+        },
         ..Config::default()
     };
     let cluster = args.redis_cluster.clone().or_else(|| {

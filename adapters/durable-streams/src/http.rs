@@ -21,12 +21,26 @@ use crate::Config;
 pub(crate) struct App {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) config: Config,
+    /// The subscriptions (protocol section 6): `Ok(None)` over a shared store.
+    #[cfg(feature = "subscriptions")]
+    pub(crate) subs: crate::subs::Subscriptions,
 }
 
 pub(crate) fn router(store: Arc<dyn Store>, config: Config) -> axum::Router {
+    #[cfg(feature = "subscriptions")]
+    let subs = crate::subs::Registry::new(
+        Arc::clone(&store),
+        config.subscriptions.clone(),
+        &config.base_path,
+    );
     axum::Router::new()
         .fallback(handle)
-        .with_state(Arc::new(App { store, config }))
+        .with_state(Arc::new(App {
+            store,
+            config,
+            #[cfg(feature = "subscriptions")]
+            subs,
+        }))
 }
 
 /// Headers a browser may read, and may send (CORS).
@@ -60,6 +74,10 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
 }
 
 async fn route(app: &App, req: Request) -> Response {
+    if let Some(rest) = crate::reserved::path(&app.config.base_path, req.uri().path()) {
+        let rest = rest.to_owned();
+        return app.reserved(&rest, req).await;
+    }
     let Some(id) = stream_id(&app.config.base_path, req.uri().path()) else {
         return status(StatusCode::NOT_FOUND, "no stream at this path");
     };
@@ -88,7 +106,7 @@ pub(crate) fn stream_id<'a>(base: &str, path: &'a str) -> Option<&'a str> {
     (!rest.is_empty() && rest != "__ds" && !rest.starts_with("__ds/")).then_some(rest)
 }
 
-fn preflight() -> Response {
+pub(crate) fn preflight() -> Response {
     let mut r = status(StatusCode::NO_CONTENT, "");
     put(
         &mut r,
@@ -248,6 +266,7 @@ async fn create(app: &App, id: &str, req: Request) -> Response {
         Err(text) => return bad(text),
     };
     let closed = closed_header(&headers);
+    let count = chunks.len();
     let outcome = app
         .store
         .create(
@@ -263,7 +282,10 @@ async fn create(app: &App, id: &str, req: Request) -> Response {
         .await;
     let (code, meta) = match outcome {
         Err(e) => return unavailable(&e),
-        Ok(Created::New(meta)) => (StatusCode::CREATED, meta),
+        Ok(Created::New(meta)) => {
+            app.appended(id, meta.tail, count);
+            (StatusCode::CREATED, meta)
+        }
         Ok(Created::Existing(meta)) => (StatusCode::OK, meta),
         Ok(Created::Conflict) => {
             return status(
@@ -353,6 +375,7 @@ async fn append(app: &App, id: &str, req: Request) -> Response {
     };
     let stream_seq = header(&headers, "stream-seq").map(str::to_owned);
     let close_only = chunks.is_empty();
+    let count = chunks.len();
     let echo = producer.as_ref().map(|p| (p.epoch, p.seq));
     let outcome = app
         .store
@@ -370,6 +393,9 @@ async fn append(app: &App, id: &str, req: Request) -> Response {
     let (mut r, tail, closed) = match outcome {
         Err(e) => return unavailable(&e),
         Ok(Appended::Done { tail, closed }) => {
+            if count > 0 {
+                app.appended(id, tail, count);
+            }
             // A producer's append that added data answers 200; a close-only request 204.
             let code = if echo.is_some() && !close_only {
                 StatusCode::OK
@@ -446,7 +472,10 @@ async fn append(app: &App, id: &str, req: Request) -> Response {
 async fn delete(app: &App, id: &str) -> Response {
     match app.store.delete(id).await {
         Err(e) => unavailable(&e),
-        Ok(Deleted::Done) => status(StatusCode::NO_CONTENT, ""),
+        Ok(Deleted::Done) => {
+            app.deleted(id);
+            status(StatusCode::NO_CONTENT, "")
+        }
         Ok(Deleted::NotFound) => status(StatusCode::NOT_FOUND, "no such stream"),
         Ok(Deleted::Gone) => status(StatusCode::GONE, "the stream is deleted"),
     }

@@ -26,8 +26,11 @@ pub mod json;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis_store;
+mod reserved;
 mod sse;
 pub mod store;
+#[cfg(feature = "subscriptions")]
+mod subs;
 pub mod wire;
 
 use std::sync::Arc;
@@ -37,6 +40,8 @@ pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use redis_store::RedisStore;
 pub use store::Store;
+#[cfg(feature = "subscriptions")]
+pub use subs::{BadSigningKey, SubscriptionConfig};
 
 /// How the router serves.
 #[derive(Debug, Clone)]
@@ -52,6 +57,10 @@ pub struct Config {
     pub max_read_bytes: usize,
     /// The largest request body accepted (`413` above).
     pub max_body_bytes: usize,
+    /// The reserved subscription APIs (protocol sections 6 and 7), served over a
+    /// store whose streams all live in this process (`MemoryStore`); `501` otherwise.
+    #[cfg(feature = "subscriptions")]
+    pub subscriptions: SubscriptionConfig,
 }
 
 impl Default for Config {
@@ -62,6 +71,8 @@ impl Default for Config {
             sse_lifetime: Duration::from_secs(60),
             max_read_bytes: 1 << 20,
             max_body_bytes: 64 << 20,
+            #[cfg(feature = "subscriptions")]
+            subscriptions: SubscriptionConfig::default(),
         }
     }
 }

@@ -365,6 +365,18 @@ fn append_to(stream: &mut Stream, req: Append) -> Appended {
 }
 
 impl Store for MemoryStore {
+    fn local_streams(&self) -> Option<Vec<(String, u64)>> {
+        let now = Instant::now();
+        let streams = self.lock();
+        Some(
+            streams
+                .iter()
+                .filter(|(_, s)| !s.deleted && !s.expired(now))
+                .map(|(id, s)| (id.clone(), s.chunks.len() as u64))
+                .collect(),
+        )
+    }
+
     fn create<'a>(
         &'a self,
         id: &'a str,

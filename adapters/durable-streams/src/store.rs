@@ -257,4 +257,12 @@ pub trait Store: Send + Sync + 'static {
         tail: u64,
         timeout: Duration,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Every live stream with its tail, when all of this store's streams live in this
+    /// process, so that one router sees every append to them; `None` (the default) for
+    /// a store shared between processes. The reserved subscription APIs (protocol
+    /// section 6) run only over a store that answers `Some`: their cursors are kept in
+    /// the router, beside the streams.
+    fn local_streams(&self) -> Option<Vec<(String, u64)>> {
+        None
+    }
 }
