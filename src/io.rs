@@ -126,12 +126,16 @@ pub enum Op {
         /// The expiry in milliseconds, always at least 1.
         millis: u64,
     },
-    /// `XADD key id field value [field value ...]`: appends one entry, with an explicit
-    /// id, to a Redis Stream (durable mode's log). Redis refuses an id not above the
-    /// stream's last one: that refusal is durable mode's fencing.
+    /// `XADD key [NOMKSTREAM] id field value [field value ...]`: appends one entry, with
+    /// an explicit id, to a Redis Stream (durable mode's log). Redis refuses an id not
+    /// above the stream's last one: that refusal is durable mode's fencing. Without
+    /// `create` (`NOMKSTREAM`) a missing stream is not made: the reply is nil.
     XAdd {
         /// The stream's key.
         key: Bytes,
+        /// Whether a missing stream is created (else `NOMKSTREAM`: a log that expired
+        /// or was lost is never made anew from its middle).
+        create: bool,
         /// The entry's id.
         id: StreamId,
         /// Field, value, field, value, ... (never empty, always an even count).
@@ -311,8 +315,16 @@ impl Op {
                 let mut digits = [0u8; 20];
                 arg(decimal(*millis, &mut digits));
             }
-            Op::XAdd { key, id, fields } => {
+            Op::XAdd {
+                key,
+                create,
+                id,
+                fields,
+            } => {
                 arg(key);
+                if !create {
+                    arg(b"NOMKSTREAM");
+                }
                 let mut text = [0u8; 41];
                 arg(id.write(&mut text));
                 fields.iter().for_each(|field| arg(field));

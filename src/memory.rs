@@ -283,7 +283,12 @@ impl MemoryRedis {
                 self.remove_subscriber(&slot, client);
                 Ok(Reply::Ok)
             }
-            Op::XAdd { key, id, fields } => self.xadd(now, key, *id, fields),
+            Op::XAdd {
+                key,
+                create,
+                id,
+                fields,
+            } => self.xadd(now, key, *create, *id, fields),
             Op::XRange {
                 key,
                 start,

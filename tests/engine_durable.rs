@@ -499,3 +499,152 @@ fn the_log_outlives_its_end_by_the_replay_window_at_most_the_sentinel_ttl() {
     );
     assert!(expiry > now + Duration::from_secs(59));
 }
+
+// Regressions: the four bugs the engine_model fuzz target found in durable mode
+// (docs/fuzzing.md), each as the simulator replays it.
+
+/// A producer whose end entry was refused because a reader had written `gone` (its
+/// lease lapsed while the end was held up) learns that it was fenced; its lease is
+/// renewed until its end is in, so that retries alone do not let it lapse.
+#[test]
+fn a_producer_whose_end_was_refused_by_a_gone_end_is_fenced() {
+    let mut sim = sim(2);
+    let p = producer(&mut sim, "s");
+    push(&mut sim, p, "a");
+    sim.advance(20 * MS);
+    let r = sim.engine(1).resume_existing_stream("s", None);
+    sim.advance(20 * MS);
+    sim.partition(0, true);
+    sim.engine(0).finish(p).unwrap();
+    sim.advance(HEARTBEAT * 8);
+    sim.partition(0, false);
+    sim.advance(HEARTBEAT * 20);
+    let reader = sim.log(1, r);
+    assert!(
+        matches!(reader.error, Some(Error::ProducerGone { .. })),
+        "{reader:?}"
+    );
+    let local = sim.log(0, p);
+    assert!(
+        matches!(local.error, Some(Error::Fenced { .. })),
+        "{local:?}"
+    );
+    assert!(matches!(
+        log_of(&mut sim, "s").last(),
+        Some(LogEntry::End {
+            ending: LogEnding::Gone,
+            ..
+        })
+    ));
+}
+
+/// A log that expired (a replay window shorter than a reader's absence) is never made
+/// anew by a late `gone` end: the reader fails with `Vanished` (what it waited for can
+/// never come), and nothing reads as gone afterwards.
+#[test]
+fn a_late_gone_end_does_not_make_an_expired_log_anew() {
+    let config =
+        durable().with_durable(Durable::default().with_replay_window(Duration::from_secs(1)));
+    let mut sim = Sim::new(2, MS, config);
+    let p = producer(&mut sim, "s");
+    push(&mut sim, p, "a");
+    sim.advance(20 * MS);
+    let r = sim.engine(1).resume_existing_stream("s", None);
+    sim.advance(20 * MS);
+    sim.partition(1, true);
+    sim.engine(0).finish(p).unwrap();
+    sim.advance(Duration::from_secs(2));
+    assert!(sim.log(0, p).ended);
+    assert_eq!(log_of(&mut sim, "s"), []);
+    sim.partition(1, false);
+    sim.advance(HEARTBEAT * 5);
+    let reader = sim.log(1, r);
+    assert_eq!(reader.data, b"a");
+    assert!(
+        matches!(reader.error, Some(Error::Vanished { .. })),
+        "{reader:?}"
+    );
+    assert_eq!(
+        log_of(&mut sim, "s"),
+        [],
+        "no log was made for a gone end alone"
+    );
+}
+
+/// A fenced producer whose `gone` log expired before its append went again does not
+/// make the log anew from its middle: the append finds no log, and it fails.
+#[test]
+fn a_fenced_producer_does_not_write_again_once_the_log_expired() {
+    let config =
+        durable().with_durable(Durable::default().with_replay_window(Duration::from_secs(1)));
+    let mut sim = Sim::new(2, MS, config);
+    let p = producer(&mut sim, "s");
+    push(&mut sim, p, "a");
+    sim.advance(20 * MS);
+    let r = sim.engine(1).resume_existing_stream("s", None);
+    sim.advance(20 * MS);
+    sim.partition(0, true);
+    push(&mut sim, p, "b");
+    sim.advance(Duration::from_millis(1450));
+    assert!(matches!(
+        sim.log(1, r).error,
+        Some(Error::ProducerGone { .. })
+    ));
+    assert_eq!(log_of(&mut sim, "s"), []);
+    sim.partition(0, false);
+    sim.advance(Duration::from_secs(2));
+    let local = sim.log(0, p);
+    assert!(local.error.is_some() && !local.ended, "{local:?}");
+    assert!(
+        log_of(&mut sim, "s").is_empty(),
+        "the log was made anew: {:?}",
+        log_of(&mut sim, "s")
+    );
+}
+
+/// A reader that asked for a position past what the log holds, and a later local
+/// reader from the start, share one tail: the later one still gets every chunk.
+#[test]
+fn a_reader_past_the_end_does_not_make_a_later_local_reader_miss_chunks() {
+    let mut sim = sim(2);
+    let p = producer(&mut sim, "s");
+    let ahead = sim
+        .engine(1)
+        .resume_existing_stream("s", Position::Chunk(2));
+    sim.advance(20 * MS);
+    let from_start = sim.engine(1).resume_existing_stream("s", Position::Start);
+    sim.advance(20 * MS);
+    for chunk in ["a", "b", "c"] {
+        push(&mut sim, p, chunk);
+        sim.advance(20 * MS);
+    }
+    sim.engine(0).finish(p).unwrap();
+    sim.settle();
+    assert_eq!(sim.log(1, ahead).data, b"c");
+    assert!(sim.log(1, ahead).ended);
+    let log = sim.log(1, from_start);
+    assert_eq!(log.data, b"abc", "{log:?}");
+    assert!(log.ended, "{log:?}");
+}
+
+/// An empty page after a full one means caught up, not an empty log: the reader
+/// follows the log (and learns that the dead producer is gone), it does not start
+/// over on pub/sub.
+#[test]
+fn an_empty_page_after_a_full_one_is_caught_up() {
+    let config = durable().with_durable(Durable::default().with_read_count(1));
+    let mut sim = Sim::new(2, MS, config);
+    let p = producer(&mut sim, "s");
+    push(&mut sim, p, "a");
+    sim.advance(20 * MS);
+    sim.partition(0, true);
+    sim.advance(HEARTBEAT * 5);
+    let r = sim.engine(1).resume_existing_stream("s", Position::Start);
+    sim.advance(Duration::from_secs(3));
+    let log = sim.log(1, r);
+    assert_eq!(log.data, b"a");
+    assert!(
+        matches!(log.error, Some(Error::ProducerGone { .. })),
+        "{log:?}"
+    );
+}

@@ -60,11 +60,36 @@
 //! of one stream) or a forged request naming a real listener, leave only the per-handle
 //! checks. Any fault lifts the error-kind checks, any but an interruption or a repeated
 //! message the liveness checks.
-
 //!
-//! The operations are in `fuzz/src/ops.rs`, the model in `model.rs`, the harness in
-//! `harness.rs` (application calls), `network.rs` (deliveries and connection faults),
-//! `answers.rs` (resume requests) and `steps.rs` (one step).
+//! # Durable mode
+//!
+//! Each engine is durable or not, as the input says (`DurableStep::Configure`, with
+//! small batches, pages and caps, a short replay window): mixed runs pair a durable
+//! producer with plain resumers and the reverse. Each node then has a third connection,
+//! for blocking reads (`XREAD BLOCK`), whose links the fuzzer moves, drops, fails,
+//! reorders, delays and repeats; reads parked in Redis time out as time advances. New
+//! faults: a node killed for good, a node cut off (past its producer's lease) and
+//! healed, an operator's `XTRIM`. Checked after every step: the log read back from
+//! Redis holds one entry per chunk index, in order, from chunk 0 unless trimmed, each
+//! chunk the one its producer pushed, and its end names the producer's length and
+//! ending; Redis never accepts a chunk after an end; a gone end is written only by an
+//! engine that read the lease and found it lapsed; a live durable producer renews its
+//! lease every heartbeat; its appends hold exactly what was pushed, in order, retries
+//! aside. A log reader's bytes at every `Data` are exactly the log writer's from its
+//! position up to the chunk index it carries; a clean ending (`End`, a source error, a
+//! cancel, a full log) brings every chunk and is the writer's; `ProducerGone` and
+//! `Fenced` only with a gone end in the log, `BeforeRetained` only after a trim,
+//! `PastEnd` only past the writer's length, a Redis error only under an injected
+//! fault. After the run every log reader not cut off by a lost command has ended,
+//! within three of the longest heartbeat, one of its own and 3 s of the faults
+//! stopping (`epilogue.rs`). Known engine bugs are tolerated narrowly
+//! (`fuzz/src/known.rs`; `RS_FUZZ_STRICT=all` turns the tolerances off).
+//!
+//! The operations are in `fuzz/src/ops.rs` and `durable_ops.rs`, the model in
+//! `model.rs`, `events.rs`, `durable.rs` and `log_readers.rs`, the harness in
+//! `harness.rs` (application calls), `drain.rs` (commands and events), `network.rs`
+//! (deliveries and connection faults), `answers.rs` (resume requests), `steps.rs` and
+//! `durable_steps.rs` (one step) and `epilogue.rs` (time, and the end of a run).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -90,7 +115,12 @@ fuzz_target!(|input: Input| {
                 trace!("subscription dropped {fault:?}");
                 harness.subscription_dropped(fault);
             }
+            AnyStep::Durable(step) => {
+                trace!("durable {step:?}");
+                harness.durable_step(step);
+            }
         }
+        harness.check_logs();
     }
     trace!("epilogue");
     harness.epilogue();

@@ -117,7 +117,7 @@ impl Harness {
             self.nodes[node]
                 .engine
                 .handle_message(self.now, &request_channel, message);
-            let sent = self.drain(node, NO_CTX);
+            let sent = app_ops(self.drain_ops(node, None));
             assert!(
                 sent.is_empty(),
                 "a request nobody here serves is dropped: {sent:?}"
@@ -152,7 +152,7 @@ impl Harness {
             if let Some(rkey) = resumer {
                 self.readers.get_mut(&rkey).unwrap().cancel_answered_by = Some(pkey);
             }
-            let ops = self.drain_ops(node, Some(pkey.1));
+            let ops = app_ops(self.drain_ops(node, Some(pkey.1)));
             assert_eq!(ops, expected, "the answer to the cancel {request:?}");
             return;
         }
@@ -163,7 +163,7 @@ impl Harness {
             self.nodes[node]
                 .engine
                 .handle_message(self.now, &request_channel, message);
-            let sent = self.drain(node, NO_CTX);
+            let sent = app_ops(self.drain_ops(node, None));
             assert!(sent.is_empty(), "a duplicate request is dropped: {sent:?}");
             return;
         }
@@ -228,7 +228,7 @@ impl Harness {
             }
             serial
         };
-        let ops = self.drain_ops(node, Some(pkey.1));
+        let ops = app_ops(self.drain_ops(node, Some(pkey.1)));
         let answered = match expect {
             Expect::Exactly(expected) => {
                 assert_eq!(ops, expected, "the answer to {request:?} by {pkey:?}");

@@ -2,13 +2,17 @@
 //! `resumable_stream::sim::Net`, the model beside them, and the application's calls
 //! (`new_reader`, `push`, `finish`) with the commands each must cause.
 
+use crate::durable::{is_log_op, StreamLog};
+use crate::durable_ops::DurableStep;
 use crate::model::*;
-use crate::ops::{Grace, Heartbeat, Input};
+use crate::ops::{AnyStep, Grace, Heartbeat, Input};
 use crate::trace;
 use bytes::Bytes;
 use resumable_stream::sim::{Item, Net};
-use resumable_stream::wire::{Control, Incoming, ResumeRequest};
-use resumable_stream::{Command, CommandId, Config, Engine, Handle, Op, Position, Role, SkipUnit};
+use resumable_stream::wire::{Control, Incoming};
+use resumable_stream::{
+    ClientId, CommandId, Config, Durable, Engine, Error, Handle, Op, Position, SkipUnit,
+};
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -24,6 +28,12 @@ pub struct Node {
     pub heartbeat: Duration,
     /// The pub/sub connection is down: its commands fail.
     pub interrupted: bool,
+    /// Durable mode's settings, if this engine is durable.
+    pub durable: Option<Durable>,
+    /// Its process died (`DurableStep::Kill`): it is never driven again.
+    pub killed: bool,
+    /// Every connection is down until healed (`DurableStep::CutOff`).
+    pub cut: bool,
 }
 
 pub struct CommandInfo {
@@ -33,6 +43,8 @@ pub struct CommandInfo {
     pub deliver: Option<(Key, u64)>,
     /// An `UNSUBSCRIBE` of a request channel: the producer leaving it.
     pub retire: Option<Key>,
+    /// An `XADD` of a durable producer: which.
+    pub writer: Option<Key>,
 }
 
 /// What an input was, for the events it causes.
@@ -68,12 +80,25 @@ pub struct Harness {
     pub listener_owner: HashMap<String, Key>,
     pub faults: [Faults; 3],
     pub any_fault: bool,
+    /// Durable mode: what the model knows of each stream's log.
+    pub logs: [StreamLog; 3],
+    /// A Redis client of the harness's own, to read the logs back.
+    pub inspector: ClientId,
+    /// Replies each engine may not recognise: the second of a repeated blocking read.
+    pub unmatched_allowed: Vec<u64>,
 }
 
 impl Harness {
     pub fn new(input: &Input) -> Harness {
         let mut net = Net::new();
         let count = if input.three_engines { 3 } else { 2 };
+        // Durable mode per engine: the first `Configure` naming it, wherever it is.
+        let mut durable: [Option<Durable>; 3] = Default::default();
+        for step in &input.steps {
+            if let AnyStep::Durable(DurableStep::Configure { engine, setup }) = step {
+                durable[usize::from(*engine) % count].get_or_insert_with(|| setup.get());
+            }
+        }
         let nodes = (0..count)
             .map(|i| {
                 let setup = &input.setups[i];
@@ -98,6 +123,10 @@ impl Harness {
                 if let Some(bytes) = max_buffer {
                     config = config.with_max_buffer_bytes(bytes);
                 }
+                if let Some(durable) = durable[i].clone() {
+                    config = config.with_durable(durable);
+                }
+                trace!("engine {i}: durable {:?}", durable[i]);
                 net.add_node();
                 Node {
                     engine: Engine::new(config),
@@ -106,9 +135,13 @@ impl Harness {
                     max_buffer,
                     heartbeat,
                     interrupted: false,
+                    durable: durable[i].clone(),
+                    killed: false,
+                    cut: false,
                 }
             })
             .collect();
+        let inspector = net.redis.connect();
         let start = Instant::now();
         Harness {
             net,
@@ -121,6 +154,9 @@ impl Harness {
             listener_owner: HashMap::new(),
             faults: [Faults::default(); 3],
             any_fault: false,
+            logs: Default::default(),
+            inspector,
+            unmatched_allowed: vec![0; count],
         }
     }
 
@@ -138,7 +174,7 @@ impl Harness {
     /// The stream a key or channel belongs to, if the model knows it.
     pub fn stream_of(&self, name: &[u8]) -> Option<usize> {
         match parse_name(name) {
-            Name::Sentinel(s) | Name::Request(s) => Some(s),
+            Name::Sentinel(s) | Name::Request(s) | Name::Log(s) | Name::Lease(s) => Some(s),
             Name::Chunk(l) => self
                 .listener_owner
                 .get(&l)
@@ -192,128 +228,6 @@ impl Harness {
         found.next()
     }
 
-    // ----- draining the engines -----
-
-    /// Moves every command of `node` onto its links and checks every event. Returns the
-    /// commands, for the caller's checks.
-    /// What `node` sent for the stream `owner` produces (no chunk message in play):
-    /// the operations, drained, for a step to compare with what the model expects.
-    pub fn drain_ops(&mut self, node: usize, owner: Option<Handle>) -> Vec<Op> {
-        let ctx = Ctx {
-            owner,
-            chunk_message: false,
-        };
-        self.drain(node, ctx).into_iter().map(|c| c.op).collect()
-    }
-
-    pub fn drain(&mut self, node: usize, ctx: Ctx) -> Vec<Command> {
-        let mut sent = Vec::new();
-        while let Some(command) = self.nodes[node].engine.poll_command() {
-            trace!(
-                "    command e{node}: {}",
-                describe(&Item::Command(command.clone()))
-            );
-            self.on_command(node, &command, ctx);
-            self.net.send(node, command.clone(), self.now);
-            sent.push(command);
-        }
-        while let Some(event) = self.nodes[node].engine.poll_event() {
-            trace!("    event e{node}: {event:?}");
-            self.on_event(node, event, ctx);
-        }
-        if let Some(deadline) = self.nodes[node].engine.poll_timeout() {
-            assert!(deadline > self.now, "a deadline that is already due");
-        }
-        assert_eq!(
-            self.nodes[node].engine.stats().unmatched_replies,
-            0,
-            "a reply the engine did not expect"
-        );
-        sent
-    }
-
-    pub fn on_command(&mut self, node: usize, command: &Command, ctx: Ctx) {
-        let mut deliver = None;
-        let mut retire = None;
-        match (&command.op, parse_name(command.op.routing_key())) {
-            (Op::Set { expire_seconds, .. }, _) => assert!(*expire_seconds >= 1),
-            (Op::Subscribe { .. }, Name::Request(_)) if ctx.owner.is_none() => {
-                // Subscribing again after a reconnect: a producer's own channel.
-            }
-            (Op::Subscribe { .. }, Name::Chunk(listener)) if ctx.owner.is_none() => {
-                assert!(
-                    self.listener_owner
-                        .get(&listener)
-                        .is_some_and(|k| k.0 == node),
-                    "a resubscription to a channel of another engine"
-                );
-            }
-            (Op::Subscribe { .. }, Name::Request(stream)) => {
-                let owner = ctx.owner.expect("a request channel SUBSCRIBE has an owner");
-                if let Some(other) = self.routed_producer(node, stream) {
-                    panic!("{owner:?} subscribes to the request channel {other:?} owns");
-                }
-                let r = self.readers.get_mut(&(node, owner)).expect("owner");
-                assert_eq!(r.stream, stream);
-                assert!(matches!(r.kind, Kind::Idempotent | Kind::Create));
-                assert!(r.prod.is_none(), "one producer per handle");
-                r.prod = Some(Prod {
-                    routed: true,
-                    ..Prod::default()
-                });
-            }
-            (Op::Unsubscribe { .. }, Name::Request(stream)) => {
-                retire = self.routed_producer(node, stream);
-            }
-            (Op::Subscribe { .. }, Name::Chunk(listener)) => {
-                let owner = ctx.owner.expect("a chunk channel SUBSCRIBE has an owner");
-                let r = self.readers.get_mut(&(node, owner)).expect("owner");
-                assert!(matches!(
-                    r.kind,
-                    Kind::Idempotent | Kind::Resume | Kind::Cancel
-                ));
-                assert!(r.listener.is_none(), "one listener id per resumer");
-                r.listener = Some(listener.clone());
-                let previous = self.listener_owner.insert(listener, (node, owner));
-                assert!(previous.is_none(), "listener ids are unique");
-            }
-            (Op::Publish { message, .. }, Name::Chunk(listener)) => {
-                // The producer whose input this is, else (a heartbeat) whichever of
-                // this engine's producers has that listener.
-                let own = ctx.owner.and_then(|h| {
-                    let p = self.readers.get(&(node, h))?.prod.as_ref()?;
-                    let reg = p.registrations.iter().find(|r| r.listener == listener)?;
-                    Some(((node, h), reg.serial))
-                });
-                deliver = own.or_else(|| {
-                    ctx.owner
-                        .is_none()
-                        .then(|| self.registration_of(node, &listener, message))
-                        .flatten()
-                });
-            }
-            (Op::Publish { message, .. }, Name::Request(stream)) => {
-                let request = ResumeRequest::decode(message).expect("our requests decode");
-                let owner = *self
-                    .listener_owner
-                    .get(&request.listener_id)
-                    .expect("a request from a resumer of ours");
-                assert_eq!(owner.0, node, "a request for another engine's listener");
-                self.check_request_sent(node, owner, stream, request);
-            }
-            _ => {}
-        }
-        self.commands.insert(
-            (node, command.id),
-            CommandInfo {
-                op: command.op.clone(),
-                owner: ctx.owner,
-                deliver,
-                retire,
-            },
-        );
-    }
-
     // ----- application calls -----
 
     pub fn new_reader(
@@ -348,11 +262,17 @@ impl Harness {
                 cancel_answered_by: None,
                 received: Vec::new(),
                 received_bytes: Vec::new(),
+                log_reader: false,
+                lease_token: None,
+                final_at: None,
             },
         );
         self.order.push(key);
         if self.nodes[node].interrupted {
             self.fault(Some(stream), |f| f.interrupted = true);
+        }
+        if self.nodes[node].cut {
+            self.fault(Some(stream), |f| f.cut = true);
         }
         self.drain(
             node,
@@ -366,16 +286,34 @@ impl Harness {
     pub fn push(&mut self, key: Key, chunk: Bytes) {
         let (node, handle) = key;
         let live = self.readers[&key].prod.is_some() && self.readers[&key].live_producer();
+        // Durable mode: a chunk that would take the log past its cap ends the stream.
+        let full = self.readers[&key]
+            .prod
+            .as_ref()
+            .and_then(|p| p.log.as_ref())
+            .and_then(|log| log.limit.filter(|&l| log.bytes + chunk.len() as u64 > l))
+            .filter(|_| live);
         let result = self.nodes[node].engine.push_chunk(handle, chunk.clone());
-        assert_eq!(result.is_ok(), live, "push_chunk on {key:?}: {result:?}");
         let mut expected = Vec::new();
-        if live {
+        if let Some(limit) = full {
+            assert!(
+                matches!(result, Err(Error::LogFull { limit: l, .. }) if l == limit),
+                "push_chunk past the log's cap of {limit}: {result:?}"
+            );
+            expected = self.end_production(key, Ending::LogFull(limit));
+        } else {
+            assert_eq!(result.is_ok(), live, "push_chunk on {key:?}: {result:?}");
+        }
+        if live && full.is_none() {
             let cap = self.nodes[node].max_buffer;
             let r = self.readers.get_mut(&key).unwrap();
             let dropped = r.dropped;
             let p = r.prod_mut();
             p.chunks.push(chunk.clone());
             p.held_bytes += chunk.len();
+            if let Some(log) = p.log.as_mut() {
+                log.bytes += chunk.len() as u64;
+            }
             if let Some(cap) = cap {
                 while p.held_bytes > cap && p.chunks.len() - p.dropped > 1 {
                     p.held_bytes -= p.chunks[p.dropped].len();
@@ -399,7 +337,7 @@ impl Harness {
                 r.expected_local.push_back((chunk, index));
             }
         }
-        let ops = self.drain_ops(node, Some(handle));
+        let ops = app_ops(self.drain_ops(node, Some(handle)));
         assert_eq!(
             ops, expected,
             "push_chunk on {key:?}: one PUBLISH per listener, in order"
@@ -417,11 +355,15 @@ impl Harness {
         p.ending = Some(ending);
         let next = p.chunks.len() as u64;
         let registrations = std::mem::take(&mut p.registrations);
-        let mut expected = vec![Op::Set {
-            key: sentinel,
-            value: Bytes::from_static(b"DONE"),
-            expire_seconds: 24 * 3600,
-        }];
+        // A durable producer marks the stream done once its end is in the log.
+        let mut expected = Vec::new();
+        if p.log.is_none() {
+            expected.push(Op::Set {
+                key: sentinel,
+                value: Bytes::from_static(b"DONE"),
+                expire_seconds: 24 * 3600,
+            });
+        }
         for reg in registrations {
             expected.push(publish(
                 &reg.listener,
@@ -445,41 +387,11 @@ impl Harness {
         } else {
             Vec::new()
         };
-        let ops = self.drain_ops(node, Some(handle));
+        let ops = app_ops(self.drain_ops(node, Some(handle)));
         assert_eq!(
             ops, expected,
             "finish on {key:?}: SET DONE, then the end to each listener"
         );
-    }
-
-    pub fn settle(&mut self, limit: usize) {
-        let mut next = 0u8;
-        for _ in 0..limit {
-            let Some((node, link)) = self.pick_link(next) else {
-                return;
-            };
-            self.deliver(node, link);
-            next = next.wrapping_add(1);
-        }
-    }
-
-    pub fn advance(&mut self, by: Duration) {
-        let target = (self.now + by).min(self.start + MAX_ELAPSED);
-        if target <= self.now {
-            return;
-        }
-        self.now = target;
-        self.fire();
-    }
-
-    pub fn fire(&mut self) {
-        for node in 0..self.nodes.len() {
-            self.nodes[node].engine.handle_timeout(self.now);
-            self.drain(node, NO_CTX);
-            if let Some(deadline) = self.nodes[node].engine.poll_timeout() {
-                assert!(deadline > self.now, "handle_timeout left a due deadline");
-            }
-        }
     }
 
     // ----- the steps -----
@@ -489,83 +401,16 @@ impl Harness {
             .order
             .iter()
             .copied()
-            .filter(|k| filter(&self.readers[k]))
+            .filter(|k| !self.nodes[k.0].killed && filter(&self.readers[k]))
             .collect();
         (!candidates.is_empty()).then(|| candidates[usize::from(n) % candidates.len()])
     }
+}
 
-    /// Every producer finishes; the network drains while time runs; then the liveness
-    /// checks.
-    pub fn epilogue(&mut self) {
-        for node in 0..self.nodes.len() {
-            self.restore(node);
-        }
-        let live_producers = |h: &Harness| -> Vec<Key> {
-            h.order
-                .iter()
-                .copied()
-                .filter(|k| h.readers[k].prod.is_some() && h.readers[k].live_producer())
-                .collect()
-        };
-        for _round in 0..256 {
-            for key in live_producers(self) {
-                self.finish(key, false);
-            }
-            self.settle(100_000);
-            if self.pick_link(0).is_some() {
-                break;
-            }
-            if !live_producers(self).is_empty() {
-                continue;
-            }
-            let next = self
-                .nodes
-                .iter_mut()
-                .filter_map(|n| n.engine.poll_timeout())
-                .min();
-            match next {
-                Some(deadline) => {
-                    self.now = self.now.max(deadline);
-                    self.fire();
-                }
-                None => break,
-            }
-        }
-        if !self.any_fault {
-            assert!(self.pick_link(0).is_none(), "the network never drained");
-        }
-        for key in &self.order {
-            let r = &self.readers[key];
-            if self.faults[r.stream].breaks_liveness() {
-                continue;
-            }
-            assert!(
-                r.dropped || r.finals == 1,
-                "{key:?} ({:?} of {}) never got its final event: {r:?}",
-                r.kind,
-                STREAMS[r.stream]
-            );
-        }
-        for (stream, faults) in self.faults.iter().enumerate() {
-            let produced = self
-                .readers
-                .values()
-                .any(|r| r.stream == stream && r.started == Some(Role::Producer));
-            if !faults.any() && produced {
-                let value = self.net.redis.get_raw(self.now, &names(stream).0);
-                assert_eq!(
-                    value.as_deref(),
-                    Some(&b"DONE"[..]),
-                    "the sentinel of {stream}"
-                );
-            }
-        }
-        if !self.any_fault {
-            for (i, node) in self.nodes.iter().enumerate() {
-                assert_eq!(node.engine.live_handles(), 0, "engine {i} keeps handles");
-            }
-        }
-    }
+/// The commands of an application call or a pub/sub input that the model checks one
+/// by one: all but durable mode's, which `crate::durable` checks.
+pub fn app_ops(ops: Vec<Op>) -> Vec<Op> {
+    ops.into_iter().filter(|op| !is_log_op(op)).collect()
 }
 
 /// One line about a network item, for traces.
@@ -587,6 +432,19 @@ pub fn describe(item: &Item) -> String {
             Op::Publish { channel, message } => {
                 format!("#{} PUBLISH {} {:?}", c.id.0, text(channel), text(message))
             }
+            Op::XRead { streams, .. } => {
+                let after: Vec<String> = streams
+                    .iter()
+                    .map(|(key, id)| format!("{} {id}", text(key)))
+                    .collect();
+                format!("#{} XREAD {}", c.id.0, after.join(" "))
+            }
+            Op::XRange {
+                key, start, end, ..
+            } => {
+                format!("#{} XRANGE {} {start} {end}", c.id.0, text(key))
+            }
+            Op::XAdd { key, id, .. } => format!("#{} XADD {} {id}", c.id.0, text(key)),
             op => format!("#{} {} {}", c.id.0, op.name(), text(op.routing_key())),
         },
         Item::Reply(id, reply) => format!("reply #{} {reply:?}", id.0),

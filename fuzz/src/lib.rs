@@ -1,11 +1,19 @@
 //! Shared pieces of the fuzz targets: the reference implementation of the skip rules
-//! (`reference`), the fuzzer's operations (`ops`, and `reply_ops` for `replies`), and
-//! the engine model with its harness (`model`, `harness`, `network`, `answers`,
-//! `steps`), which drives engines on the core's simulated network
-//! (`resumable_stream::sim::Net`).
+//! (`reference`), the fuzzer's operations (`ops`, `durable_ops`, and `reply_ops` for
+//! `replies`), and the engine model with its harness (`model`, `events`, `durable`,
+//! `log_readers`, `harness`, `drain`, `network`, `answers`, `steps`,
+//! `durable_steps`, `epilogue`), which drives engines on
+//! the core's simulated network (`resumable_stream::sim::Net`).
 
 pub mod answers;
+pub mod drain;
+pub mod durable;
+pub mod durable_ops;
+pub mod durable_steps;
+pub mod epilogue;
+pub mod events;
 pub mod harness;
+pub mod log_readers;
 pub mod model;
 pub mod network;
 pub mod ops;

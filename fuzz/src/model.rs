@@ -3,13 +3,12 @@
 //! the faults that befell it. The harness updates it at each delivery; every event is
 //! checked against it here (`on_event`, `check_resumer`).
 
-use crate::harness::{Ctx, Harness};
-use crate::reference;
+use crate::durable::ProdLog;
 use bytes::Bytes;
-use resumable_stream::sim::{Item, Link};
 use resumable_stream::wire::{Control, ErrorKind, DONE_MESSAGE};
-use resumable_stream::{Error, Event, Handle, Op, Position, Role};
+use resumable_stream::{Handle, Op, Position, Role};
 use std::collections::VecDeque;
+use std::time::Instant;
 
 pub const PREFIX: &str = "resumable-stream:rs:";
 pub const STREAMS: [&str; 3] = ["s0", "s1", "s2"];
@@ -29,6 +28,13 @@ pub enum Ending {
     Clean,
     Source,
     Cancelled,
+    /// Durable mode: a reader ended the log while the lease had lapsed.
+    Fenced,
+    /// Durable mode: the log reached its cap (in bytes).
+    LogFull(u64),
+    /// Durable mode: the log could not be written (an injected fault): the producer
+    /// stops, telling no listener.
+    LogFailed,
 }
 
 pub type Key = (usize, Handle);
@@ -54,6 +60,8 @@ pub struct Prod {
     pub ending: Option<Ending>,
     pub registrations: Vec<Registration>,
     pub next_serial: u64,
+    /// Durable mode's side of the producer (`crate::durable`).
+    pub log: Option<ProdLog>,
 }
 
 /// What a resumer is owed: `catch_up` (which covers the producer's first `from`
@@ -88,6 +96,13 @@ pub struct Reader {
     pub cancel_answered_by: Option<Key>,
     pub received: Vec<Bytes>,
     pub received_bytes: Vec<u8>,
+    /// Durable mode: it reads the stream's log (it sent an `XRANGE` of it), not
+    /// pub/sub.
+    pub log_reader: bool,
+    /// Durable mode: the lease token its producer took.
+    pub lease_token: Option<Bytes>,
+    /// When its final event came.
+    pub final_at: Option<Instant>,
 }
 
 /// What befell a stream.
@@ -106,6 +121,13 @@ pub struct Faults {
     /// A pub/sub connection of an engine with a handle of it was interrupted (and is
     /// restored by the end of the run).
     pub interrupted: bool,
+    /// Durable mode: a command or reply of the command or blocking connection was lost
+    /// without a trace (no error, no disconnect): a wait may never end.
+    pub lost: bool,
+    /// Durable mode: an operator trimmed the start of the log.
+    pub trimmed: bool,
+    /// A node with a handle of it was cut off (every connection down for a while).
+    pub cut: bool,
 }
 
 impl Faults {
@@ -116,12 +138,33 @@ impl Faults {
             || self.other
             || self.wild
             || self.interrupted
+            || self.lost
+            || self.trimmed
+            || self.cut
     }
 
     /// Faults after which every handle must still end.
     pub fn breaks_liveness(&self) -> bool {
-        self.silent || self.failed_publish || self.other || self.wild
+        self.silent || self.failed_publish || self.other || self.wild || self.lost || self.cut
     }
+
+    /// Faults after which a log reader need not end: what a log reader does not use
+    /// (pub/sub) cannot stop it; a producer that died, stalled or failed leaves a
+    /// lease that lapses, so its readers end all the same. Only a command or reply
+    /// lost without a trace (a wait with no timeout) or two producers of one stream
+    /// can.
+    pub fn breaks_log_liveness(&self) -> bool {
+        self.lost || self.wild
+    }
+}
+
+/// The log and lease keys of `stream`.
+pub fn log_names(stream: usize) -> (Bytes, Bytes) {
+    let id = STREAMS[stream];
+    (
+        Bytes::from(format!("{PREFIX}log:{id}")),
+        Bytes::from(format!("{PREFIX}lease:{id}")),
+    )
 }
 
 pub fn names(stream: usize) -> (Bytes, Bytes) {
@@ -140,6 +183,8 @@ pub enum Name {
     Sentinel(usize),
     Request(usize),
     Chunk(String),
+    Log(usize),
+    Lease(usize),
     Other,
 }
 
@@ -153,6 +198,12 @@ pub fn parse_name(name: &[u8]) -> Name {
     }
     if let Some(id) = rest.strip_prefix(b"request:") {
         return stream(id).map_or(Name::Other, Name::Request);
+    }
+    if let Some(id) = rest.strip_prefix(b"log:") {
+        return stream(id).map_or(Name::Other, Name::Log);
+    }
+    if let Some(id) = rest.strip_prefix(b"lease:") {
+        return stream(id).map_or(Name::Other, Name::Lease);
     }
     if let Some(id) = rest.strip_prefix(b"chunk:") {
         return Name::Chunk(String::from_utf8_lossy(id).into_owned());
@@ -182,6 +233,18 @@ pub fn final_message(ending: Ending, next: u64, token: Option<&str>) -> Bytes {
         }
         .encode(token),
         (Ending::Cancelled, Some(token)) => Control::Cancelled { next: Some(next) }.encode(token),
+        (Ending::Fenced, Some(token)) => Control::Error {
+            kind: ErrorKind::Other("fenced".to_owned()),
+            message: "the producer's lease lapsed and a reader ended the stream".to_owned(),
+            next: Some(next),
+        }
+        .encode(token),
+        (Ending::LogFull(limit), Some(token)) => Control::Error {
+            kind: ErrorKind::Other("log-full".to_owned()),
+            message: format!("the stream's log reached its cap of {limit} bytes"),
+            next: Some(next),
+        }
+        .encode(token),
         _ => Bytes::from_static(DONE_MESSAGE),
     }
 }
@@ -204,315 +267,5 @@ impl Reader {
 
     pub fn live_producer(&self) -> bool {
         self.started == Some(Role::Producer) && self.prod().ending.is_none()
-    }
-}
-#[derive(Debug, Clone, Copy)]
-pub enum Check {
-    /// A `Data` event with this chunk index.
-    Data(Option<u64>),
-    /// Ended by a message, the way the producer ended.
-    Ended(Ending),
-    /// A cancel was answered `Cancelled` by this producer.
-    CancelledBy(Key),
-    /// A resumer ended by the done watchdog, not by a message.
-    WatchdogEnd,
-}
-
-impl Harness {
-    pub fn on_event(&mut self, node: usize, event: Event, ctx: Ctx) {
-        let key = (node, event.handle());
-        let faults = {
-            let r = self
-                .readers
-                .get(&key)
-                .expect("an event for a handle never issued");
-            self.faults[r.stream]
-        };
-        let r = self.readers.get_mut(&key).unwrap();
-        assert_eq!(r.finals, 0, "an event after the final one: {event:?}");
-        if r.dropped {
-            let allowed = match &event {
-                Event::Started {
-                    role: Role::Producer,
-                    ..
-                }
-                | Event::Failed { .. } => r.started.is_none(),
-                Event::StopSource { .. } => true,
-                _ => false,
-            };
-            assert!(allowed, "an event after drop_reader: {event:?}");
-        }
-        let mut check = None;
-        match &event {
-            Event::Started { role, .. } => {
-                assert!(!r.any_event, "Started is a first event: {event:?}");
-                match role {
-                    Role::Producer => {
-                        assert!(r.prod.is_some(), "Started as producer, never subscribed")
-                    }
-                    Role::Resumer => {
-                        assert!(ctx.chunk_message, "a resumer starts on its first message");
-                        assert!(matches!(r.kind, Kind::Idempotent | Kind::Resume));
-                    }
-                }
-                r.started = Some(*role);
-            }
-            Event::Data { data, chunk, .. } => {
-                assert!(!data.is_empty(), "empty Data");
-                match r.started {
-                    Some(Role::Producer) => {
-                        let (expected, index) =
-                            r.expected_local.pop_front().expect("unexpected local Data");
-                        assert_eq!(data, &expected, "the local reader gets each chunk");
-                        assert_eq!(*chunk, Some(index), "the local reader's chunk index");
-                    }
-                    Some(Role::Resumer) => {
-                        assert!(ctx.chunk_message);
-                        r.received.push(data.clone());
-                        r.received_bytes.extend_from_slice(data);
-                        check = Some(Check::Data(*chunk));
-                    }
-                    None => panic!("Data before Started: {event:?}"),
-                }
-            }
-            Event::StopSource { .. } => {
-                assert_eq!(r.started, Some(Role::Producer));
-                assert_eq!(
-                    r.prod().ending,
-                    Some(Ending::Cancelled),
-                    "StopSource without a cancel"
-                );
-                assert!(!r.stopped, "StopSource twice");
-                r.stopped = true;
-            }
-            Event::End { .. } => match r.started {
-                Some(Role::Producer) => {
-                    assert_eq!(
-                        r.prod().ending,
-                        Some(Ending::Clean),
-                        "a producer ends when finished"
-                    );
-                }
-                Some(Role::Resumer) => {
-                    check = Some(if ctx.chunk_message {
-                        Check::Ended(Ending::Clean)
-                    } else {
-                        Check::WatchdogEnd
-                    });
-                }
-                None => panic!("End before Started"),
-            },
-            Event::Done { .. }
-            | Event::NotFound { .. }
-            | Event::State { .. }
-            | Event::Cancelled { .. } => {
-                assert!(!r.any_event, "an answer is a first event: {event:?}");
-                let fits = match event {
-                    Event::Done { .. } => !matches!(r.kind, Kind::State | Kind::Create),
-                    Event::NotFound { .. } => matches!(r.kind, Kind::Resume | Kind::Cancel),
-                    Event::State { .. } => r.kind == Kind::State,
-                    _ => r.kind == Kind::Cancel,
-                };
-                assert!(fits, "{event:?} answers a {:?} request", r.kind);
-                if let (Event::Cancelled { .. }, false) = (&event, faults.wild) {
-                    assert!(ctx.chunk_message);
-                    let by = r
-                        .cancel_answered_by
-                        .expect("Cancelled, but no producer was asked");
-                    check = Some(Check::CancelledBy(by));
-                }
-            }
-            Event::Failed { error, .. } => {
-                if r.started == Some(Role::Producer) {
-                    let ending = r.prod().ending;
-                    let fits = match error {
-                        Error::Source(m) => {
-                            ending == Some(Ending::Source) && m.message() == SOURCE_ERROR
-                        }
-                        Error::Cancelled => ending == Some(Ending::Cancelled),
-                        _ => false,
-                    };
-                    assert!(
-                        fits,
-                        "a live producer fails only by fail() or a cancel: {error:?}"
-                    );
-                } else {
-                    if let Some(p) = r.prod.as_mut() {
-                        // Setup failed: it leaves its request channel.
-                        p.routed = false;
-                        p.registrations.clear();
-                    }
-                    if r.started == Some(Role::Resumer) && ctx.chunk_message {
-                        match error {
-                            Error::Source(_) => check = Some(Check::Ended(Ending::Source)),
-                            Error::Cancelled => check = Some(Check::Ended(Ending::Cancelled)),
-                            _ => {}
-                        }
-                    }
-                    if !faults.any() {
-                        let fits = match error {
-                            Error::AckTimeout { .. } | Error::ProducerGone { .. } => true,
-                            Error::AlreadyProducing { .. } => {
-                                matches!(r.kind, Kind::Idempotent | Kind::Create)
-                            }
-                            Error::Truncated { .. } => r.refused,
-                            Error::Source(_) | Error::Cancelled => check.is_some(),
-                            _ => false,
-                        };
-                        assert!(
-                            fits,
-                            "{key:?} ({:?}) failed without a fault: {error:?}",
-                            r.kind
-                        );
-                    }
-                }
-            }
-            other => panic!("an event this target does not know: {other:?}"),
-        }
-        r.any_event = true;
-        if event.is_final() {
-            r.finals += 1;
-        }
-        match check {
-            Some(Check::CancelledBy(by)) => {
-                let ending = self.readers[&by].prod().ending;
-                assert_eq!(
-                    ending,
-                    Some(Ending::Cancelled),
-                    "{key:?} was told Cancelled, but its producer {by:?} was not cancelled"
-                );
-            }
-            Some(check) => self.check_resumer(key, faults, check),
-            None => {}
-        }
-    }
-
-    /// A resumer's data against what it is owed.
-    pub fn check_resumer(&self, key: Key, faults: Faults, check: Check) {
-        if faults.wild {
-            return;
-        }
-        let r = &self.readers[&key];
-        let Some(owed) = &r.owed else {
-            panic!("{key:?} received {:?} without being registered", r.received);
-        };
-        let producer = self.readers[&owed.producer].prod();
-        let owed_messages = || -> Vec<Bytes> {
-            std::iter::once(&owed.catch_up)
-                .chain(&producer.chunks[owed.from..])
-                .filter(|m| !m.is_empty())
-                .cloned()
-                .collect()
-        };
-        let owed_through = |n: usize| -> Vec<u8> {
-            assert!(
-                n >= owed.from && n <= producer.chunks.len(),
-                "{key:?}: chunk index {n}"
-            );
-            let mut out = owed.catch_up.to_vec();
-            out.extend(reference::join(&producer.chunks[owed.from..n]));
-            out
-        };
-        // An extended resumer is checked under every fault but a wild one (two
-        // producers of one stream, a forged request naming it): its content carries
-        // chunk indices, so a lost or repeated message is asked for again, never
-        // delivered wrong. A v1 resumer cannot tell: after a lost message it holds a
-        // subsequence of what it is owed, after a repeated one anything.
-        match check {
-            Check::Data(Some(n)) => {
-                assert!(r.extended, "{key:?}: a chunk index for a v1 resumer");
-                assert_eq!(
-                    r.received_bytes,
-                    owed_through(n as usize),
-                    "{key:?}: the bytes up to chunk {n} (owed from chunk {})",
-                    owed.from
-                );
-            }
-            Check::Data(None) => {
-                assert!(
-                    !r.extended,
-                    "{key:?}: an extended resumer without chunk indices"
-                );
-                let owed = owed_messages();
-                if faults.duplicated {
-                    // Anything: a repeat looks like content.
-                } else if faults.silent || faults.failed_publish {
-                    assert!(
-                        is_subsequence(&r.received, &owed),
-                        "{key:?} received {:?}, not a subsequence of {owed:?}",
-                        r.received
-                    );
-                } else {
-                    assert!(
-                        owed.starts_with(&r.received),
-                        "{key:?} received {:?}, owed {owed:?}",
-                        r.received
-                    );
-                }
-            }
-            Check::CancelledBy(_) => {}
-            Check::Ended(ending) => {
-                let actual = producer
-                    .ending
-                    .expect("ended by a message before its producer");
-                if r.extended {
-                    assert_eq!(actual, ending, "{key:?} ended as its producer did");
-                    assert_eq!(
-                        r.received_bytes,
-                        owed_through(producer.chunks.len()),
-                        "{key:?} ended without all it is owed"
-                    );
-                } else if !(faults.silent || faults.failed_publish || faults.duplicated) {
-                    assert_eq!(
-                        r.received,
-                        owed_messages(),
-                        "{key:?} ended without all it is owed"
-                    );
-                }
-            }
-            // The done watchdog read the stream finished twice, the end message never
-            // came: an extended resumer that ends cleanly has everything.
-            Check::WatchdogEnd => {
-                if r.extended {
-                    assert_eq!(
-                        r.received_bytes,
-                        owed_through(producer.chunks.len()),
-                        "{key:?} ended by the done watchdog without all it is owed"
-                    );
-                } else if !(faults.silent
-                    || faults.failed_publish
-                    || faults.duplicated
-                    || self.in_flight_to(key))
-                {
-                    // A v1 resumer cannot ask again, but nothing was lost on its way
-                    // and nothing is still coming: it has everything.
-                    assert_eq!(
-                        r.received,
-                        owed_messages(),
-                        "{key:?} (v1) ended by the done watchdog without all it is owed"
-                    );
-                }
-            }
-        }
-    }
-
-    /// Whether a message to `key`'s chunk channel is still on the network: its
-    /// `PUBLISH` not yet run, or the message not yet delivered.
-    pub fn in_flight_to(&self, key: Key) -> bool {
-        let Some(listener) = self.readers[&key].listener.as_deref() else {
-            return false;
-        };
-        let channel = chunk_channel(listener);
-        (0..self.nodes.len()).any(|node| {
-            let publishes = self
-                .net
-                .items(node, Link::CommandsUp)
-                .any(|item| matches!(item, Item::Command(c) if c.op.routing_key() == &channel[..]));
-            let messages = self
-                .net
-                .items(node, Link::PubSubDown)
-                .any(|item| matches!(item, Item::Message { channel: c, .. } if *c == channel));
-            publishes || messages
-        })
     }
 }

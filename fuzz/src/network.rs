@@ -2,23 +2,33 @@
 //! command, an engine gets a reply or a message) with the model's checks, and the
 //! faults that concern a whole connection or one message.
 
+use crate::durable::entry_of;
 use crate::harness::*;
 use crate::model::*;
 use crate::ops::{MessageFault, SubscriptionFault};
 use crate::trace;
 use bytes::Bytes;
 use resumable_stream::sim::{Item, Link};
+use resumable_stream::wire::log::{LogEnding, LogEntry};
 use resumable_stream::wire::{Control, ErrorKind};
 use resumable_stream::{Command, CommandId, Connection, Op, PubSubState, Reply, ReplyError};
 
 impl Harness {
-    /// The first non-empty link at or after `n` (over every node's four links).
+    /// The first non-empty link at or after `n`, in the cycle of every node's six links
+    /// (commands, pub/sub, blocking; up then down). The scan starts at the `n`th of the
+    /// command and pub/sub links, as when each node had only those four: a run
+    /// without blocking reads picks exactly as it did then, and a blocking link is
+    /// picked when the links before it in the cycle are empty (or by
+    /// `DurableStep::Blocking`).
     pub fn pick_link(&self, n: u8) -> Option<(usize, Link)> {
-        let total = self.nodes.len() * 4;
+        let nodes = self.nodes.len();
+        let old = usize::from(n) % (nodes * 4);
+        let start = old / 4 * 6 + old % 4;
+        let total = nodes * 6;
         (0..total)
-            .map(|i| (usize::from(n) + i) % total)
-            .map(|i| (i / 4, Link::ALL[i % 4]))
-            .find(|&(node, link)| self.net.len(node, link) > 0)
+            .map(|i| (start + i) % total)
+            .map(|i| (i / 6, Link::ALL[i % 6]))
+            .find(|&(node, link)| !self.nodes[node].killed && self.net.len(node, link) > 0)
     }
 
     pub fn deliver(&mut self, node: usize, link: Link) {
@@ -26,6 +36,9 @@ impl Harness {
             return;
         };
         trace!("  deliver e{node} {link:?}: {}", describe(&item));
+        if self.nodes[node].killed {
+            return; // to a process that died
+        }
         match item {
             Item::Command(command) => self.execute(node, command),
             Item::Reply(id, reply) => self.reply(node, id, reply),
@@ -40,7 +53,89 @@ impl Harness {
             (Op::Publish { .. }, Name::Request(stream)) => Some(stream),
             _ => None,
         };
+        // Durable mode: whether Redis takes an append, and what.
+        let append = match (&command.op, parse_name(command.op.routing_key())) {
+            (
+                Op::XAdd {
+                    key, id, fields, ..
+                },
+                Name::Log(stream),
+            ) => {
+                let before = self.net.redis.stream_last_id(self.now, key);
+                let writer = self
+                    .commands
+                    .get(&(node, command.id))
+                    .and_then(|c| c.writer);
+                Some((stream, key.clone(), *id, fields.clone(), before, writer))
+            }
+            _ => None,
+        };
+        // Durable mode: a read of the lease that finds none (a tail's check, a reader's
+        // probe) is what justifies a gone end.
+        let lease_read = match (&command.op, parse_name(command.op.routing_key())) {
+            (Op::Get { key }, Name::Lease(stream)) => {
+                Some(stream).filter(|_| self.net.redis.get_raw(self.now, key).is_none())
+            }
+            _ => None,
+        };
         let executed = self.net.execute(node, command, self.now, self.now);
+        if let (Some(stream), true) = (lease_read, executed.ran) {
+            if !self.logs[stream].lapsed_on.contains(&node) {
+                self.logs[stream].lapsed_on.push(node);
+            }
+        }
+        if let Some((stream, key, id, fields, before, writer)) = append {
+            let after = self.net.redis.stream_last_id(self.now, &key);
+            let existed = {
+                let log = &self.logs[stream];
+                log.writer.is_some() || log.end.is_some()
+            };
+            if executed.ran && before.is_none() && after.is_none() && existed {
+                trace!(
+                    "    the log of {} is gone (expired): not made anew",
+                    STREAMS[stream]
+                );
+                self.logs[stream].expired = true;
+            }
+            if executed.ran && after == Some(id) && before.is_none_or(|b| b < id) {
+                if before.is_none() && existed {
+                    // Made anew: only by the first append of a producer that never
+                    // wrote this log (a new life of the stream id, once the old one
+                    // expired), never by its old writer or a tail.
+                    let old = &self.logs[stream];
+                    assert!(
+                        writer.is_some_and(|w| old.writer != Some(w)),
+                        "{}: an append made the log anew after it had expired or was lost",
+                        STREAMS[stream]
+                    );
+                    trace!(
+                        "    a new log for {}: a new life of the id",
+                        STREAMS[stream]
+                    );
+                    let producers = old.producers.clone();
+                    self.logs[stream] = crate::durable::StreamLog {
+                        producers,
+                        ..Default::default()
+                    };
+                }
+                let entry = entry_of(id, &fields).expect("checked when sent");
+                if let LogEntry::End {
+                    ending: LogEnding::Gone,
+                    ..
+                } = entry
+                {
+                    let log = &self.logs[stream];
+                    assert!(
+                        log.lapsed_on.contains(&node) || log.wild,
+                        "{}: engine {node} wrote a gone end, but none of its reads of the \
+                         lease found it lapsed",
+                        STREAMS[stream]
+                    );
+                }
+                trace!("    appended to the log of {}: {entry:?}", STREAMS[stream]);
+                self.on_appended(stream, writer, entry);
+            }
+        }
         if let Some(stream) = request {
             if executed.deliveries > 1 {
                 // Two engines hear requests for one stream: two producers may answer.
@@ -99,7 +194,7 @@ impl Harness {
                 p.routed = false;
             }
         }
-        let ops = self.drain_ops(node, owner);
+        let ops = app_ops(self.drain_ops(node, owner));
         if let Some(expected) = expected {
             assert_eq!(ops, expected, "the reply to a PUBLISH to a listener");
         }
@@ -127,6 +222,8 @@ impl Harness {
                 for command in sent {
                     let fits = match &command.op {
                         Op::Unsubscribe { channel: c } => *c == channel,
+                        // A tail that waited for a lane joins the next read.
+                        Op::XRead { .. } => true,
                         // Asking again after `lost`.
                         Op::Publish { channel: c, .. } => {
                             matches!(parse_name(c), Name::Request(_))
@@ -149,6 +246,9 @@ impl Harness {
         let (MessageFault::Duplicate { engine, nth, .. } | MessageFault::Drop { engine, nth }) =
             fault;
         let node = self.node(*engine);
+        if self.nodes[node].killed {
+            return;
+        }
         let messages: Vec<(usize, Bytes)> = self
             .net
             .items(node, Link::PubSubDown)
@@ -182,6 +282,9 @@ impl Harness {
     /// engine subscribes again is lost, as in an interruption of that channel alone.
     pub fn subscription_dropped(&mut self, fault: &SubscriptionFault) {
         let node = self.node(fault.engine);
+        if self.nodes[node].killed {
+            return;
+        }
         let channels: Vec<(usize, Bytes)> = self
             .order
             .iter()
@@ -215,7 +318,7 @@ impl Harness {
     /// flight are lost; Redis forgets the subscriptions.
     pub fn drop_pubsub(&mut self, node: usize, state: PubSubState, errors_first: bool) {
         let interrupted = state == PubSubState::Interrupted;
-        if interrupted && self.nodes[node].interrupted {
+        if self.nodes[node].killed || interrupted && self.nodes[node].interrupted {
             return;
         }
         let touched: Vec<usize> = self
@@ -260,7 +363,7 @@ impl Harness {
     /// The pub/sub connection of `node` is back (if it was interrupted): commands sent
     /// while it was down have failed by now.
     pub fn restore(&mut self, node: usize) {
-        if !self.nodes[node].interrupted {
+        if self.nodes[node].killed || !self.nodes[node].interrupted {
             return;
         }
         while self.net.len(node, Link::PubSubUp) > 0 {

@@ -5,6 +5,7 @@
 //! adding a variant changes what every committed corpus input means. New operations
 //! go into the discriminant range of an existing one (see [`AnyStep`]).
 
+use crate::durable_ops::DurableStep;
 use arbitrary::{Arbitrary, Unstructured};
 use bytes::Bytes;
 use resumable_stream::{Position, ReplyError, SkipUnit};
@@ -239,6 +240,10 @@ pub enum AnyStep {
     Step(Step),
     Fault(MessageFault),
     Subscription(SubscriptionFault),
+    /// Durable mode's operations, parsed from the upper three quarters of the range of
+    /// `Step::Misuse`'s discriminant, which no committed input used (all of them replay
+    /// the same steps as before these were added).
+    Durable(DurableStep),
 }
 
 /// The server drops one subscription of an engine (a Cluster slot moved, an ACL
@@ -257,6 +262,8 @@ pub struct SubscriptionFault {
 /// (checked by [`check_step_layout`]).
 pub const STEP_VARIANTS: u64 = 21;
 pub const SHARED_VARIANT: u64 = 15;
+/// The variant whose range durable steps share: `Step::Misuse`.
+pub const DURABLE_VARIANT: u64 = 6;
 
 /// The discriminant bytes the derived `Step` reads as variant `index`.
 pub fn discriminant(index: u64) -> [u8; 4] {
@@ -302,6 +309,20 @@ pub fn check_step_layout() {
         )),
         Ok(AnyStep::Step(Step::DeleteSentinel { .. }))
     ));
+    // Misuse's range: its lowest quarter a `Misuse`, the rest durable steps.
+    assert!(matches!(parse(DURABLE_VARIANT), Ok(Step::Misuse { .. })));
+    assert!(matches!(
+        any(&bytes(
+            u32::from_le_bytes(discriminant(DURABLE_VARIANT)),
+            [0; 4]
+        )),
+        Ok(AnyStep::Step(Step::Misuse { .. }))
+    ));
+    let top_of_misuse = u32::from_le_bytes(discriminant(DURABLE_VARIANT + 1)) - 1;
+    assert!(matches!(
+        any(&bytes(top_of_misuse, [0; 4])),
+        Ok(AnyStep::Durable(_))
+    ));
 }
 
 impl<'a> Arbitrary<'a> for AnyStep {
@@ -311,6 +332,10 @@ impl<'a> Arbitrary<'a> for AnyStep {
         let available = u.peek_bytes(u.len().min(4)).unwrap_or_default();
         bytes[..available.len()].copy_from_slice(available);
         let scaled = u64::from(u32::from_le_bytes(bytes)) * STEP_VARIANTS;
+        if scaled >> 32 == DURABLE_VARIANT && scaled as u32 >= 1 << 30 {
+            u.bytes(available.len())?;
+            return DurableStep::arbitrary(u).map(AnyStep::Durable);
+        }
         if scaled >> 32 == SHARED_VARIANT && scaled as u32 >= 15 << 28 {
             u.bytes(available.len())?;
             return SubscriptionFault::arbitrary(u).map(AnyStep::Subscription);

@@ -11,6 +11,21 @@ use std::time::Duration;
 
 impl Harness {
     pub fn step(&mut self, step: &Step) {
+        let engine = match step {
+            Step::Create { engine, .. }
+            | Step::Resume { engine, .. }
+            | Step::State { engine, .. }
+            | Step::Cancel { engine, .. }
+            | Step::LosePubSub { engine, .. }
+            | Step::Interrupt { engine, .. }
+            | Step::Restore { engine }
+            | Step::ForgeRequest { engine, .. }
+            | Step::ForgeRaw { engine, .. } => Some(*engine),
+            _ => None,
+        };
+        if engine.is_some_and(|e| self.nodes[self.node(e)].killed) {
+            return; // a process that died does nothing
+        }
         match step {
             Step::Create {
                 engine,
@@ -104,7 +119,7 @@ impl Harness {
                     );
                     for command in sent {
                         assert!(
-                            matches!(command.op, Op::Unsubscribe { .. }),
+                            matches!(command.op, Op::Unsubscribe { .. } | Op::XRead { .. }),
                             "drop_reader sends {:?}",
                             command.op
                         );
@@ -131,19 +146,24 @@ impl Harness {
             Step::DropNext { link } => {
                 if let Some((node, link)) = self.pick_link(*link) {
                     let item = self.net.pop(node, link).expect("a non-empty link");
-                    let (_, stream) = self.item_info(node, &item);
                     let silent = match &item {
                         Item::Message { .. } => true,
                         Item::Command(c) => matches!(c.op, Op::Publish { .. }),
                         Item::Reply(..) => false,
                     };
-                    self.fault(stream, |f| {
-                        if silent {
-                            f.silent = true
-                        } else {
-                            f.other = true
-                        }
-                    });
+                    // A command or reply lost without an error: a wait may never end.
+                    let lost = !silent && !link.is_pubsub();
+                    for stream in self.item_streams(node, &item) {
+                        self.fault(stream, |f| {
+                            f.lost |= lost;
+                            if silent {
+                                f.silent = true
+                            } else {
+                                f.other = true
+                            }
+                        });
+                    }
+                    self.lost_blocking_read(node, &item);
                 }
             }
             Step::FailNext { link, error } => {
@@ -154,18 +174,20 @@ impl Harness {
                         .net
                         .fail_next(node, link, error.get(), self.now)
                         .expect("a non-empty link");
-                    let (op, stream) = self.item_info(node, &item);
+                    let (op, _) = self.item_info(node, &item);
                     let chunk_publish = op.as_ref().is_some_and(is_chunk_publish);
                     let message = matches!(item, Item::Message { .. });
-                    self.fault(stream, |f| {
-                        if message {
-                            f.silent = true
-                        } else if chunk_publish {
-                            f.failed_publish = true
-                        } else {
-                            f.other = true
-                        }
-                    });
+                    for stream in self.item_streams(node, &item) {
+                        self.fault(stream, |f| {
+                            if message {
+                                f.silent = true
+                            } else if chunk_publish {
+                                f.failed_publish = true
+                            } else {
+                                f.other = true
+                            }
+                        });
+                    }
                     if let Item::Reply(..) = item {
                         self.deliver(node, link);
                     }

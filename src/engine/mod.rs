@@ -421,8 +421,10 @@ impl Engine {
                 return self.on_wants(now, handle, wants);
             }
             Some(Machine::Tail(t)) => {
-                t.on_reply(now, expect, reply, config, out);
-                Next::Stay
+                if let Some(error) = t.on_reply(now, expect, reply, config, out) {
+                    self.fail_tail(handle, &error);
+                }
+                return;
             }
             None => Next::Stay,
         };

@@ -66,6 +66,8 @@ pub(super) enum Expect {
     LeaseCheck,
     /// A tail's `XADD` of the `gone` end entry.
     GoneEnd,
+    /// A tail's `GET` of the sentinel before a `gone` end in a log it never read.
+    GoneCheck,
     /// A blocking `XREAD` of the tails of one lane.
     TailRead {
         /// The lane.

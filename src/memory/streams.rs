@@ -86,6 +86,7 @@ impl MemoryRedis {
         &mut self,
         now: Instant,
         key: &Bytes,
+        create: bool,
         id: StreamId,
         fields: &[Bytes],
     ) -> Result<Reply, ReplyError> {
@@ -98,6 +99,10 @@ impl MemoryRedis {
             ));
         }
         if self.stream(now, key)?.is_none() {
+            if !create {
+                // NOMKSTREAM: a missing stream stays missing.
+                return Ok(Reply::Nil);
+            }
             let stream = Value::Stream(Stream::new());
             self.keys.insert(
                 key.clone(),
@@ -214,7 +219,7 @@ impl MemoryRedis {
     /// let streams = vec![("log".into(), StreamId::new(1, 0))];
     /// let read = Op::XRead { count: 10, block_millis: 500, streams: streams.clone() };
     /// assert_eq!(redis.execute(now, client, &read).0, Ok(Reply::Nil)); // it blocks
-    /// let add = Op::XAdd { key: "log".into(), id: StreamId::new(2, 0), fields: vec!["d".into(), "x".into()] };
+    /// let add = Op::XAdd { key: "log".into(), create: true, id: StreamId::new(2, 0), fields: vec!["d".into(), "x".into()] };
     /// let _ = redis.execute(now, client, &add);
     /// let served = redis.serve_blocked_read(now, b"log", 10, &streams);
     /// assert!(matches!(served, Some(Reply::Array(pairs)) if pairs.len() == 1));

@@ -20,6 +20,7 @@ fn xadd(id: u64, key: &'static str, entry: StreamId) -> Command {
     Command {
         id: CommandId(id),
         op: Op::XAdd {
+            create: true,
             key: key.into(),
             id: entry,
             fields: vec!["d".into(), "x".into()],

@@ -36,6 +36,7 @@ fn command(op: Op) -> Command {
 
 fn xadd(key: &str, ms: u64) -> Command {
     command(Op::XAdd {
+        create: true,
         key: Bytes::copy_from_slice(key.as_bytes()),
         id: StreamId::new(ms, 0),
         fields: vec![Bytes::from_static(b"chunk"), Bytes::from(format!("c{ms}"))],

@@ -291,7 +291,7 @@ impl Engine {
     }
 
     /// Every reader of `tail_handle` fails with `error`; the tail goes.
-    fn fail_tail(&mut self, tail_handle: Handle, error: &Error) {
+    pub(super) fn fail_tail(&mut self, tail_handle: Handle, error: &Error) {
         let readers = match self.machines.get(&tail_handle) {
             Some(Machine::Tail(tail)) => tail.readers.clone(),
             _ => return,

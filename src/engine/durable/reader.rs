@@ -13,16 +13,21 @@ use crate::error::{Error, SourceError};
 use crate::event::{Event, Handle, Role};
 use crate::io::{Op, Reply, ReplyError, StreamId};
 use crate::skip::{catch_up, settled_units, SkipUnit};
-use crate::wire::log::{decode_range, next_id, read_after, read_from, LogEnding, LogEntry, END_ID};
+use crate::wire::log::{decode_range, next_id, read_from, LogEnding, LogEntry, END_ID};
 use crate::wire::StreamNames;
 use bytes::Bytes;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
-    /// Reading pages up to `until` (the end of the log, or where the tail was when
-    /// this reader joined it); `first` until the first page came.
-    Paging { until: StreamId, first: bool },
+    /// Reading pages up to `until`: the end of the log (catching up, before it
+    /// follows a tail), or where the tail was when this reader joined it (`joining`);
+    /// `first` until the first page came.
+    Paging {
+        until: StreamId,
+        first: bool,
+        joining: bool,
+    },
     /// The log is empty: is its producer alive (a durable one that has not appended
     /// yet) or is it a v1 producer, with no log at all?
     Probing,
@@ -102,6 +107,7 @@ impl LogReader {
             phase: Phase::Paging {
                 until: END_ID,
                 first: true,
+                joining: false,
             },
             position,
             asked: position,
@@ -157,6 +163,7 @@ impl LogReader {
             self.phase = Phase::Paging {
                 until: tail_after,
                 first: false,
+                joining: true,
             };
             self.read_page(next_id(mine), tail_after, config, out);
         } else {
@@ -165,10 +172,14 @@ impl LogReader {
     }
 
     /// The id after which this reader needs entries.
+    ///
+    /// Only an entry this reader read proves that the log holds everything up to it
+    /// (one producer appends in id order): before any, it is the log's start, even for
+    /// a position further on (chunks below it are skipped), so that a tail made for
+    /// this reader never starts past entries not yet written that a later local reader
+    /// needs.
     fn after(&self) -> StreamId {
-        self.last_id
-            .unwrap_or_else(|| read_after(self.position))
-            .max(read_after(self.position))
+        self.last_id.unwrap_or(StreamId::new(0, 0))
     }
 
     /// The reply to one of this reader's commands.
@@ -180,9 +191,14 @@ impl LogReader {
         out: &mut Outbox,
     ) -> Wants {
         match (expect, self.phase) {
-            (Expect::LogPage, Phase::Paging { until, first }) => {
-                self.on_page(reply, until, first, config, out)
-            }
+            (
+                Expect::LogPage,
+                Phase::Paging {
+                    until,
+                    first,
+                    joining,
+                },
+            ) => self.on_page(reply, (until, first, joining), config, out),
             (Expect::LeaseProbe, Phase::Probing) => match reply {
                 // A durable producer that has appended nothing yet.
                 Ok(Reply::Data(_)) => {
@@ -202,8 +218,7 @@ impl LogReader {
     fn on_page(
         &mut self,
         reply: Result<Reply, ReplyError>,
-        until: StreamId,
-        first: bool,
+        (until, first, joining): (StreamId, bool, bool),
         config: &Config,
         out: &mut Outbox,
     ) -> Wants {
@@ -248,10 +263,16 @@ impl LogReader {
         }
         match last {
             Some(last) if full && last < until => {
+                // The next page is not the first: an empty one means caught up.
+                self.phase = Phase::Paging {
+                    until,
+                    first: false,
+                    joining,
+                };
                 self.read_page(next_id(last), until, config, out);
                 Wants::Nothing
             }
-            _ if first => Wants::Tail {
+            _ if !joining => Wants::Tail {
                 after: self.after(),
             },
             _ => {

@@ -8,6 +8,7 @@
 
 use super::super::outbox::{Expect, Outbox, Timer};
 use crate::config::Config;
+use crate::error::Error;
 use crate::event::Handle;
 use crate::io::{Op, Reply, ReplyError, StreamId};
 use crate::wire::log::{end_fields, LogEnding, END_ID};
@@ -39,6 +40,8 @@ pub(in crate::engine) struct Tail {
     /// When the log last brought anything.
     heard_at: Instant,
     checking: bool,
+    /// It read an entry: the log existed.
+    heard: bool,
     /// The end came: it reads no more.
     pub(super) ended: bool,
 }
@@ -69,6 +72,8 @@ impl Tail {
             lease_at: Some(at),
             heard_at: now,
             checking: false,
+            // Made at an entry its first reader read: the log existed.
+            heard: after > StreamId::new(0, 0),
             ended: false,
         }
     }
@@ -96,6 +101,7 @@ impl Tail {
         if let Some(last) = last {
             self.after = self.after.max(last);
             self.heard_at = now;
+            self.heard = true;
             self.ended |= last == END_ID;
         }
     }
@@ -138,6 +144,8 @@ impl Tail {
         out.arm(self.handle, Timer::LeaseCheck, at);
     }
 
+    /// The reply to one of its commands; `Some` when the gone end found no log, and
+    /// its readers fail with this error: what they wait for can never come.
     pub(in crate::engine) fn on_reply(
         &mut self,
         now: Instant,
@@ -145,11 +153,42 @@ impl Tail {
         reply: Result<Reply, ReplyError>,
         config: &Config,
         out: &mut Outbox,
-    ) {
+    ) -> Option<Error> {
         match (expect, reply) {
-            (Expect::LeaseCheck, Ok(Reply::Nil)) if !self.ended => {
+            // NOMKSTREAM found no log: one this tail read from expired, or Redis lost it.
+            (Expect::GoneEnd, Ok(Reply::Nil)) => {
+                return Some(Error::Vanished {
+                    stream_id: self.stream_id.clone(),
+                });
+            }
+            (Expect::LeaseCheck, Ok(Reply::Nil)) if !self.ended && self.heard => {
                 self.checking = false;
-                self.write_gone(config, out);
+                self.write_gone(false, config, out);
+                self.arm_lease_check(now + config.heartbeat_interval(), out);
+            }
+            // No entry read yet: a producer that died before its first append, or a
+            // stream that finished and whose log expired while this tail was away. The
+            // sentinel tells: only the first gets its gone end (in a log made for it).
+            (Expect::LeaseCheck, Ok(Reply::Nil)) if !self.ended => {
+                let key = self.sentinel.clone();
+                out.send(self.handle, Op::Get { key }, Expect::GoneCheck);
+            }
+            // Still active: the log is made for the gone end if it has none. Done (or
+            // expired): a gone end only into a log that exists (it then holds an end
+            // this tail has not read yet: refused, and the next read brings it); no log
+            // means it expired: the readers fail with `Vanished`.
+            (Expect::GoneCheck, Ok(reply)) => {
+                self.checking = false;
+                let active = matches!(&reply, Reply::Data(value) if value.as_ref() != DONE_VALUE);
+                self.write_gone(active, config, out);
+                self.arm_lease_check(now + config.heartbeat_interval(), out);
+            }
+            (Expect::GoneCheck, Err(error)) => {
+                self.checking = false;
+                log::debug!(
+                    "resumable-stream: the sentinel of {:?} could not be read: {error}",
+                    self.stream_id
+                );
                 self.arm_lease_check(now + config.heartbeat_interval(), out);
             }
             (Expect::LeaseCheck, reply) => {
@@ -174,22 +213,33 @@ impl Tail {
             // next read brings the end.
             _ => {}
         }
+        None
     }
 
     /// The producer's lease lapsed and the log has no end: write `gone`, mark the
     /// stream done for v1 readers, and keep the log for the replay window.
-    fn write_gone(&mut self, config: &Config, out: &mut Outbox) {
+    /// `create`: the log may be made for it (no entry was ever read from it).
+    fn write_gone(&mut self, create: bool, config: &Config, out: &mut Outbox) {
         log::info!(
             "resumable-stream: the producer of {:?} is gone (its lease lapsed); ending its log",
             self.stream_id
         );
         let op = Op::XAdd {
             key: self.log.clone(),
+            // A log that expired or was lost is not made anew for its end alone.
+            create,
             id: END_ID,
             fields: end_fields(&LogEnding::Gone, None),
         };
         out.send(self.handle, op, Expect::GoneEnd);
-        let millis = config.replay_window_millis();
+        // A log made for the gone end alone (its producer died before its first
+        // append) lives as long as the sentinel that says "DONE": a first append held
+        // up in the network finds it, and is refused, for as long as the stream exists.
+        let millis = if create {
+            config.log_ttl_millis()
+        } else {
+            config.replay_window_millis()
+        };
         out.send(
             self.handle,
             Op::PExpire {

@@ -54,6 +54,8 @@ pub(super) enum Logged {
     Ended,
     /// A reader ended the log (the lease had lapsed): Redis refuses this producer.
     Fenced,
+    /// The log is gone (it expired, or Redis lost it): it is not made anew.
+    Vanished,
     /// The log cannot be written.
     Failed(Error),
 }
@@ -76,6 +78,10 @@ pub(super) struct LogWriter {
     /// The end to write once every chunk is in, with the stream's length.
     ending: Option<(LogEnding, u64)>,
     ended: bool,
+    /// An append landed: the log exists, and later appends never make it anew
+    /// (`NOMKSTREAM`): a log that expired or was lost meanwhile is not restarted from
+    /// its middle.
+    created: bool,
     /// The log's expiry while it grows: the sentinel's TTL.
     ttl_millis: u64,
 }
@@ -105,6 +111,7 @@ impl LogWriter {
             log_bytes: 0,
             ending: None,
             ended: false,
+            created: false,
             ttl_millis: config.log_ttl_millis(),
         };
         writer.renew_lease(handle, config, out);
@@ -235,6 +242,7 @@ impl LogWriter {
     fn send(&mut self, handle: Handle, append: Append, out: &mut Outbox) {
         let op = Op::XAdd {
             key: self.log.clone(),
+            create: !self.created,
             id: append.id,
             fields: append.fields.clone(),
         };
@@ -298,7 +306,8 @@ impl LogWriter {
             },
             Expect::Write,
         );
-        self.lease_at = None;
+        // The lease is renewed until the end is in (a reader must not take an end
+        // held up by retries for a dead producer's).
     }
 
     /// A deadline of the writer came due.
@@ -324,7 +333,8 @@ impl LogWriter {
                     _ => self.flush(handle, Some(now), durable, out),
                 }
             }
-            Timer::Lease if !self.ended => {
+            Timer::Lease if self.ended => self.lease_at = None,
+            Timer::Lease => {
                 self.renew_lease(handle, config, out);
                 let at = now + config.heartbeat_interval();
                 self.lease_at = Some(at);
@@ -348,16 +358,26 @@ impl LogWriter {
             return Logged::Going;
         };
         let landed = match (expect, reply) {
+            // NOMKSTREAM found no log: it expired, or Redis lost it.
+            (Expect::LogAppend | Expect::LogEnd, Ok(Reply::Nil)) => {
+                self.ended = true;
+                return Logged::Vanished;
+            }
             (Expect::LogAppend | Expect::LogEnd, Ok(_)) => true,
-            (Expect::LogVerify, Ok(Reply::Array(entries))) => !entries.is_empty(),
+            // The entry at its id is its own (same fields) or another writer's (a
+            // reader's `gone` end, or a second producer's); no end left at all: the
+            // log expired meanwhile.
+            (Expect::LogVerify, Ok(Reply::Array(entries))) => match entries.as_slice() {
+                [] if append.end => {
+                    self.ended = true;
+                    return Logged::Vanished;
+                }
+                [entry] => same_fields(entry, &append.fields),
+                _ => false,
+            },
             (Expect::LogAppend | Expect::LogEnd, Err(ReplyError::Server(message)))
                 if message.contains(ID_REFUSED) =>
             {
-                if append.end {
-                    // Our own end landed, or a reader's: either way the log has one.
-                    self.ended = true;
-                    return Logged::Ended;
-                }
                 // Landed before its reply was lost, or a reader ended the log: the
                 // entry itself tells.
                 self.in_flight = Some(append);
@@ -391,6 +411,7 @@ impl LogWriter {
             (_, Err(error)) => return Logged::Failed(redis_error("XADD", error)),
             (_, Ok(_)) => return Logged::Going,
         };
+        self.created = true;
         if !landed {
             self.ended = true;
             return Logged::Fenced;
@@ -420,6 +441,24 @@ impl LogWriter {
         }
         self.write_end(handle, config, out);
         Logged::Going
+    }
+}
+
+/// Whether `entry` (`[id, [field, value, ...]]`, as `XRANGE` answers) holds exactly
+/// `fields`.
+fn same_fields(entry: &Reply, fields: &[Bytes]) -> bool {
+    match entry {
+        Reply::Array(parts) => match parts.as_slice() {
+            [_, Reply::Array(found)] => {
+                found.len() == fields.len()
+                    && found
+                        .iter()
+                        .zip(fields)
+                        .all(|(f, ours)| matches!(f, Reply::Data(d) if d == ours))
+            }
+            _ => false,
+        },
+        _ => false,
     }
 }
 

@@ -370,8 +370,14 @@ impl Producer {
         let (Some(log), Some(durable)) = (&mut self.log, config.durable()) else {
             return Next::Stay;
         };
-        match log.on_reply(self.handle, expect, reply, config, durable, out) {
-            Logged::Going => Next::Stay,
+        let logged = match log.on_reply(self.handle, expect, reply, config, durable, out) {
+            Logged::Vanished => Logged::Failed(Error::Vanished {
+                stream_id: self.stream_id.clone(),
+            }),
+            logged => logged,
+        };
+        match logged {
+            Logged::Going | Logged::Vanished => Next::Stay,
             Logged::Ended => {
                 self.mark_done(config, out);
                 Next::Stay

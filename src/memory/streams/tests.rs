@@ -17,6 +17,7 @@ fn fields(pairs: &[&'static str]) -> Vec<Bytes> {
 
 fn add(key: &'static str, id: StreamId, pairs: &[&'static str]) -> Op {
     Op::XAdd {
+        create: true,
         key: key.into(),
         id,
         fields: fields(pairs),
@@ -361,4 +362,31 @@ fn a_blocked_read_is_served_from_the_stream_that_got_an_entry() {
     redis.set_raw("text", "x");
     let on_text = vec![(Bytes::from("text"), id(0, 0))];
     assert_eq!(redis.serve_blocked_read(now, b"text", 1, &on_text), None);
+}
+
+#[test]
+fn nomkstream_leaves_a_missing_stream_missing() {
+    let (mut redis, client, now) = (MemoryRedis::new(), ClientId(0), Instant::now());
+    let op = Op::XAdd {
+        create: false,
+        key: "log".into(),
+        id: StreamId::new(1, 1),
+        fields: fields(&["d", "x"]),
+    };
+    assert_eq!(redis.execute(now, client, &op).0, Ok(Reply::Nil));
+    assert_eq!(redis.stream_len(now, b"log"), None);
+    redis
+        .execute(now, client, &add("log", StreamId::new(1, 1), &["d", "x"]))
+        .0
+        .unwrap();
+    let next = Op::XAdd {
+        create: false,
+        key: "log".into(),
+        id: StreamId::new(2, 1),
+        fields: fields(&["d", "y"]),
+    };
+    assert_eq!(
+        redis.execute(now, client, &next).0,
+        Ok(Reply::Data("2-1".into()))
+    );
 }
