@@ -99,12 +99,22 @@ impl Harness {
             }
             if executed.ran && after == Some(id) && before.is_none_or(|b| b < id) {
                 if before.is_none() && existed {
-                    // Made anew: only by the first append of a producer that never
-                    // wrote this log (a new life of the stream id, once the old one
-                    // expired), never by its old writer or a tail.
+                    // Made anew: only in a new life of the stream id, once the old log
+                    // expired: by the first append of a producer that never wrote this
+                    // log, or by a tail's gone end while the sentinel says the new life
+                    // is active (its producer died before its first append); never by
+                    // the old writer, nor a tail for a stream that is done.
                     let old = &self.logs[stream];
+                    let sentinel = crate::model::names(stream).0;
+                    let active = self
+                        .net
+                        .redis
+                        .get_raw(self.now, &sentinel)
+                        .is_some_and(|v| v.as_ref() != b"DONE");
+                    let gone_end = fields.first().is_some_and(|f| f.as_ref() == b"end");
                     assert!(
-                        writer.is_some_and(|w| old.writer != Some(w)),
+                        writer.is_some_and(|w| old.writer != Some(w))
+                            || writer.is_none() && gone_end && active,
                         "{}: an append made the log anew after it had expired or was lost",
                         STREAMS[stream]
                     );
@@ -113,8 +123,10 @@ impl Harness {
                         STREAMS[stream]
                     );
                     let producers = old.producers.clone();
+                    let lapsed_on = old.lapsed_on.clone();
                     self.logs[stream] = crate::durable::StreamLog {
                         producers,
+                        lapsed_on,
                         ..Default::default()
                     };
                 }

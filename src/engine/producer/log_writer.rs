@@ -37,6 +37,9 @@ struct Append {
     /// Waiting for its retry (the flush timer) rather than for a reply; `verify`: the
     /// retry is the `XRANGE` check, not the append.
     waiting: Option<Retry>,
+    /// When it was first sent: a first append sent again may make the log only while
+    /// its first attempt, had it landed, could not have expired yet.
+    first_sent: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +87,8 @@ pub(super) struct LogWriter {
     created: bool,
     /// The log's expiry while it grows: the sentinel's TTL.
     ttl_millis: u64,
+    /// The log's expiry after its end: the replay window.
+    replay_millis: u64,
 }
 
 impl LogWriter {
@@ -113,6 +118,7 @@ impl LogWriter {
             ended: false,
             created: false,
             ttl_millis: config.log_ttl_millis(),
+            replay_millis: config.replay_window_millis(),
         };
         writer.renew_lease(handle, config, out);
         writer
@@ -205,6 +211,7 @@ impl LogWriter {
                 attempts: 0,
                 end: false,
                 waiting: None,
+                first_sent: None,
             },
             out,
         );
@@ -239,10 +246,23 @@ impl LogWriter {
         }
     }
 
-    fn send(&mut self, handle: Handle, append: Append, out: &mut Outbox) {
+    fn send(&mut self, handle: Handle, mut append: Append, out: &mut Outbox) {
+        let now = out.clock().map(|(now, _)| now);
+        if append.first_sent.is_none() {
+            append.first_sent = now;
+        }
+        // Sent again, a first append may make the log only while its first attempt,
+        // had it landed, could not have expired since (a stall longer than the replay
+        // window): a log is never made anew.
+        let fresh = match (append.first_sent, now) {
+            (Some(first), Some(now)) => {
+                now.saturating_duration_since(first) < Duration::from_millis(self.replay_millis)
+            }
+            _ => true,
+        };
         let op = Op::XAdd {
             key: self.log.clone(),
-            create: !self.created,
+            create: !self.created && fresh,
             id: append.id,
             fields: append.fields.clone(),
         };
@@ -294,6 +314,7 @@ impl LogWriter {
                 attempts: 0,
                 end: true,
                 waiting: None,
+                first_sent: None,
             },
             out,
         );
