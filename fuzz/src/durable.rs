@@ -59,6 +59,9 @@ pub struct StreamLog {
     /// (`NOMKSTREAM`): it expired (its replay window passed) or was lost. Only then
     /// may its readers and its producer end with `Vanished`.
     pub expired: bool,
+    /// The id of the first entry Redis accepted into this log (its writer's first
+    /// append, or a gone end).
+    pub first_id: Option<StreamId>,
 }
 
 /// Decodes the entry an `XADD` of `id` with `fields` writes.
@@ -239,6 +242,7 @@ impl Harness {
     /// Redis accepted `entry` into `stream`'s log, from `writer` (a producer) or a tail.
     pub fn on_appended(&mut self, stream: usize, writer: Option<Key>, entry: LogEntry) {
         let log = &mut self.logs[stream];
+        log.first_id.get_or_insert(entry.id());
         if let Some(w) = writer {
             match log.writer {
                 None => log.writer = Some(w),

@@ -444,7 +444,12 @@ pub fn describe(item: &Item) -> String {
             } => {
                 format!("#{} XRANGE {} {start} {end}", c.id.0, text(key))
             }
-            Op::XAdd { key, id, .. } => format!("#{} XADD {} {id}", c.id.0, text(key)),
+            Op::XAdd {
+                key, id, create, ..
+            } => {
+                let flag = if *create { "" } else { " NOMKSTREAM" };
+                format!("#{} XADD {}{flag} {id}", c.id.0, text(key))
+            }
             op => format!("#{} {} {}", c.id.0, op.name(), text(op.routing_key())),
         },
         Item::Reply(id, reply) => format!("reply #{} {reply:?}", id.0),
