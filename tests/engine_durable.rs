@@ -3,11 +3,15 @@
 //! finished stream replayed, positions outside the log, the byte cap, the cost in
 //! writes, and the fallback to pub/sub for a producer without a log.
 
+#[path = "support/sim_producer.rs"]
+mod sim_producer;
+
 use bytes::Bytes;
 use resumable_stream::sim::Sim;
 use resumable_stream::wire::log::{decode_range, LogEnding, LogEntry};
 use resumable_stream::wire::Names;
 use resumable_stream::{Config, Durable, Error, Handle, Op, Position, Role, SkipUnit, StreamId};
+use sim_producer::{producer, push};
 use std::time::Duration;
 
 const MS: Duration = Duration::from_millis(1);
@@ -23,17 +27,15 @@ fn sim(nodes: usize) -> Sim {
     Sim::new(nodes, MS, durable())
 }
 
-fn producer(sim: &mut Sim, id: &str) -> Handle {
-    let handle = sim.engine(0).resumable_stream(id, None);
-    sim.settle();
-    assert_eq!(sim.log(0, handle).role, Some(Role::Producer));
-    handle
-}
-
-fn push(sim: &mut Sim, handle: Handle, chunk: &str) {
-    sim.engine(0)
-        .push_chunk(handle, Bytes::copy_from_slice(chunk.as_bytes()))
-        .unwrap();
+/// A producer of `s` on node 0 that pushed `chunk`, and a reader of it on node 1
+/// following its log.
+fn producer_and_reader(sim: &mut Sim, chunk: &str) -> (Handle, Handle) {
+    let p = producer(sim, "s");
+    push(sim, p, chunk);
+    sim.advance(20 * MS);
+    let r = sim.engine(1).resume_existing_stream("s", None);
+    sim.advance(20 * MS);
+    (p, r)
 }
 
 /// The log of `id`, decoded, as Redis holds it.
@@ -64,11 +66,7 @@ fn chunks_in(entries: &[LogEntry]) -> Vec<u8> {
 #[test]
 fn a_resumer_reads_the_log_live_and_a_late_one_replays_it_whole() {
     let mut sim = sim(2);
-    let p = producer(&mut sim, "s");
-    push(&mut sim, p, "hello ");
-    sim.advance(20 * MS);
-    let live = sim.engine(1).resume_existing_stream("s", None);
-    sim.advance(20 * MS);
+    let (p, live) = producer_and_reader(&mut sim, "hello ");
     for chunk in ["wor", "ld", "!"] {
         push(&mut sim, p, chunk);
         sim.advance(3 * MS);
@@ -182,11 +180,7 @@ fn a_position_before_what_the_log_retains_is_a_typed_error() {
 #[test]
 fn a_dead_producer_leaves_its_log_and_readers_learn_it_within_a_few_heartbeats() {
     let mut sim = sim(3);
-    let p = producer(&mut sim, "s");
-    push(&mut sim, p, "kept ");
-    sim.advance(20 * MS);
-    let attached = sim.engine(1).resume_existing_stream("s", None);
-    sim.advance(20 * MS);
+    let (p, attached) = producer_and_reader(&mut sim, "kept ");
     push(&mut sim, p, "also");
     sim.advance(20 * MS);
     // The producer's process dies: nothing of it reaches Redis any more.
@@ -225,11 +219,7 @@ fn a_dead_producer_leaves_its_log_and_readers_learn_it_within_a_few_heartbeats()
 #[test]
 fn a_stalled_producer_is_fenced_by_redis_once_a_reader_ended_its_log() {
     let mut sim = sim(2);
-    let p = producer(&mut sim, "s");
-    push(&mut sim, p, "one ");
-    sim.advance(20 * MS);
-    let r = sim.engine(1).resume_existing_stream("s", None);
-    sim.advance(20 * MS);
+    let (p, r) = producer_and_reader(&mut sim, "one ");
     // Stalled (cut off) for longer than its lease, then back.
     sim.partition(0, true);
     sim.advance(HEARTBEAT * 8);
@@ -454,11 +444,7 @@ fn an_append_that_met_a_lost_connection_goes_again_without_a_duplicate() {
 #[test]
 fn a_cancel_from_anywhere_ends_the_log_and_its_readers() {
     let mut sim = sim(3);
-    let p = producer(&mut sim, "s");
-    push(&mut sim, p, "partial ");
-    sim.advance(20 * MS);
-    let r = sim.engine(1).resume_existing_stream("s", None);
-    sim.advance(20 * MS);
+    let (p, r) = producer_and_reader(&mut sim, "partial ");
     let cancel = sim.engine(2).cancel("s");
     sim.advance(50 * MS);
     assert!(sim.log(2, cancel).cancelled, "{:?}", sim.log(2, cancel));
@@ -509,11 +495,7 @@ fn the_log_outlives_its_end_by_the_replay_window_at_most_the_sentinel_ttl() {
 #[test]
 fn a_producer_whose_end_was_refused_by_a_gone_end_is_fenced() {
     let mut sim = sim(2);
-    let p = producer(&mut sim, "s");
-    push(&mut sim, p, "a");
-    sim.advance(20 * MS);
-    let r = sim.engine(1).resume_existing_stream("s", None);
-    sim.advance(20 * MS);
+    let (p, r) = producer_and_reader(&mut sim, "a");
     sim.partition(0, true);
     sim.engine(0).finish(p).unwrap();
     sim.advance(HEARTBEAT * 8);
@@ -546,11 +528,7 @@ fn a_late_gone_end_does_not_make_an_expired_log_anew() {
     let config =
         durable().with_durable(Durable::default().with_replay_window(Duration::from_secs(1)));
     let mut sim = Sim::new(2, MS, config);
-    let p = producer(&mut sim, "s");
-    push(&mut sim, p, "a");
-    sim.advance(20 * MS);
-    let r = sim.engine(1).resume_existing_stream("s", None);
-    sim.advance(20 * MS);
+    let (p, r) = producer_and_reader(&mut sim, "a");
     sim.partition(1, true);
     sim.engine(0).finish(p).unwrap();
     sim.advance(Duration::from_secs(2));
@@ -578,11 +556,7 @@ fn a_fenced_producer_does_not_write_again_once_the_log_expired() {
     let config =
         durable().with_durable(Durable::default().with_replay_window(Duration::from_secs(1)));
     let mut sim = Sim::new(2, MS, config);
-    let p = producer(&mut sim, "s");
-    push(&mut sim, p, "a");
-    sim.advance(20 * MS);
-    let r = sim.engine(1).resume_existing_stream("s", None);
-    sim.advance(20 * MS);
+    let (p, r) = producer_and_reader(&mut sim, "a");
     sim.partition(0, true);
     push(&mut sim, p, "b");
     sim.advance(Duration::from_millis(1450));

@@ -2,6 +2,9 @@
 //! library's own suite, and the invariants it leaves unchecked, in deterministic
 //! virtual time.
 
+#[path = "support/sim_producer.rs"]
+mod sim_producer;
+
 use bytes::Bytes;
 use resumable_stream::sim::Sim;
 use resumable_stream::skip::catch_up;
@@ -9,26 +12,13 @@ use resumable_stream::{
     CommandId, Config, Error, Event, Handle, PubSubState, Reply, ReplyError, Role, SkipUnit,
     StreamState,
 };
+use sim_producer::{producer, push};
 use std::time::Duration;
 
 const MS: Duration = Duration::from_millis(1);
 
 fn sim(nodes: usize) -> Sim {
     Sim::new(nodes, MS, Config::default())
-}
-
-/// Starts a producer of `id` on node 0 and returns its handle, checked.
-fn producer(sim: &mut Sim, id: &str) -> Handle {
-    let handle = sim.engine(0).resumable_stream(id, None);
-    sim.settle();
-    assert_eq!(sim.log(0, handle).role, Some(Role::Producer));
-    handle
-}
-
-fn push(sim: &mut Sim, handle: Handle, chunk: &str) {
-    sim.engine(0)
-        .push_chunk(handle, Bytes::copy_from_slice(chunk.as_bytes()))
-        .unwrap();
 }
 
 /// Node `node`'s pub/sub connection drops (and what it would have received is lost).
