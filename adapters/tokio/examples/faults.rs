@@ -150,6 +150,29 @@ async fn in_process(
     endings
 }
 
+/// One in-process fault's row: `streams` streams on `store` (in durable mode or not),
+/// `fault` injected mid-stream, every reader judged against `promise`.
+async fn in_process_row(
+    fault_name: &'static str,
+    promise: Promise,
+    streams: usize,
+    mut store: Store,
+    durable: bool,
+    fault: impl FnOnce(&mut Store),
+) -> Row {
+    let started = Instant::now();
+    let endings = in_process(streams, &mut store, durable, fault).await;
+    Row::new(fault_name, promise, &endings, started.elapsed())
+}
+
+/// `CLIENT KILL` of every pub/sub and every normal connection of the store's server.
+fn drop_connections(store: &mut Store) {
+    if let Some(server) = store.redis_server() {
+        redis_cli(server.port, &["CLIENT", "KILL", "TYPE", "pubsub"]);
+        redis_cli(server.port, &["CLIENT", "KILL", "TYPE", "normal"]);
+    }
+}
+
 fn redis_cli(port: u16, args: &[&str]) {
     let _ = Command::new("redis-cli")
         .args(["-p", &port.to_string()])
@@ -311,49 +334,48 @@ async fn main() {
         .filter(|path| path.exists());
     let mut rows = Vec::new();
 
-    let started = Instant::now();
-    let mut store = Store::redis();
-    let endings = in_process(streams, &mut store, false, |store| {
-        if let Some(server) = store.redis_server() {
-            let port = server.port;
-            server.kill();
-            std::thread::sleep(Duration::from_millis(300));
-            *server = RedisServer::start_on(port);
-        }
-    })
-    .await;
-    rows.push(Row::new(
-        "redis restart",
-        Promise::ByteExact,
-        &endings,
-        started.elapsed(),
-    ));
-
-    let started = Instant::now();
-    let mut store = Store::redis();
-    let endings = in_process(streams, &mut store, false, |store| {
-        if let Some(server) = store.redis_server() {
-            redis_cli(server.port, &["CLIENT", "KILL", "TYPE", "pubsub"]);
-            redis_cli(server.port, &["CLIENT", "KILL", "TYPE", "normal"]);
-        }
-    })
-    .await;
-    rows.push(Row::new(
-        "connections dropped",
-        Promise::ByteExact,
-        &endings,
-        started.elapsed(),
-    ));
-
-    let started = Instant::now();
-    let mut store = Store::redis();
-    let endings = in_process(streams, &mut store, false, |store| flood(store, streams)).await;
-    rows.push(Row::new(
-        "malformed flood (5000 messages)",
-        Promise::ByteExact,
-        &endings,
-        started.elapsed(),
-    ));
+    rows.push(
+        in_process_row(
+            "redis restart",
+            Promise::ByteExact,
+            streams,
+            Store::redis(),
+            false,
+            |store| {
+                if let Some(server) = store.redis_server() {
+                    let port = server.port;
+                    server.kill();
+                    std::thread::sleep(Duration::from_millis(300));
+                    *server = RedisServer::start_on(port);
+                }
+            },
+        )
+        .await,
+    );
+    let dropped = "connections dropped";
+    rows.push(
+        in_process_row(
+            dropped,
+            Promise::ByteExact,
+            streams,
+            Store::redis(),
+            false,
+            drop_connections,
+        )
+        .await,
+    );
+    let flooded = "malformed flood (5000 messages)";
+    rows.push(
+        in_process_row(
+            flooded,
+            Promise::ByteExact,
+            streams,
+            Store::redis(),
+            false,
+            |store| flood(store, streams),
+        )
+        .await,
+    );
 
     let gone = Promise::ProducerGoneWithin(HEARTBEAT * 3 + LIVENESS_SLACK);
     let started = Instant::now();

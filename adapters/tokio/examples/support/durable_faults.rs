@@ -2,8 +2,8 @@
 //! contexts, and durable producer processes killed while resumers read their logs.
 
 use super::{
-    chunks, context, in_process, judge, Ending, Promise, Row, HEARTBEAT, LIVENESS_SLACK,
-    START_BOUND,
+    chunks, context, drop_connections, in_process_row, judge, Ending, Promise, Row, HEARTBEAT,
+    LIVENESS_SLACK, START_BOUND,
 };
 use resumable_stream_testkit::durable::logged;
 use resumable_stream_testkit::{free_port, RedisServer, ServerOptions, Store};
@@ -20,68 +20,30 @@ const KILLED: usize = 10;
 pub async fn rows(streams: usize, cli: Option<&Path>) -> Vec<Row> {
     let mut rows = Vec::new();
 
-    let started = Instant::now();
     let options = ServerOptions {
         appendonly: true,
         ..ServerOptions::default()
     };
-    let mut store = Store::Redis(RedisServer::start_with(free_port(), options));
-    let endings = in_process(streams, &mut store, true, |store| {
-        if let Some(server) = store.redis_server() {
-            // SIGKILL, then the same port and files: Redis reloads its AOF.
-            server.restart();
-        }
-    })
-    .await;
-    rows.push(Row::new(
-        "durable: redis restarted from its AOF",
-        Promise::ByteExact,
-        &endings,
-        started.elapsed(),
-    ));
-
-    let started = Instant::now();
-    let mut store = Store::redis();
-    let endings = in_process(streams, &mut store, true, |store| {
-        if let Some(server) = store.redis_server() {
-            for kind in ["pubsub", "normal"] {
-                let _ = Command::new("redis-cli")
-                    .args([
-                        "-p",
-                        &server.port.to_string(),
-                        "CLIENT",
-                        "KILL",
-                        "TYPE",
-                        kind,
-                    ])
-                    .stdout(Stdio::null())
-                    .status();
-            }
-        }
-    })
-    .await;
-    rows.push(Row::new(
-        "durable: connections dropped",
-        Promise::ByteExact,
-        &endings,
-        started.elapsed(),
-    ));
-
-    let started = Instant::now();
-    let mut store = Store::redis();
-    let endings = in_process(streams, &mut store, true, |store| {
-        if let Some(server) = store.redis_server() {
-            // Without persistence: the logs, leases and sentinels are gone.
-            server.restart();
-        }
-    })
-    .await;
-    rows.push(Row::new(
-        "durable: redis restarted empty (no persistence)",
-        Promise::ExactOrTypedError,
-        &endings,
-        started.elapsed(),
-    ));
+    let aof = Store::Redis(RedisServer::start_with(free_port(), options));
+    let restarted = "durable: redis restarted from its AOF";
+    // SIGKILL, then the same port and files: Redis reloads its AOF.
+    rows.push(in_process_row(restarted, Promise::ByteExact, streams, aof, true, restart).await);
+    let dropped = "durable: connections dropped";
+    rows.push(
+        in_process_row(
+            dropped,
+            Promise::ByteExact,
+            streams,
+            Store::redis(),
+            true,
+            drop_connections,
+        )
+        .await,
+    );
+    // Without persistence: the logs, leases and sentinels are gone.
+    let emptied = "durable: redis restarted empty (no persistence)";
+    let promise = Promise::ExactOrTypedError;
+    rows.push(in_process_row(emptied, promise, streams, Store::redis(), true, restart).await);
 
     let started = Instant::now();
     let endings = match cli {
@@ -95,6 +57,13 @@ pub async fn rows(streams: usize, cli: Option<&Path>) -> Vec<Row> {
         started.elapsed(),
     ));
     rows
+}
+
+/// The store's server killed (SIGKILL) and started again on its port and files.
+fn restart(store: &mut Store) {
+    if let Some(server) = store.redis_server() {
+        server.restart();
+    }
 }
 
 /// Durable producers as CLI children, killed mid-stream while their chunks flow; one
