@@ -349,6 +349,7 @@ mod tests {
         let thread = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(50));
             writer.run(&Op::XAdd {
+                create: true,
                 key: Bytes::from_static(b"s"),
                 id: StreamId::new(1, 0),
                 fields: vec![Bytes::from_static(b"f"), Bytes::from_static(b"v")],

@@ -20,6 +20,7 @@ fn a_parked_read_never_misses_an_entry() {
             let backend = backend.clone();
             thread::spawn(move || {
                 let xadd = Op::XAdd {
+                    create: true,
                     key: Bytes::from_static(b"s"),
                     id: StreamId::new(1, 0),
                     fields: vec![Bytes::from_static(b"f"), Bytes::from_static(b"v")],
