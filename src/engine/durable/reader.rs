@@ -258,7 +258,7 @@ impl LogReader {
         self.start_reading(out);
         let full = entries.len() as u64 >= config.durable().map_or(512, |d| d.read_count());
         let last = entries.last().map(LogEntry::id);
-        if let Some(next) = self.take(entries, out) {
+        if let Some(next) = self.take(&entries, out) {
             return Wants::Next(next);
         }
         match last {
@@ -279,7 +279,7 @@ impl LogReader {
                 // Caught up with the tail: what it delivered meanwhile follows.
                 self.phase = Phase::Following;
                 let buffered = std::mem::take(&mut self.buffered);
-                match self.take(buffered, out) {
+                match self.take(&buffered, out) {
                     Some(next) => Wants::Next(next),
                     None => Wants::Nothing,
                 }
@@ -333,7 +333,7 @@ impl LogReader {
         out: &mut Outbox,
     ) -> Option<Next> {
         match self.phase {
-            Phase::Following => self.take(entries.to_vec(), out),
+            Phase::Following => self.take(entries, out),
             _ => {
                 self.buffered.extend_from_slice(entries);
                 None
@@ -342,10 +342,16 @@ impl LogReader {
     }
 
     /// Delivers `entries`; `Some` once the stream ended for this reader.
-    fn take(&mut self, entries: Vec<LogEntry>, out: &mut Outbox) -> Option<Next> {
+    /// Borrowed: a tail hands every one of its readers the same entries, and each
+    /// takes only the chunks it needs (shared `Bytes`, no copy).
+    fn take(&mut self, entries: &[LogEntry], out: &mut Outbox) -> Option<Next> {
         for entry in entries {
             match entry {
-                LogEntry::Chunks { id, first, chunks } => {
+                &LogEntry::Chunks {
+                    id,
+                    first,
+                    ref chunks,
+                } => {
                     if self.last_id.is_some_and(|last| id <= last) {
                         continue;
                     }
@@ -359,12 +365,14 @@ impl LogReader {
                     }
                     self.last_id = Some(id);
                     let skip = usize::try_from(self.position - first).unwrap_or(usize::MAX);
-                    for chunk in chunks.into_iter().skip(skip) {
+                    for chunk in chunks.iter().skip(skip) {
                         self.position += 1;
-                        self.deliver(chunk, out);
+                        self.deliver(chunk.clone(), out);
                     }
                 }
-                LogEntry::End { ending, next } => return Some(self.finish(ending, next, out)),
+                LogEntry::End { ending, next } => {
+                    return Some(self.finish(ending.clone(), *next, out))
+                }
             }
         }
         None
