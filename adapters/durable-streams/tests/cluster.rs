@@ -6,34 +6,16 @@
 //! master than its source; and a stream made by `resumable_stream` in durable mode whose
 //! appends are refused while its lease (in another slot) lives.
 
+mod support;
+
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{HeaderMap, Request, StatusCode};
-use http_body_util::BodyExt;
-use resumable_stream::wire::log::{decode_range, LogEntry};
-use resumable_stream::Reply;
+use axum::http::StatusCode;
 use resumable_stream_durable_streams::{router, Config, RedisStore};
 use resumable_stream_testkit::RedisCluster;
-use tower::ServiceExt;
+use support::{log_key, offset, req, send, PREFIX};
 
-const PREFIX: &str = "resumable-stream";
 const MASTERS: usize = 3;
-
-async fn send(app: &axum::Router, req: Request<Body>) -> (StatusCode, HeaderMap, Vec<u8>) {
-    let response = app.clone().oneshot(req).await.expect("infallible");
-    let (parts, body) = response.into_parts();
-    let bytes = body.collect().await.expect("body").to_bytes();
-    (parts.status, parts.headers, bytes.to_vec())
-}
-
-fn req(method: &str, uri: &str, headers: &[(&str, &str)], body: &str) -> Request<Body> {
-    let mut builder = Request::builder().method(method).uri(uri);
-    for (name, value) in headers {
-        builder = builder.header(*name, *value);
-    }
-    builder.body(Body::from(body.to_owned())).expect("request")
-}
 
 async fn app(cluster: &RedisCluster) -> axum::Router {
     let store = RedisStore::connect_cluster(&cluster.urls(), PREFIX)
@@ -44,14 +26,6 @@ async fn app(cluster: &RedisCluster) -> axum::Router {
         ..Config::default()
     };
     router(store, config)
-}
-
-fn offset(chunks: u64) -> String {
-    format!("{:016}_{chunks:016}", 0)
-}
-
-fn log_key(id: &str) -> String {
-    format!("{PREFIX}:rs:log:{id}")
 }
 
 /// The first id `{stem}{n}` whose log key lands on master `node`.
@@ -66,36 +40,7 @@ fn id_on(cluster: &RedisCluster, stem: &str, node: usize) -> String {
 /// order.
 fn log_chunks(cluster: &RedisCluster, id: &str) -> Vec<String> {
     let key = log_key(id);
-    let value: redis::Value = redis::cmd("XRANGE")
-        .arg(&key)
-        .arg("-")
-        .arg("+")
-        .query(&mut cluster.connection_for(key.as_bytes()))
-        .expect("XRANGE on the log's master");
-    let entries = decode_range(&to_reply(value)).expect("our log format");
-    let mut chunks = Vec::new();
-    for entry in entries {
-        if let LogEntry::Chunks {
-            first, chunks: c, ..
-        } = entry
-        {
-            assert_eq!(first, chunks.len() as u64, "no gap, no repeat");
-            chunks.extend(c.iter().map(|b| String::from_utf8_lossy(b).into_owned()));
-        }
-    }
-    chunks
-}
-
-fn to_reply(value: redis::Value) -> Reply {
-    match value {
-        redis::Value::Nil => Reply::Nil,
-        redis::Value::Int(n) => Reply::Integer(n),
-        redis::Value::BulkString(b) => Reply::Data(b.into()),
-        redis::Value::SimpleString(s) => Reply::Data(s.into_bytes().into()),
-        redis::Value::Okay => Reply::Data("OK".into()),
-        redis::Value::Array(items) => Reply::Array(items.into_iter().map(to_reply).collect()),
-        other => panic!("unexpected reply {other:?}"),
-    }
+    support::log_chunks(&mut cluster.connection_for(key.as_bytes()), &key)
 }
 
 /// Whether master `node` itself holds `key` (a plain connection: a key of another

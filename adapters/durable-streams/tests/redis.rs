@@ -3,35 +3,17 @@
 //! appends while its producer's lease is live; two routers on one Redis (as two `serve`
 //! processes) sharing streams, their concurrent appends ordered and exactly once.
 
+mod support;
+
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{HeaderMap, Request, StatusCode};
+use axum::http::StatusCode;
 use futures_util::StreamExt;
-use http_body_util::BodyExt;
-use resumable_stream::wire::log::{decode_range, LogEntry};
-use resumable_stream::{Config as EngineConfig, Durable, Reply};
+use resumable_stream::{Config as EngineConfig, Durable};
 use resumable_stream_durable_streams::{router, Config, RedisStore};
 use resumable_stream_testkit::RedisServer;
 use resumable_stream_tokio::ResumableStreamContext;
-use tower::ServiceExt;
-
-const PREFIX: &str = "resumable-stream";
-
-async fn send(app: &axum::Router, req: Request<Body>) -> (StatusCode, HeaderMap, Vec<u8>) {
-    let response = app.clone().oneshot(req).await.expect("infallible");
-    let (parts, body) = response.into_parts();
-    let bytes = body.collect().await.expect("body").to_bytes();
-    (parts.status, parts.headers, bytes.to_vec())
-}
-
-fn req(method: &str, uri: &str, headers: &[(&str, &str)], body: &str) -> Request<Body> {
-    let mut builder = Request::builder().method(method).uri(uri);
-    for (name, value) in headers {
-        builder = builder.header(*name, *value);
-    }
-    builder.body(Body::from(body.to_owned())).expect("request")
-}
+use support::{log_key, offset, req, send, PREFIX};
 
 async fn app(server: &RedisServer) -> axum::Router {
     let store = RedisStore::connect(&server.url(), PREFIX)
@@ -43,10 +25,6 @@ async fn app(server: &RedisServer) -> axum::Router {
         ..Config::default()
     };
     router(store, config)
-}
-
-fn offset(chunks: u64) -> String {
-    format!("{:016}_{chunks:016}", 0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -166,37 +144,7 @@ async fn a_durable_resumable_stream_reads_over_the_protocol_and_refuses_appends(
 
 /// The log as Redis holds it: every entry `{after}-{count}`, chunks in order.
 fn log_chunks(server: &RedisServer, id: &str) -> Vec<String> {
-    let mut conn = server.connection();
-    let value: redis::Value = redis::cmd("XRANGE")
-        .arg(format!("{PREFIX}:rs:log:{id}"))
-        .arg("-")
-        .arg("+")
-        .query(&mut conn)
-        .expect("XRANGE");
-    let entries = decode_range(&to_reply(value)).expect("our log format");
-    let mut chunks = Vec::new();
-    for entry in entries {
-        if let LogEntry::Chunks {
-            first, chunks: c, ..
-        } = entry
-        {
-            assert_eq!(first, chunks.len() as u64, "no gap, no repeat");
-            chunks.extend(c.iter().map(|b| String::from_utf8_lossy(b).into_owned()));
-        }
-    }
-    chunks
-}
-
-fn to_reply(value: redis::Value) -> Reply {
-    match value {
-        redis::Value::Nil => Reply::Nil,
-        redis::Value::Int(n) => Reply::Integer(n),
-        redis::Value::BulkString(b) => Reply::Data(b.into()),
-        redis::Value::SimpleString(s) => Reply::Data(s.into_bytes().into()),
-        redis::Value::Okay => Reply::Data("OK".into()),
-        redis::Value::Array(items) => Reply::Array(items.into_iter().map(to_reply).collect()),
-        other => panic!("unexpected reply {other:?}"),
-    }
+    support::log_chunks(&mut server.connection(), &log_key(id))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -31,19 +31,27 @@ fn log_key(id: &str) -> String {
 /// # Panics
 /// When the key is not a log of ours.
 pub fn logged(connection: &mut redis::Connection, id: &str) -> Vec<u8> {
-    let value: redis::Value = redis::cmd("XRANGE")
-        .arg(log_key(id))
-        .arg("-")
-        .arg("+")
-        .query(connection)
-        .expect("XRANGE");
     let mut data = Vec::new();
-    for entry in decode_range(&to_reply(value)).expect("a log of ours") {
+    for entry in log_entries(connection, &log_key(id)) {
         if let LogEntry::Chunks { chunks, .. } = entry {
             chunks.iter().for_each(|c| data.extend_from_slice(c));
         }
     }
     data
+}
+
+/// Every entry of the log at `key`, decoded, as Redis holds it (`XRANGE key - +`).
+///
+/// # Panics
+/// When the key is not a log of ours.
+pub fn log_entries(connection: &mut redis::Connection, key: &str) -> Vec<LogEntry> {
+    let value: redis::Value = redis::cmd("XRANGE")
+        .arg(key)
+        .arg("-")
+        .arg("+")
+        .query(connection)
+        .expect("XRANGE");
+    decode_range(&to_reply(value)).expect("a log of ours")
 }
 
 /// A redis-rs value in the engine's neutral shape.
