@@ -181,25 +181,27 @@ fn redis_cli(port: u16, args: &[&str]) {
         .status();
 }
 
-/// Producers as child processes of the CLI, killed mid-stream (their sources are held
-/// open for a minute, so none can end first); readers in process, read from the start
-/// so that each error is timed as it arrives.
-async fn killed_producers(streams: usize, server: &RedisServer, cli: &Path) -> Vec<Ending> {
-    let dir = std::env::temp_dir().join(format!("rs-faults-{}", std::process::id()));
+/// `streams` producers of the streams `{stem}0`, `{stem}1`, ... as child processes of
+/// the CLI (with `extra` arguments), their sources held open for a minute so that none
+/// can end before it is killed; and the chunks file they produce, in `dir`.
+fn spawn_producers(
+    cli: &Path,
+    url: &str,
+    stem: &str,
+    extra: &[&str],
+    streams: usize,
+) -> (Vec<Child>, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("rs-faults-{stem}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let file = dir.join("chunks.json");
     std::fs::write(&file, serde_json::to_string(&chunks(0)).expect("json")).expect("chunks file");
     let heartbeat_ms = HEARTBEAT.as_millis().to_string();
-    let mut children: Vec<Child> = (0..streams)
+    let children = (0..streams)
         .map(|s| {
             Command::new(cli)
-                .args([
-                    "produce",
-                    "--redis",
-                    &server.url(),
-                    "--id",
-                    &format!("k{s}"),
-                ])
+                .arg("produce")
+                .args(extra)
+                .args(["--redis", url, "--id", &format!("{stem}{s}")])
                 .args(["--chunks", file.to_str().unwrap_or_default()])
                 .args(["--delay-ms", "50", "--hold-ms", "60000"])
                 .args(["--heartbeat-ms", &heartbeat_ms])
@@ -209,30 +211,12 @@ async fn killed_producers(streams: usize, server: &RedisServer, cli: &Path) -> V
                 .expect("the resumable-stream CLI (cargo build -p resumable-stream-cli)")
         })
         .collect();
-    let b = context(&server.url(), false).await;
-    let mut judging = Vec::new();
-    for s in 0..streams {
-        let id = format!("k{s}");
-        let started = Instant::now();
-        let resumer = loop {
-            if let Ok(resumable_stream_tokio::Resumed::Stream(r)) =
-                b.resume_existing_stream(&id, None).await
-            {
-                break r;
-            }
-            assert!(
-                started.elapsed() < START_BOUND,
-                "producer {s} never started"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
-        judging.push(tokio::spawn(judge(
-            resumer,
-            chunks(0).concat().into_bytes(),
-        )));
-    }
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    let killed_at: Vec<Instant> = children
+    (children, dir)
+}
+
+/// SIGKILLs every child; when each was killed.
+fn kill_all(children: &mut [Child]) -> Vec<Instant> {
+    let killed_at = children
         .iter_mut()
         .map(|child| {
             let at = Instant::now();
@@ -240,9 +224,47 @@ async fn killed_producers(streams: usize, server: &RedisServer, cli: &Path) -> V
             at
         })
         .collect();
-    for child in &mut children {
+    for child in children {
         let _ = child.wait();
     }
+    killed_at
+}
+
+/// A resumer of `id`, once its producer made it exist.
+async fn resume(
+    context: &ResumableStreamContext,
+    id: &str,
+) -> resumable_stream_tokio::ResumableStream {
+    let started = Instant::now();
+    loop {
+        if let Ok(resumable_stream_tokio::Resumed::Stream(reader)) =
+            context.resume_existing_stream(id, None).await
+        {
+            return reader;
+        }
+        assert!(
+            started.elapsed() < START_BOUND,
+            "producer {id} never started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Producers as child processes of the CLI, killed mid-stream; readers in process, read
+/// from the start so that each error is timed as it arrives.
+async fn killed_producers(streams: usize, server: &RedisServer, cli: &Path) -> Vec<Ending> {
+    let (mut children, dir) = spawn_producers(cli, &server.url(), "k", &[], streams);
+    let b = context(&server.url(), false).await;
+    let mut judging = Vec::new();
+    for s in 0..streams {
+        let resumer = resume(&b, &format!("k{s}")).await;
+        judging.push(tokio::spawn(judge(
+            resumer,
+            chunks(0).concat().into_bytes(),
+        )));
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let killed_at = kill_all(&mut children);
     let mut endings = Vec::new();
     for (judged, killed_at) in judging.into_iter().zip(killed_at) {
         let ending = judged.await.expect("judge");

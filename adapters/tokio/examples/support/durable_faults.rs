@@ -2,14 +2,12 @@
 //! contexts, and durable producer processes killed while resumers read their logs.
 
 use super::{
-    chunks, context, drop_connections, in_process_row, judge, Ending, Promise, Row, HEARTBEAT,
-    LIVENESS_SLACK, START_BOUND,
+    chunks, context, drop_connections, in_process_row, judge, kill_all, resume, spawn_producers,
+    Ending, Promise, Row, HEARTBEAT, LIVENESS_SLACK,
 };
 use resumable_stream_testkit::durable::logged;
 use resumable_stream_testkit::{free_port, RedisServer, ServerOptions, Store};
-use resumable_stream_tokio::Resumed;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// How many durable producer processes are killed; as many readers start after the
@@ -70,25 +68,7 @@ fn restart(store: &mut Store) {
 /// resumer each attached before the kill, one started right after it.
 async fn killed_producers(streams: usize, cli: &Path) -> Vec<Ending> {
     let server = RedisServer::start();
-    let dir = std::env::temp_dir().join(format!("rs-faults-durable-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let file = dir.join("chunks.json");
-    std::fs::write(&file, serde_json::to_string(&chunks(0)).expect("json")).expect("chunks file");
-    let heartbeat_ms = HEARTBEAT.as_millis().to_string();
-    let mut children: Vec<Child> = (0..streams)
-        .map(|s| {
-            Command::new(cli)
-                .args(["produce", "--durable", "--redis", &server.url()])
-                .args(["--id", &format!("d{s}")])
-                .args(["--chunks", file.to_str().unwrap_or_default()])
-                .args(["--delay-ms", "50", "--hold-ms", "60000"])
-                .args(["--heartbeat-ms", &heartbeat_ms])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("the resumable-stream CLI (cargo build -p resumable-stream-cli)")
-        })
-        .collect();
+    let (mut children, dir) = spawn_producers(cli, &server.url(), "d", &["--durable"], streams);
     let b = context(&server.url(), true).await;
     let expected = chunks(0).concat().into_bytes();
     let mut judging = Vec::new();
@@ -98,17 +78,7 @@ async fn killed_producers(streams: usize, cli: &Path) -> Vec<Ending> {
     }
     // Mid-stream: 40 chunks at 50 ms take 2 s.
     tokio::time::sleep(Duration::from_millis(800)).await;
-    let killed_at: Vec<Instant> = children
-        .iter_mut()
-        .map(|child| {
-            let at = Instant::now();
-            child.kill().expect("SIGKILL a producer");
-            at
-        })
-        .collect();
-    for child in &mut children {
-        let _ = child.wait();
-    }
+    let killed_at = kill_all(&mut children);
     // Readers that come after the kill, on a context of their own.
     let c = context(&server.url(), true).await;
     for s in 0..streams {
@@ -126,22 +96,4 @@ async fn killed_producers(streams: usize, cli: &Path) -> Vec<Ending> {
     }
     let _ = std::fs::remove_dir_all(&dir);
     endings
-}
-
-/// A resumer of `id`, once its producer made it exist.
-async fn resume(
-    context: &resumable_stream_tokio::ResumableStreamContext,
-    id: &str,
-) -> resumable_stream_tokio::ResumableStream {
-    let started = Instant::now();
-    loop {
-        if let Ok(Resumed::Stream(reader)) = context.resume_existing_stream(id, None).await {
-            return reader;
-        }
-        assert!(
-            started.elapsed() < START_BOUND,
-            "producer {id} never started"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
